@@ -1,0 +1,1454 @@
+//! The validated configuration: what the rest of mcp-edge runs on.
+//!
+//! Values here cannot be wrong in the ways the spec layer can: durations are
+//! [`Duration`]s inside their ranges, counts are [`NonZeroU32`], URLs are parsed, CIDRs
+//! and domains normalized, relative paths made absolute. Spans are kept only where a
+//! later stage (the router's boundary checks) may still need to point into the file.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use toml::Spanned;
+use url::Url;
+
+use crate::diag::{Diagnostic, Span};
+use crate::duration::HumanDuration;
+use crate::secret::{MaybeSecret, SecretRef};
+use crate::spec::{
+    self, Boundary, BreakerSpec, ConcurrencySpec, PoliciesSpec, Protocol, RateLimitSpec, RetrySpec,
+    RouteSpec, RoutesSpec,
+};
+
+/// The default listener for agents.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The default admin listener (health, metrics): loopback only.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9090";
+/// The default separator between a route prefix and a tool name.
+pub const DEFAULT_SEPARATOR: &str = "__";
+
+/// A validated routes file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The gateway's listeners and naming.
+    pub gateway: Gateway,
+    /// What counts as trusted.
+    pub trust: Trust,
+    /// Agents and their grants.
+    pub clients: Vec<Client>,
+    /// The tool servers, in file order.
+    pub routes: Vec<Route>,
+    /// The routes file's directory; relative paths were resolved against it.
+    pub base_dir: PathBuf,
+}
+
+/// `[gateway]`.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    /// Where agents connect.
+    pub listen: Listener,
+    /// Where health and metrics are served.
+    pub admin: SocketAddr,
+    /// Where `admin` was written, if it was.
+    pub admin_span: Option<Span>,
+    /// Between a route prefix and a tool name.
+    pub name_separator: String,
+}
+
+/// A listener for agents.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// The socket address.
+    pub addr: SocketAddr,
+    /// Where it was written, if it was.
+    pub span: Option<Span>,
+    /// The boundary the file declares, if any.
+    pub declared: Option<Declared>,
+    /// TLS, if configured.
+    pub tls: Option<ListenerTls>,
+}
+
+/// A boundary written in the file rather than inferred.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declared {
+    /// The declared boundary.
+    pub boundary: Boundary,
+    /// Where it was written.
+    pub span: Span,
+    /// The opt-in that allows it to be looser than the facts, with its reason.
+    pub override_reason: Option<String>,
+}
+
+/// `[gateway.tls]`.
+#[derive(Debug, Clone)]
+pub struct ListenerTls {
+    /// Where the `tls` table was written.
+    pub span: Span,
+    /// Certificate chain file.
+    pub cert: PathBuf,
+    /// Private key file.
+    pub key: PathBuf,
+    /// Client CA bundle; requires client certificates when set.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// `[boundaries]`, normalized.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    /// Trusted networks.
+    pub networks: Vec<IpNet>,
+    /// Trusted DNS suffixes, lowercase ASCII (IDNs in punycode), without leading or
+    /// trailing dots. A suffix matches itself and every name under it, on label boundaries.
+    pub domains: Vec<String>,
+}
+
+/// `[[clients]]`.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The client's name.
+    pub name: String,
+    /// Where its bearer token lives.
+    pub token: SecretRef,
+    /// Where the token reference was written.
+    pub token_span: Span,
+    /// The routes it may use.
+    pub routes: Grant,
+}
+
+/// Which routes a client may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    /// Every route (`routes = ["*"]`).
+    All,
+    /// The named routes.
+    Only(Vec<String>),
+}
+
+impl Grant {
+    /// Whether the grant includes `route`.
+    pub fn allows(&self, route: &str) -> bool {
+        match self {
+            Grant::All => true,
+            Grant::Only(routes) => routes.iter().any(|r| r == route),
+        }
+    }
+}
+
+/// `[[route]]`.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Unique name.
+    pub name: String,
+    /// Where the name was written.
+    pub name_span: Span,
+    /// Where the tool server is.
+    pub endpoint: Endpoint,
+    /// Where the endpoint was written.
+    pub endpoint_span: Span,
+    /// The boundary the file declares, if any.
+    pub declared: Option<Declared>,
+    /// TLS to the tool server.
+    pub tls: Option<UpstreamTls>,
+    /// Credentials to the tool server.
+    pub auth: UpstreamAuth,
+    /// The transport hint and where it was written.
+    pub protocol: Protocol,
+    /// Where `protocol` was written.
+    pub protocol_span: Option<Span>,
+    /// Tool naming in the aggregated server.
+    pub naming: Naming,
+    /// Certificate-expiry thresholds.
+    pub cert_expiry: CertExpiry,
+    /// Effective policies: the route's keys over `[defaults]` over built-in defaults.
+    pub policies: Policies,
+}
+
+/// Where a tool server is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A child process spoken to over stdio.
+    Command(Command),
+    /// A URL with a scheme.
+    Url(Url),
+    /// `host:port`; the scheme follows from the boundary.
+    Address {
+        /// The host, normalized as a URL host would be.
+        host: url::Host,
+        /// The port.
+        port: u16,
+    },
+}
+
+/// A child process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    /// The program (a path, or a name looked up in `PATH`).
+    pub program: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Environment variables set for it.
+    pub env: BTreeMap<String, MaybeSecret>,
+    /// Its working directory, absolute.
+    pub cwd: Option<PathBuf>,
+}
+
+/// TLS to a tool server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// Where the `tls` table was written.
+    pub span: Span,
+    /// CA bundle, instead of the platform's roots.
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key for mTLS.
+    pub client_identity: Option<(PathBuf, PathBuf)>,
+    /// The name to verify instead of the URL's host.
+    pub server_name: Option<String>,
+    /// Verification switched off.
+    pub insecure_skip_verify: bool,
+    /// Where `insecure_skip_verify` was written, if it was.
+    pub insecure_span: Option<Span>,
+}
+
+/// Credentials sent to a tool server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamAuth {
+    /// Where the `auth` table was written.
+    pub span: Option<Span>,
+    /// `Authorization: Bearer …`.
+    pub bearer: Option<SecretRef>,
+    /// Extra headers, names lowercase.
+    pub headers: BTreeMap<String, MaybeSecret>,
+}
+
+impl UpstreamAuth {
+    /// True when nothing is configured.
+    pub fn is_empty(&self) -> bool {
+        self.bearer.is_none() && self.headers.is_empty()
+    }
+}
+
+/// How a route's tools are named and filtered in the aggregated server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Naming {
+    /// The prefix; empty for none.
+    pub prefix: String,
+    /// Where the prefix came from (the `prefix` key, or else the route's name).
+    pub prefix_span: Span,
+    /// Only tools matching one of these (all when empty).
+    pub include: Vec<Glob>,
+    /// Tools matching one of these are hidden.
+    pub exclude: Vec<Glob>,
+}
+
+impl Naming {
+    /// Whether a tool of this route is exposed.
+    pub fn exposes(&self, tool: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|g| g.matches(tool)))
+            && !self.exclude.iter().any(|g| g.matches(tool))
+    }
+}
+
+/// A glob where `*` matches any run of characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Glob(String);
+
+impl Glob {
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `text` matches the whole pattern.
+    pub fn matches(&self, text: &str) -> bool {
+        let mut parts = self.0.split('*');
+        let first = parts.next().unwrap_or_default();
+        let Some(mut rest) = text.strip_prefix(first) else {
+            return false;
+        };
+        let parts: Vec<&str> = parts.collect();
+        let Some((last, middle)) = parts.split_last() else {
+            return rest.is_empty();
+        };
+        for part in middle {
+            match rest.find(part) {
+                Some(i) => rest = &rest[i + part.len()..],
+                None => return false,
+            }
+        }
+        rest.len() >= last.len() && rest.ends_with(last)
+    }
+}
+
+/// Certificate-expiry thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CertExpiry {
+    /// Warn when fewer than this remain.
+    pub warn: Duration,
+    /// Critical when fewer than this remain.
+    pub critical: Duration,
+}
+
+/// Effective policies of a route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policies {
+    /// Per-call deadline.
+    pub timeout: Duration,
+    /// Retries.
+    pub retry: Retry,
+    /// Circuit breaker.
+    pub breaker: Breaker,
+    /// Token bucket, if any.
+    pub rate_limit: Option<RateLimit>,
+    /// In-flight bound.
+    pub concurrency: Concurrency,
+}
+
+/// Retry policy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retry {
+    /// Attempts in all, the first included.
+    pub attempts: NonZeroU32,
+    /// First backoff.
+    pub base: Duration,
+    /// Largest backoff.
+    pub max: Duration,
+    /// Fraction of calls retries may add.
+    pub budget: f64,
+}
+
+/// Circuit-breaker policy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Breaker {
+    /// Consecutive failures that open it.
+    pub consecutive_failures: NonZeroU32,
+    /// Failure ratio over the window that opens it.
+    pub failure_ratio: f64,
+    /// Calls in the window before the ratio counts.
+    pub min_calls: NonZeroU32,
+    /// Sliding window.
+    pub window: Duration,
+    /// First open period.
+    pub open_for: Duration,
+}
+
+/// Token-bucket policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Sustained calls per second.
+    pub per_second: NonZeroU32,
+    /// Burst size.
+    pub burst: NonZeroU32,
+}
+
+/// Concurrency bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Concurrency {
+    /// Calls in flight at once.
+    pub max_in_flight: NonZeroU32,
+    /// Calls that may wait for a slot.
+    pub queue: u32,
+}
+
+/// Turns a parsed spec into a validated [`Config`], collecting every problem.
+///
+/// The configuration is returned even when there are errors, with the routes and
+/// clients that had them left out, so that later stages (the router) can report their
+/// problems too. Only a configuration with no error diagnostic may be run:
+/// [`crate::parse`] enforces that.
+pub fn validate(spec: RoutesSpec, base_dir: &Path) -> (Config, Vec<Diagnostic>) {
+    let mut v = Validator {
+        diags: Vec::new(),
+        seen: HashSet::new(),
+        base_dir,
+    };
+    let gateway = v.gateway(spec.gateway);
+    let trust = v.trust(spec.boundaries);
+    let separator = gateway.name_separator.clone();
+    // Validate the defaults once on their own, so that a bad default is reported even
+    // when no route uses it.
+    let _ = v.policies(&PolicyView::defaults_only(&spec.defaults));
+    let routes: Vec<Route> = spec
+        .routes
+        .into_iter()
+        .filter_map(|route| v.route(route, &spec.defaults, &separator))
+        .collect();
+    let routes = v.unique_routes(routes);
+    let clients = v.clients(spec.clients, &routes);
+    let config = Config {
+        gateway,
+        trust,
+        clients,
+        routes,
+        base_dir: base_dir.to_path_buf(),
+    };
+    (config, v.diags)
+}
+
+struct Validator<'a> {
+    diags: Vec<Diagnostic>,
+    /// A bad `[defaults]` value is met once per route; it is reported once.
+    seen: HashSet<(Option<Span>, String)>,
+    base_dir: &'a Path,
+}
+
+/// One route's policy keys seen together with `[defaults]`.
+struct PolicyView<'a> {
+    timeout: [Option<&'a Spanned<HumanDuration>>; 2],
+    retry: [Option<&'a RetrySpec>; 2],
+    breaker: [Option<&'a BreakerSpec>; 2],
+    rate_limit: [Option<&'a RateLimitSpec>; 2],
+    concurrency: [Option<&'a ConcurrencySpec>; 2],
+}
+
+impl<'a> PolicyView<'a> {
+    fn defaults_only(defaults: &'a PoliciesSpec) -> Self {
+        PolicyView {
+            timeout: [None, defaults.timeout.as_ref()],
+            retry: [None, defaults.retry.as_ref()],
+            breaker: [None, defaults.breaker.as_ref()],
+            rate_limit: [None, defaults.rate_limit.as_ref()],
+            concurrency: [None, defaults.concurrency.as_ref()],
+        }
+    }
+
+    fn route(route: &'a RouteSpec, defaults: &'a PoliciesSpec) -> Self {
+        PolicyView {
+            timeout: [route.timeout.as_ref(), defaults.timeout.as_ref()],
+            retry: [route.retry.as_ref(), defaults.retry.as_ref()],
+            breaker: [route.breaker.as_ref(), defaults.breaker.as_ref()],
+            rate_limit: [route.rate_limit.as_ref(), defaults.rate_limit.as_ref()],
+            concurrency: [route.concurrency.as_ref(), defaults.concurrency.as_ref()],
+        }
+    }
+}
+
+/// The first of (route, defaults) that sets a key.
+fn pick<'a, T, V>(
+    tables: [Option<&'a T>; 2],
+    key: impl Fn(&'a T) -> Option<&'a V>,
+) -> Option<&'a V> {
+    tables.into_iter().flatten().find_map(key)
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+
+impl Validator<'_> {
+    fn push(&mut self, d: Diagnostic, help: &str) {
+        let d = if help.is_empty() { d } else { d.help(help) };
+        if self.seen.insert((d.span.clone(), d.message.clone())) {
+            self.diags.push(d);
+        }
+    }
+
+    fn error(&mut self, span: impl Into<Option<Span>>, message: impl Into<String>, help: &str) {
+        self.push(Diagnostic::error(span, message), help);
+    }
+
+    fn warning(&mut self, span: impl Into<Option<Span>>, message: impl Into<String>, help: &str) {
+        self.push(Diagnostic::warning(span, message), help);
+    }
+
+    fn path(&self, written: &str) -> PathBuf {
+        let path = Path::new(written);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    fn socket_addr(
+        &mut self,
+        value: Option<&Spanned<String>>,
+        default: &str,
+        key: &str,
+    ) -> SocketAddr {
+        let fallback: SocketAddr = default
+            .parse()
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let Some(value) = value else {
+            return fallback;
+        };
+        match value.get_ref().parse::<SocketAddr>() {
+            Ok(addr) => addr,
+            Err(_) => {
+                self.error(
+                    value.span(),
+                    format!("`{}` is not an IP address and port", value.get_ref()),
+                    &format!("write {key} = \"127.0.0.1:8080\" (loopback), \"0.0.0.0:8080\" (every IPv4 interface) or \"[::]:8080\""),
+                );
+                fallback
+            }
+        }
+    }
+
+    fn declared(
+        &mut self,
+        boundary: Option<Spanned<Boundary>>,
+        override_reason: Option<Spanned<String>>,
+    ) -> Option<Declared> {
+        let reason = override_reason.and_then(|r| {
+            if r.get_ref().trim().is_empty() {
+                self.error(
+                    r.span(),
+                    "boundary_override is empty",
+                    "say why the looser boundary is right, e.g. boundary_override = \"traffic goes through the partner VPN\"",
+                );
+                None
+            } else {
+                Some((r.span(), r.into_inner()))
+            }
+        });
+        match (boundary, reason) {
+            (Some(b), reason) => Some(Declared {
+                boundary: *b.get_ref(),
+                span: b.span(),
+                override_reason: reason.map(|(_, r)| r),
+            }),
+            (None, Some((span, _))) => {
+                self.error(
+                    span,
+                    "boundary_override has no boundary to apply to",
+                    "set `boundary` too, or remove boundary_override",
+                );
+                None
+            }
+            (None, None) => None,
+        }
+    }
+
+    fn gateway(&mut self, spec: spec::GatewaySpec) -> Gateway {
+        let listen_addr = self.socket_addr(spec.listen.as_ref(), DEFAULT_LISTEN, "listen");
+        let admin = self.socket_addr(spec.admin.as_ref(), DEFAULT_ADMIN, "admin");
+        if spec.admin.is_some() && admin == listen_addr {
+            let span = spec.admin.as_ref().map(Spanned::span);
+            self.error(
+                span,
+                "admin and listen use the same address",
+                "give the admin listener a port of its own, e.g. admin = \"127.0.0.1:9090\"",
+            );
+        }
+        let declared = self.declared(spec.boundary, spec.boundary_override);
+        let tls = spec.tls.map(|tls| {
+            let span = tls.span();
+            let tls = tls.into_inner();
+            ListenerTls {
+                span,
+                cert: self.path(tls.cert.get_ref()),
+                key: self.path(tls.key.get_ref()),
+                client_ca: tls.client_ca.map(|ca| self.path(ca.get_ref())),
+            }
+        });
+        let name_separator = match spec.name_separator {
+            None => DEFAULT_SEPARATOR.to_owned(),
+            Some(sep) => {
+                let s = sep.get_ref();
+                let ok = !s.is_empty()
+                    && s.len() <= 8
+                    && s.chars().all(is_name_char)
+                    && s.chars().any(|c| !c.is_ascii_alphanumeric());
+                if !ok {
+                    self.error(
+                        sep.span(),
+                        format!("`{s}` cannot separate route prefixes from tool names"),
+                        "use 1 to 8 of the characters tool names allow (letters, digits, _ - .), at least one of them not a letter or digit, e.g. \"__\" or \".\"",
+                    );
+                }
+                sep.into_inner()
+            }
+        };
+        Gateway {
+            listen: Listener {
+                addr: listen_addr,
+                span: spec.listen.map(|l| l.span()),
+                declared,
+                tls,
+            },
+            admin,
+            admin_span: spec.admin.map(|a| a.span()),
+            name_separator,
+        }
+    }
+
+    fn trust(&mut self, spec: spec::BoundariesSpec) -> Trust {
+        let mut trust = Trust::default();
+        for net in spec.trusted_networks {
+            match net.get_ref().parse::<IpNet>() {
+                Ok(parsed) => {
+                    if parsed.prefix_len() == 0 {
+                        self.warning(
+                            net.span(),
+                            format!("trusted network {parsed} trusts every address, so no endpoint is ever untrusted"),
+                            "list the networks you actually control, e.g. \"10.0.0.0/8\"",
+                        );
+                    } else if parsed.trunc() != parsed {
+                        self.warning(
+                            net.span(),
+                            format!("{parsed} has host bits set; it means {}", parsed.trunc()),
+                            &format!("write \"{}\"", parsed.trunc()),
+                        );
+                    }
+                    trust.networks.push(parsed.trunc());
+                }
+                Err(_) => self.error(
+                    net.span(),
+                    format!("`{}` is not a CIDR network", net.get_ref()),
+                    "write an address and a prefix length, such as \"10.0.0.0/8\" or \"fd00::/8\"",
+                ),
+            }
+        }
+        for domain in spec.trusted_domains {
+            match normalize_domain(domain.get_ref()) {
+                Ok(normalized) => {
+                    if !normalized.contains('.') {
+                        self.warning(
+                            domain.span(),
+                            format!("trusted domain `{}` is a single label: every name under .{normalized} is trusted", domain.get_ref()),
+                            "prefer the narrowest suffix you control, e.g. \".svc.cluster.local\"",
+                        );
+                    }
+                    trust.domains.push(normalized);
+                }
+                Err(why) => self.error(
+                    domain.span(),
+                    format!("`{}` is not a DNS suffix: {why}", domain.get_ref()),
+                    "write a suffix such as \".svc.cluster.local\" or \"corp.example.com\"",
+                ),
+            }
+        }
+        trust
+    }
+
+    fn route(
+        &mut self,
+        spec: RouteSpec,
+        defaults: &PoliciesSpec,
+        separator: &str,
+    ) -> Option<Route> {
+        let errors_before = self.error_count();
+        let name = spec.name.get_ref().clone();
+        let name_span = spec.name.span();
+        if !valid_route_name(&name) {
+            self.error(
+                name_span.clone(),
+                format!("route name `{name}` is not allowed"),
+                "use 1 to 64 letters, digits, '_', '-' or '.', starting with a letter or digit (it appears in URLs and metrics)",
+            );
+        }
+        let policies = self.policies(&PolicyView::route(&spec, defaults));
+        let cert_expiry = self.cert_expiry(spec.cert_expiry.as_ref());
+        let naming = self.naming(&spec, separator);
+        let (endpoint, endpoint_span) = self.endpoint(&spec)?;
+
+        if let Endpoint::Command(_) = endpoint {
+            for (what, span) in [
+                ("tls", spec.tls.as_ref().map(Spanned::span)),
+                ("auth", spec.auth.as_ref().map(Spanned::span)),
+                ("protocol", spec.protocol.as_ref().map(Spanned::span)),
+            ] {
+                if let Some(span) = span {
+                    self.error(
+                        span,
+                        format!("`{what}` has no effect on a command route (it speaks stdio to a child process)"),
+                        &format!("remove `{what}`, or use `url` for a network tool server"),
+                    );
+                }
+            }
+        } else if !spec.args.is_empty() || !spec.env.is_empty() || spec.cwd.is_some() {
+            self.error(
+                endpoint_span.clone(),
+                "`args`, `env` and `cwd` apply only to command routes",
+                "remove them, or use `command` to launch the tool server as a child process",
+            );
+        }
+
+        let declared = self.declared(spec.boundary, spec.boundary_override);
+        let tls = spec.tls.map(|tls| self.upstream_tls(tls));
+        let auth = spec
+            .auth
+            .map(|auth| self.upstream_auth(auth))
+            .unwrap_or_default();
+        let (protocol, protocol_span) = match spec.protocol {
+            Some(p) => (*p.get_ref(), Some(p.span())),
+            None => (Protocol::Auto, None),
+        };
+        if self.error_count() > errors_before {
+            return None;
+        }
+        Some(Route {
+            name,
+            name_span,
+            endpoint,
+            endpoint_span,
+            declared,
+            tls,
+            auth,
+            protocol,
+            protocol_span,
+            naming,
+            cert_expiry,
+            policies,
+        })
+    }
+
+    fn error_count(&self) -> usize {
+        self.diags.iter().filter(|d| d.is_error()).count()
+    }
+
+    fn endpoint(&mut self, spec: &RouteSpec) -> Option<(Endpoint, Span)> {
+        let given: Vec<(&str, Span)> = [
+            ("command", spec.command.as_ref().map(Spanned::span)),
+            ("url", spec.url.as_ref().map(Spanned::span)),
+            ("address", spec.address.as_ref().map(Spanned::span)),
+        ]
+        .into_iter()
+        .filter_map(|(k, s)| s.map(|s| (k, s)))
+        .collect();
+        match given.as_slice() {
+            [] => {
+                self.error(
+                    spec.name.span(),
+                    format!("route `{}` says nowhere to find its tool server", spec.name.get_ref()),
+                    "add `command = [\"server\", \"--stdio\"]` (a child process), `url = \"https://host/mcp\"`, or `address = \"host:port\"`",
+                );
+                return None;
+            }
+            [_] => {}
+            [_, (second, span), ..] => {
+                self.error(
+                    span.clone(),
+                    format!(
+                        "route `{}` sets both `{}` and `{second}`; a route has one tool server",
+                        spec.name.get_ref(),
+                        given[0].0
+                    ),
+                    "keep one of `command`, `url` and `address`",
+                );
+                return None;
+            }
+        }
+        if let Some(command) = &spec.command {
+            return self
+                .command(spec, command)
+                .map(|c| (Endpoint::Command(c), command.span()));
+        }
+        if let Some(url) = &spec.url {
+            return self.url(url).map(|u| (Endpoint::Url(u), url.span()));
+        }
+        let address = spec.address.as_ref()?;
+        self.address(address)
+            .map(|(host, port)| (Endpoint::Address { host, port }, address.span()))
+    }
+
+    fn command(
+        &mut self,
+        spec: &RouteSpec,
+        command: &Spanned<spec::StringOrList>,
+    ) -> Option<Command> {
+        let mut words = command.get_ref().0.clone();
+        if words.is_empty() || words[0].trim().is_empty() {
+            self.error(
+                command.span(),
+                "`command` is empty",
+                "name the program to launch, e.g. command = [\"my-mcp-server\", \"--stdio\"]",
+            );
+            return None;
+        }
+        let program = words.remove(0);
+        words.extend(spec.args.iter().cloned());
+        for name in spec.env.keys() {
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                self.error(
+                    command.span(),
+                    format!("`{name}` is not an environment variable name"),
+                    "environment variable names cannot be empty or contain '=' or NUL",
+                );
+            }
+        }
+        let env = spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), rebase_maybe(v.clone(), self.base_dir)))
+            .collect();
+        Some(Command {
+            program,
+            args: words,
+            env,
+            cwd: spec.cwd.as_ref().map(|cwd| self.path(cwd.get_ref())),
+        })
+    }
+
+    fn url(&mut self, url: &Spanned<String>) -> Option<Url> {
+        let written = url.get_ref();
+        let parsed = match Url::parse(written) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                self.error(
+                    url.span(),
+                    format!("`{written}` is not a URL: {e}"),
+                    "write a full URL such as \"https://tools.example.com/mcp\", or use address = \"host:port\"",
+                );
+                return None;
+            }
+        };
+        if !matches!(parsed.scheme(), "http" | "https" | "ws" | "wss") {
+            self.error(
+                url.span(),
+                format!("scheme `{}` is not supported", parsed.scheme()),
+                "use http://, https://, ws:// or wss://, or `command` for a local tool server",
+            );
+            return None;
+        }
+        if parsed.host().is_none() {
+            self.error(
+                url.span(),
+                format!("`{written}` has no host"),
+                "write a host, e.g. https://tools.example.com/mcp",
+            );
+            return None;
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            self.error(
+                url.span(),
+                "the URL carries credentials, which would end up in logs",
+                "remove them from the URL and set auth = { bearer = { env = \"NAME\" } } or auth.headers",
+            );
+            return None;
+        }
+        if parsed.fragment().is_some() {
+            self.error(
+                url.span(),
+                "the URL has a #fragment, which is never sent to a server",
+                "remove the #fragment",
+            );
+            return None;
+        }
+        Some(parsed)
+    }
+
+    fn address(&mut self, address: &Spanned<String>) -> Option<(url::Host, u16)> {
+        let written = address.get_ref();
+        if written.contains("://") {
+            self.error(
+                address.span(),
+                format!("`address` takes host:port without a scheme, not `{written}`"),
+                &format!("write url = \"{written}\" instead, or drop the scheme"),
+            );
+            return None;
+        }
+        let help = "write host:port, such as \"docs-mcp.tools.svc.cluster.local:8080\", \"10.4.0.7:8080\" or \"[fd00::7]:8080\"";
+        let parsed = Url::parse(&format!("http://{written}")).ok();
+        let Some(parsed) =
+            parsed.filter(|u| u.path() == "/" && u.query().is_none() && u.username().is_empty())
+        else {
+            self.error(
+                address.span(),
+                format!("`{written}` is not host:port"),
+                help,
+            );
+            return None;
+        };
+        // `Url` hides the default port; look at what was written.
+        let port = parsed.port().or_else(|| {
+            written
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .filter(|_| !written.ends_with(']'))
+        });
+        match (parsed.host(), port) {
+            (Some(host), Some(port)) => Some((host.to_owned(), port)),
+            _ => {
+                self.error(address.span(), format!("`{written}` has no port"), help);
+                None
+            }
+        }
+    }
+
+    fn upstream_tls(&mut self, spec: Spanned<spec::UpstreamTlsSpec>) -> UpstreamTls {
+        let span = spec.span();
+        let tls = spec.into_inner();
+        let client_identity = match (&tls.client_cert, &tls.client_key) {
+            (Some(cert), Some(key)) => Some((self.path(cert.get_ref()), self.path(key.get_ref()))),
+            (Some(one), None) | (None, Some(one)) => {
+                self.error(
+                    one.span(),
+                    "mTLS needs both client_cert and client_key",
+                    "set both, e.g. client_cert = \"certs/edge-client.pem\", client_key = \"certs/edge-client-key.pem\"",
+                );
+                None
+            }
+            (None, None) => None,
+        };
+        if let Some(name) = &tls.server_name
+            && url::Host::parse(name.get_ref()).is_err()
+        {
+            self.error(
+                name.span(),
+                format!("`{}` is not a server name", name.get_ref()),
+                "write the DNS name or IP address the server's certificate is issued for",
+            );
+        }
+        UpstreamTls {
+            span,
+            ca: tls.ca.map(|ca| self.path(ca.get_ref())),
+            client_identity,
+            server_name: tls.server_name.map(Spanned::into_inner),
+            insecure_skip_verify: tls
+                .insecure_skip_verify
+                .as_ref()
+                .is_some_and(|v| *v.get_ref()),
+            insecure_span: tls.insecure_skip_verify.as_ref().map(Spanned::span),
+        }
+    }
+
+    fn upstream_auth(&mut self, spec: Spanned<spec::UpstreamAuthSpec>) -> UpstreamAuth {
+        const GATEWAY_OWNED: &[&str] = &[
+            "host",
+            "content-length",
+            "content-type",
+            "accept",
+            "transfer-encoding",
+            "connection",
+            "upgrade",
+            "te",
+            "mcp-session-id",
+            "mcp-protocol-version",
+            "mcp-method",
+            "mcp-name",
+            "last-event-id",
+            "traceparent",
+            "tracestate",
+        ];
+        let span = spec.span();
+        let auth = spec.into_inner();
+        let mut headers = BTreeMap::new();
+        for (name, value) in auth.headers {
+            let lower = name.to_ascii_lowercase();
+            if lower.is_empty() || !lower.bytes().all(is_header_token_byte) {
+                self.error(
+                    span.clone(),
+                    format!("`{name}` is not an HTTP header name"),
+                    "header names are letters, digits and !#$%&'*+-.^_`|~",
+                );
+                continue;
+            }
+            if GATEWAY_OWNED.contains(&lower.as_str()) {
+                self.error(
+                    span.clone(),
+                    format!("header `{name}` is set by the gateway itself"),
+                    "remove it from auth.headers",
+                );
+                continue;
+            }
+            if lower == "authorization" && auth.bearer.is_some() {
+                self.error(
+                    span.clone(),
+                    "both auth.bearer and an Authorization header are set",
+                    "keep one",
+                );
+                continue;
+            }
+            if lower == "authorization" && matches!(value, MaybeSecret::Plain(_)) {
+                self.error(
+                    span.clone(),
+                    "the Authorization header is written inline",
+                    "credentials are never inline: write { env = \"NAME\" } or { file = \"path\" }",
+                );
+                continue;
+            }
+            headers.insert(lower, rebase_maybe(value, self.base_dir));
+        }
+        UpstreamAuth {
+            span: Some(span),
+            bearer: auth.bearer.map(|b| b.rebase(self.base_dir)),
+            headers,
+        }
+    }
+
+    fn naming(&mut self, spec: &RouteSpec, separator: &str) -> Naming {
+        let (prefix, prefix_span) = match &spec.prefix {
+            Some(p) => (p.get_ref().clone(), p.span()),
+            None => (spec.name.get_ref().clone(), spec.name.span()),
+        };
+        if !prefix.is_empty() && !prefix.chars().all(is_name_char) {
+            self.error(
+                prefix_span.clone(),
+                format!("tool prefix `{prefix}` has characters tool names cannot carry"),
+                "use letters, digits, '_', '-' and '.', or set prefix explicitly",
+            );
+        } else if prefix.contains(separator) {
+            let source = if spec.prefix.is_some() {
+                "prefix"
+            } else {
+                "route name (the default prefix)"
+            };
+            self.error(
+                prefix_span.clone(),
+                format!("the {source} `{prefix}` contains the separator `{separator}`, so prefixed tool names could not be split back"),
+                &format!("set prefix = \"{}\" or change [gateway] name_separator", prefix.replace(separator, "-")),
+            );
+        }
+        let mut glob = |pattern: &Spanned<String>| {
+            if pattern.get_ref().is_empty() {
+                self.error(
+                    pattern.span(),
+                    "an empty tool pattern matches nothing",
+                    "remove it, or write a pattern such as \"read_*\"",
+                );
+            }
+            Glob(pattern.get_ref().clone())
+        };
+        let (include, exclude) = match &spec.tools {
+            Some(tools) => (
+                tools.include.iter().map(&mut glob).collect(),
+                tools.exclude.iter().map(&mut glob).collect(),
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        Naming {
+            prefix,
+            prefix_span,
+            include,
+            exclude,
+        }
+    }
+
+    fn cert_expiry(&mut self, spec: Option<&spec::CertExpirySpec>) -> CertExpiry {
+        let warn = spec.and_then(|s| s.warn.as_ref());
+        let critical = spec.and_then(|s| s.critical.as_ref());
+        let warn_d = self.duration(warn, 30 * DAY, HOUR, 730 * DAY, "cert_expiry.warn");
+        let critical_d = self.duration(critical, 7 * DAY, HOUR, 730 * DAY, "cert_expiry.critical");
+        if critical_d >= warn_d {
+            let span = critical.or(warn).map(Spanned::span);
+            self.error(
+                span,
+                format!(
+                    "cert_expiry.critical ({}) must be shorter than cert_expiry.warn ({})",
+                    HumanDuration(critical_d),
+                    HumanDuration(warn_d)
+                ),
+                "critical fires closer to expiry than warn, e.g. { warn = \"30d\", critical = \"7d\" }",
+            );
+        }
+        CertExpiry {
+            warn: warn_d,
+            critical: critical_d,
+        }
+    }
+
+    fn policies(&mut self, view: &PolicyView<'_>) -> Policies {
+        let timeout = self.duration(
+            pick(view.timeout, Some),
+            30 * SECOND,
+            ms(1),
+            24 * HOUR,
+            "timeout",
+        );
+
+        let attempts = self.count(
+            pick(view.retry, |r| r.attempts.as_ref()),
+            3,
+            1,
+            10,
+            "retry.attempts",
+        );
+        let base_key = pick(view.retry, |r| r.base.as_ref());
+        let base = self.duration(base_key, ms(50), ms(1), 60 * SECOND, "retry.base");
+        let max_key = pick(view.retry, |r| r.max.as_ref());
+        let max = self.duration(max_key, 2 * SECOND, ms(1), 300 * SECOND, "retry.max");
+        if max < base {
+            let span = max_key.or(base_key).map(Spanned::span);
+            self.error(
+                span,
+                format!(
+                    "retry.max ({}) is shorter than retry.base ({})",
+                    HumanDuration(max),
+                    HumanDuration(base)
+                ),
+                "the backoff cap must be at least the first backoff",
+            );
+        }
+        let budget = self.fraction(
+            pick(view.retry, |r| r.budget.as_ref()),
+            0.2,
+            true,
+            "retry.budget",
+        );
+
+        let consecutive_failures = self.count(
+            pick(view.breaker, |b| b.consecutive_failures.as_ref()),
+            5,
+            1,
+            1000,
+            "breaker.consecutive_failures",
+        );
+        let failure_ratio = self.fraction(
+            pick(view.breaker, |b| b.failure_ratio.as_ref()),
+            0.5,
+            false,
+            "breaker.failure_ratio",
+        );
+        let min_calls = self.count(
+            pick(view.breaker, |b| b.min_calls.as_ref()),
+            20,
+            1,
+            100_000,
+            "breaker.min_calls",
+        );
+        let window = self.duration(
+            pick(view.breaker, |b| b.window.as_ref()),
+            30 * SECOND,
+            SECOND,
+            HOUR,
+            "breaker.window",
+        );
+        let open_for = self.duration(
+            pick(view.breaker, |b| b.open_for.as_ref()),
+            10 * SECOND,
+            ms(100),
+            HOUR,
+            "breaker.open_for",
+        );
+
+        let rate_limit = if view.rate_limit.iter().any(Option::is_some) {
+            let per_second_key = pick(view.rate_limit, |r| r.per_second.as_ref());
+            if per_second_key.is_none() {
+                let span = view
+                    .rate_limit
+                    .iter()
+                    .flatten()
+                    .find_map(|r| r.burst.as_ref().map(Spanned::span));
+                self.error(
+                    span,
+                    "rate_limit needs per_second",
+                    "e.g. rate_limit = { per_second = 200, burst = 50 }",
+                );
+            }
+            let per_second = self.count(per_second_key, 1, 1, 1_000_000, "rate_limit.per_second");
+            let burst = self.count(
+                pick(view.rate_limit, |r| r.burst.as_ref()),
+                per_second.get(),
+                1,
+                1_000_000,
+                "rate_limit.burst",
+            );
+            Some(RateLimit { per_second, burst })
+        } else {
+            None
+        };
+
+        let max_in_flight = self.count(
+            pick(view.concurrency, |c| c.max_in_flight.as_ref()),
+            64,
+            1,
+            100_000,
+            "concurrency.max_in_flight",
+        );
+        let queue = self.int(
+            pick(view.concurrency, |c| c.queue.as_ref()),
+            128,
+            0,
+            1_000_000,
+            "concurrency.queue",
+        );
+
+        Policies {
+            timeout,
+            retry: Retry {
+                attempts,
+                base,
+                max,
+                budget,
+            },
+            breaker: Breaker {
+                consecutive_failures,
+                failure_ratio,
+                min_calls,
+                window,
+                open_for,
+            },
+            rate_limit,
+            concurrency: Concurrency {
+                max_in_flight,
+                queue,
+            },
+        }
+    }
+
+    fn duration(
+        &mut self,
+        value: Option<&Spanned<HumanDuration>>,
+        default: Duration,
+        lo: Duration,
+        hi: Duration,
+        key: &str,
+    ) -> Duration {
+        let Some(value) = value else { return default };
+        let d = value.get_ref().get();
+        if d < lo || d > hi {
+            self.error(
+                value.span(),
+                format!("{key} = \"{}\" is out of range", value.get_ref()),
+                &format!(
+                    "use a value from {} to {}",
+                    HumanDuration(lo),
+                    HumanDuration(hi)
+                ),
+            );
+            return default;
+        }
+        d
+    }
+
+    fn int(
+        &mut self,
+        value: Option<&Spanned<i64>>,
+        default: u32,
+        lo: u32,
+        hi: u32,
+        key: &str,
+    ) -> u32 {
+        let Some(value) = value else { return default };
+        match u32::try_from(*value.get_ref()) {
+            Ok(n) if (lo..=hi).contains(&n) => n,
+            _ => {
+                self.error(
+                    value.span(),
+                    format!("{key} = {} is out of range", value.get_ref()),
+                    &format!("use a whole number from {lo} to {hi}"),
+                );
+                default
+            }
+        }
+    }
+
+    fn count(
+        &mut self,
+        value: Option<&Spanned<i64>>,
+        default: u32,
+        lo: u32,
+        hi: u32,
+        key: &str,
+    ) -> NonZeroU32 {
+        let n = self.int(value, default, lo.max(1), hi, key);
+        NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
+    }
+
+    fn fraction(
+        &mut self,
+        value: Option<&Spanned<f64>>,
+        default: f64,
+        zero_ok: bool,
+        key: &str,
+    ) -> f64 {
+        let Some(value) = value else { return default };
+        let f = *value.get_ref();
+        let ok = f.is_finite() && f <= 1.0 && (f > 0.0 || (zero_ok && f == 0.0));
+        if ok {
+            f
+        } else {
+            let range = if zero_ok {
+                "from 0.0 to 1.0"
+            } else {
+                "above 0.0 and at most 1.0"
+            };
+            self.error(
+                value.span(),
+                format!("{key} = {f} is out of range"),
+                &format!("use a fraction {range}"),
+            );
+            default
+        }
+    }
+
+    /// Refuses duplicate names and colliding prefixes; keeps the first of each.
+    fn unique_routes(&mut self, routes: Vec<Route>) -> Vec<Route> {
+        let mut names: HashSet<String> = HashSet::new();
+        let mut prefixes: HashMap<String, String> = HashMap::new();
+        let mut kept = Vec::with_capacity(routes.len());
+        for route in routes {
+            if !names.insert(route.name.clone()) {
+                self.error(
+                    route.name_span.clone(),
+                    format!("two routes are named `{}`", route.name),
+                    "route names are unique; rename one",
+                );
+                continue;
+            }
+            if let Some(first) = prefixes.get(&route.naming.prefix) {
+                let message = if route.naming.prefix.is_empty() {
+                    format!(
+                        "routes `{first}` and `{}` are both unprefixed, so their tool names could collide",
+                        route.name
+                    )
+                } else {
+                    format!(
+                        "routes `{first}` and `{}` both use the tool prefix `{}`, so their tool names would collide",
+                        route.name, route.naming.prefix
+                    )
+                };
+                self.error(
+                    route.naming.prefix_span.clone(),
+                    message,
+                    "give each route its own prefix (at most one route may have prefix = \"\")",
+                );
+                continue;
+            }
+            prefixes.insert(route.naming.prefix.clone(), route.name.clone());
+            kept.push(route);
+        }
+        kept
+    }
+
+    fn clients(&mut self, specs: Vec<spec::ClientSpec>, routes: &[Route]) -> Vec<Client> {
+        let mut clients = Vec::new();
+        let mut names = HashSet::new();
+        let mut tokens: HashMap<SecretRef, String> = HashMap::new();
+        for spec in specs {
+            let name = spec.name.get_ref().clone();
+            if name.trim().is_empty() {
+                self.error(
+                    spec.name.span(),
+                    "a client's name is empty",
+                    "name it, e.g. name = \"billing-agent\"",
+                );
+            } else if !names.insert(name.clone()) {
+                self.error(
+                    spec.name.span(),
+                    format!("two clients are named `{name}`"),
+                    "client names are unique",
+                );
+            }
+            let token = spec.token.get_ref().clone().rebase(self.base_dir);
+            if let Some(other) = tokens.insert(token.clone(), name.clone()) {
+                self.error(
+                    spec.token.span(),
+                    format!("clients `{other}` and `{name}` use the same credential ({token}), so they could not be told apart"),
+                    "give each client its own token",
+                );
+            }
+            let mut grant = Vec::new();
+            let mut all = false;
+            for route in &spec.routes {
+                let r = route.get_ref();
+                if r == "*" {
+                    all = true;
+                } else if routes.iter().any(|known| &known.name == r) {
+                    grant.push(r.clone());
+                } else {
+                    let known: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+                    self.error(
+                        route.span(),
+                        format!("client `{name}` is allowed route `{r}`, which does not exist"),
+                        &format!("the routes are: {}; or \"*\" for all", known.join(", ")),
+                    );
+                }
+            }
+            if spec.routes.is_empty() {
+                self.warning(
+                    spec.name.span(),
+                    format!("client `{name}` may use no route"),
+                    "list its routes, e.g. routes = [\"docs\"], or \"*\" for all",
+                );
+            }
+            clients.push(Client {
+                name,
+                token,
+                token_span: spec.token.span(),
+                routes: if all { Grant::All } else { Grant::Only(grant) },
+            });
+        }
+        clients
+    }
+}
+
+fn rebase_maybe(value: MaybeSecret, base: &Path) -> MaybeSecret {
+    match value {
+        MaybeSecret::Secret(s) => MaybeSecret::Secret(s.rebase(base)),
+        plain => plain,
+    }
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')
+}
+
+fn valid_route_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.chars().all(is_name_char)
+}
+
+fn is_header_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Normalizes a DNS suffix for matching: trims dots, lowercases, IDNA-encodes.
+pub fn normalize_domain(written: &str) -> Result<String, String> {
+    let trimmed = written.trim().trim_start_matches('.').trim_end_matches('.');
+    if trimmed.is_empty() {
+        return Err("it is empty".into());
+    }
+    if trimmed.contains('*') {
+        return Err("wildcards are not needed: a suffix already covers every name under it".into());
+    }
+    let ascii =
+        idna::domain_to_ascii(trimmed).map_err(|_| "it is not a valid domain name".to_owned())?;
+    if ascii.is_empty()
+        || ascii.split('.').any(str::is_empty)
+        || ascii.parse::<std::net::IpAddr>().is_ok()
+    {
+        return Err("it is not a valid domain name".into());
+    }
+    Ok(ascii)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_whole_names() {
+        let g = |p: &str| Glob(p.to_owned());
+        assert!(g("read_*").matches("read_file"));
+        assert!(!g("read_*").matches("xread_file"));
+        assert!(g("*_file").matches("read_file"));
+        assert!(g("*").matches(""));
+        assert!(g("a*b*c").matches("abc"));
+        assert!(g("a*b*c").matches("aXbYc"));
+        assert!(!g("a*b*c").matches("aXbYcd"));
+        assert!(!g("ab*ba").matches("aba"));
+        assert!(g("exact").matches("exact"));
+        assert!(!g("exact").matches("exactly"));
+    }
+
+    #[test]
+    fn domains_normalize() {
+        assert_eq!(
+            normalize_domain(".svc.cluster.local"),
+            Ok("svc.cluster.local".into())
+        );
+        assert_eq!(
+            normalize_domain("Corp.Example.COM."),
+            Ok("corp.example.com".into())
+        );
+        assert_eq!(
+            normalize_domain(".bücher.example"),
+            Ok("xn--bcher-kva.example".into())
+        );
+        assert!(normalize_domain(".").is_err());
+        assert!(normalize_domain("*.corp.example").is_err());
+        assert!(normalize_domain("a..b").is_err());
+        assert!(normalize_domain("10.0.0.1").is_err());
+    }
+}

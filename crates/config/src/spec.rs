@@ -1,0 +1,339 @@
+//! The routes file as written: serde structs that mirror `routes.toml` key for key.
+//!
+//! Every table denies unknown keys, so a typo (`tiemout`) is an error with its position
+//! rather than a silently ignored setting. Values that later checks may refuse carry
+//! their [`Spanned`] position so those checks can point at them too. Nothing here
+//! decides anything; [`crate::model`] turns a spec into the validated model.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use toml::Spanned;
+
+use crate::duration::HumanDuration;
+use crate::secret::{MaybeSecret, SecretRef};
+
+/// Who can reach a listener, or which network a tool server sits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Boundary {
+    /// The same machine: a child process, or a loopback address.
+    Host,
+    /// Inside the networks and domains listed in `[boundaries]`.
+    Trusted,
+    /// Anything else. TLS is required.
+    Untrusted,
+}
+
+impl Boundary {
+    /// The name used in routes.toml and in output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Boundary::Host => "host",
+            Boundary::Trusted => "trusted",
+            Boundary::Untrusted => "untrusted",
+        }
+    }
+}
+
+impl fmt::Display for Boundary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which MCP transport to speak to a network tool server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// Detect it: Streamable HTTP (both eras), then legacy HTTP+SSE; `ws(s)://` is WebSocket.
+    #[default]
+    Auto,
+    /// Streamable HTTP (2025-03-26 and later, including stateless 2026-07-28).
+    StreamableHttp,
+    /// Legacy HTTP+SSE (2024-11-05): `GET` an event stream, `POST` to its endpoint.
+    Sse,
+    /// JSON-RPC over WebSocket text frames, subprotocol `mcp`.
+    Websocket,
+}
+
+impl Protocol {
+    /// The name used in routes.toml and in output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Auto => "auto",
+            Protocol::StreamableHttp => "streamable-http",
+            Protocol::Sse => "sse",
+            Protocol::Websocket => "websocket",
+        }
+    }
+}
+
+/// The whole routes file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutesSpec {
+    /// The gateway's own listeners.
+    #[serde(default)]
+    pub gateway: GatewaySpec,
+    /// What counts as trusted.
+    #[serde(default)]
+    pub boundaries: BoundariesSpec,
+    /// Agents and the routes each may use.
+    #[serde(default)]
+    pub clients: Vec<ClientSpec>,
+    /// Policies for every route that does not override them.
+    #[serde(default)]
+    pub defaults: PoliciesSpec,
+    /// The tool servers.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteSpec>,
+}
+
+/// `[gateway]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySpec {
+    /// Where agents connect, `host:port`.
+    pub listen: Option<Spanned<String>>,
+    /// Where health and metrics are served, `host:port`.
+    pub admin: Option<Spanned<String>>,
+    /// Who can reach `listen`.
+    pub boundary: Option<Spanned<Boundary>>,
+    /// Why a boundary looser than the address suggests is right (an explicit opt-in).
+    pub boundary_override: Option<Spanned<String>>,
+    /// TLS for `listen`.
+    pub tls: Option<Spanned<ListenerTlsSpec>>,
+    /// Between a route's prefix and a tool's name in the aggregated `/mcp` server.
+    pub name_separator: Option<Spanned<String>>,
+}
+
+/// `[gateway.tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsSpec {
+    /// PEM certificate chain.
+    pub cert: Spanned<String>,
+    /// PEM private key.
+    pub key: Spanned<String>,
+    /// PEM CA bundle; when set, clients must present a certificate it issued (mTLS).
+    pub client_ca: Option<Spanned<String>>,
+}
+
+/// `[boundaries]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoundariesSpec {
+    /// CIDRs, IPv4 or IPv6, whose addresses are trusted.
+    #[serde(default)]
+    pub trusted_networks: Vec<Spanned<String>>,
+    /// DNS suffixes whose names are trusted, such as `.svc.cluster.local`.
+    #[serde(default)]
+    pub trusted_domains: Vec<Spanned<String>>,
+}
+
+/// `[[clients]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSpec {
+    /// How the client is named in logs and metrics.
+    pub name: Spanned<String>,
+    /// The bearer token it presents.
+    pub token: Spanned<SecretRef>,
+    /// The routes it may use; `"*"` means all.
+    #[serde(default)]
+    pub routes: Vec<Spanned<String>>,
+}
+
+/// Policies, in `[defaults]` or on a route. Every key is optional; a route's keys
+/// override the defaults' one by one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoliciesSpec {
+    /// Per-call deadline.
+    pub timeout: Option<Spanned<HumanDuration>>,
+    /// Retries.
+    pub retry: Option<RetrySpec>,
+    /// Circuit breaker.
+    pub breaker: Option<BreakerSpec>,
+    /// Token bucket.
+    pub rate_limit: Option<RateLimitSpec>,
+    /// In-flight bound and queue.
+    pub concurrency: Option<ConcurrencySpec>,
+}
+
+/// `retry = { ... }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    /// Attempts in all, the first included; 1 disables retries.
+    pub attempts: Option<Spanned<i64>>,
+    /// First backoff (before jitter).
+    pub base: Option<Spanned<HumanDuration>>,
+    /// Largest backoff.
+    pub max: Option<Spanned<HumanDuration>>,
+    /// Retries may add at most this fraction of calls.
+    pub budget: Option<Spanned<f64>>,
+}
+
+/// `breaker = { ... }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerSpec {
+    /// Consecutive failures that open the breaker.
+    pub consecutive_failures: Option<Spanned<i64>>,
+    /// Failure ratio over `window` that opens it.
+    pub failure_ratio: Option<Spanned<f64>>,
+    /// Calls in `window` before the ratio counts.
+    pub min_calls: Option<Spanned<i64>>,
+    /// The sliding window.
+    pub window: Option<Spanned<HumanDuration>>,
+    /// How long it stays open the first time.
+    pub open_for: Option<Spanned<HumanDuration>>,
+}
+
+/// `rate_limit = { ... }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSpec {
+    /// Sustained calls per second.
+    pub per_second: Option<Spanned<i64>>,
+    /// Calls allowed at once above the sustained rate.
+    pub burst: Option<Spanned<i64>>,
+}
+
+/// `concurrency = { ... }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConcurrencySpec {
+    /// Calls in flight at once.
+    pub max_in_flight: Option<Spanned<i64>>,
+    /// Calls waiting for a slot before new ones are refused as busy.
+    pub queue: Option<Spanned<i64>>,
+}
+
+/// `[[route]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Unique name; the default tool prefix and the path in `/mcp/{route}`.
+    pub name: Spanned<String>,
+    /// A child process: a program, or a program and its arguments.
+    pub command: Option<Spanned<StringOrList>>,
+    /// More arguments after `command`.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// The child's environment (added to a minimal inherited one).
+    #[serde(default)]
+    pub env: BTreeMap<String, MaybeSecret>,
+    /// The child's working directory.
+    pub cwd: Option<Spanned<String>>,
+    /// A network tool server: `http`, `https`, `ws` or `wss` URL.
+    pub url: Option<Spanned<String>>,
+    /// A network tool server as `host:port`; the scheme follows from the boundary.
+    pub address: Option<Spanned<String>>,
+    /// Declared boundary, when inference is not what is wanted.
+    pub boundary: Option<Spanned<Boundary>>,
+    /// Why a boundary looser than the facts is right (an explicit opt-in).
+    pub boundary_override: Option<Spanned<String>>,
+    /// TLS to the tool server.
+    pub tls: Option<Spanned<UpstreamTlsSpec>>,
+    /// Credentials to the tool server.
+    pub auth: Option<Spanned<UpstreamAuthSpec>>,
+    /// Which MCP transport to speak.
+    pub protocol: Option<Spanned<Protocol>>,
+    /// Tool-name prefix in the aggregated server; `""` for none. Defaults to `name`.
+    pub prefix: Option<Spanned<String>>,
+    /// Which of the server's tools to expose.
+    pub tools: Option<ToolFilterSpec>,
+    /// When to warn about this route's certificates.
+    pub cert_expiry: Option<CertExpirySpec>,
+    /// Per-call deadline (overrides `[defaults]`).
+    pub timeout: Option<Spanned<HumanDuration>>,
+    /// Retries (overrides `[defaults]` key by key).
+    pub retry: Option<RetrySpec>,
+    /// Circuit breaker (overrides `[defaults]` key by key).
+    pub breaker: Option<BreakerSpec>,
+    /// Token bucket (overrides `[defaults]` key by key).
+    pub rate_limit: Option<RateLimitSpec>,
+    /// In-flight bound (overrides `[defaults]` key by key).
+    pub concurrency: Option<ConcurrencySpec>,
+}
+
+/// `tls = { ... }` on a route.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsSpec {
+    /// PEM CA bundle to verify the server with, instead of the platform's roots.
+    pub ca: Option<Spanned<String>>,
+    /// PEM client certificate chain, for mTLS.
+    pub client_cert: Option<Spanned<String>>,
+    /// PEM private key of `client_cert`.
+    pub client_key: Option<Spanned<String>>,
+    /// The name to verify instead of the URL's host.
+    pub server_name: Option<Spanned<String>>,
+    /// Turns verification off. Refused across an untrusted boundary.
+    pub insecure_skip_verify: Option<Spanned<bool>>,
+}
+
+/// `auth = { ... }` on a route.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamAuthSpec {
+    /// `Authorization: Bearer …` sent to the tool server.
+    pub bearer: Option<SecretRef>,
+    /// Extra headers sent to the tool server.
+    #[serde(default)]
+    pub headers: BTreeMap<String, MaybeSecret>,
+}
+
+/// `tools = { include = [...], exclude = [...] }`: glob patterns with `*`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolFilterSpec {
+    /// Only tools matching one of these are exposed (all when empty).
+    #[serde(default)]
+    pub include: Vec<Spanned<String>>,
+    /// Tools matching one of these are hidden.
+    #[serde(default)]
+    pub exclude: Vec<Spanned<String>>,
+}
+
+/// `cert_expiry = { warn = "30d", critical = "7d" }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertExpirySpec {
+    /// Days-left threshold for a warning.
+    pub warn: Option<Spanned<HumanDuration>>,
+    /// Days-left threshold for a critical alert.
+    pub critical: Option<Spanned<HumanDuration>>,
+}
+
+/// A string or a list of strings (`command = "server"` or `command = ["server", "--stdio"]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StringOrList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for StringOrList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StringOrList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a program, or a list of a program and its arguments")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(StringOrList(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<String>()? {
+                    items.push(item);
+                }
+                Ok(StringOrList(items))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}

@@ -1,0 +1,368 @@
+//! Every refusal of the config layer, with its message and its position.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use mcp_edge_config::{Source, parse};
+
+/// Parses `text`; returns every diagnostic as `line:col: severity: message [help]`.
+fn diagnostics(text: &str) -> (bool, Vec<String>) {
+    let source = Source::new("routes.toml", text);
+    let (config, diags) = parse(&source);
+    let rendered = diags
+        .iter()
+        .map(|d| {
+            let l = source.locate(d);
+            format!(
+                "{}:{}: {}: {} [help: {}]",
+                l.line.unwrap_or(0),
+                l.column.unwrap_or(0),
+                d.severity.as_str(),
+                d.message,
+                d.help.clone().unwrap_or_default()
+            )
+        })
+        .collect();
+    (config.is_some(), rendered)
+}
+
+/// Asserts `text` is refused and one diagnostic starts with `at` (`line:col`) and
+/// contains every fragment.
+fn refused(text: &str, at: &str, fragments: &[&str]) {
+    let (ok, diags) = diagnostics(text);
+    assert!(!ok, "accepted: {text}");
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.starts_with(&format!("{at}: error: "))
+                && fragments.iter().all(|f| d.contains(f))),
+        "no error at {at} with {fragments:?} in {diags:#?}"
+    );
+}
+
+const ROUTE: &str = "[[route]]\nname = \"a\"\ncommand = \"srv\"\n";
+
+#[test]
+fn syntax_errors_point_at_line_and_column() {
+    refused(
+        "[gateway]\nlisten = \"127.0.0.1:80\n",
+        "2:23",
+        &["invalid basic string"],
+    );
+    refused("[[route]\nname = \"a\"\n", "1:9", &["unclosed array table"]);
+}
+
+#[test]
+fn unknown_keys_are_refused_with_the_expected_ones() {
+    refused(
+        "[[route]]\nname = \"a\"\ncommand = \"srv\"\ntiemout = \"5s\"\n",
+        "4:1",
+        &["unknown field `tiemout`", "timeout", "check the spelling"],
+    );
+    refused("[gatway]\n", "1:2", &["unknown field `gatway`"]);
+}
+
+#[test]
+fn inline_secrets_are_refused() {
+    refused(
+        &format!("{ROUTE}[[clients]]\nname = \"agent\"\ntoken = \"hunter2\"\nroutes = [\"a\"]\n"),
+        "6:9",
+        &["secrets are never written inline"],
+    );
+}
+
+#[test]
+fn duplicate_route_names() {
+    refused(
+        &format!("{ROUTE}{ROUTE}"),
+        "5:8",
+        &["two routes are named `a`"],
+    );
+}
+
+#[test]
+fn clients_may_only_be_granted_existing_routes() {
+    refused(
+        &format!(
+            "{ROUTE}[[clients]]\nname = \"agent\"\ntoken = {{ env = \"T\" }}\nroutes = [\"a\", \"nope\"]\n"
+        ),
+        "7:16",
+        &[
+            "client `agent` is allowed route `nope`, which does not exist",
+            "the routes are: a",
+        ],
+    );
+}
+
+#[test]
+fn clients_with_one_credential_are_refused() {
+    refused(
+        &format!(
+            "{ROUTE}[[clients]]\nname = \"x\"\ntoken = {{ env = \"T\" }}\nroutes = [\"*\"]\n[[clients]]\nname = \"y\"\ntoken = {{ env = \"T\" }}\nroutes = [\"*\"]\n"
+        ),
+        "10:9",
+        &["clients `x` and `y` use the same credential (env:T)"],
+    );
+}
+
+#[test]
+fn colliding_tool_prefixes() {
+    refused(
+        &format!("{ROUTE}[[route]]\nname = \"b\"\ncommand = \"srv\"\nprefix = \"a\"\n"),
+        "7:10",
+        &["routes `a` and `b` both use the tool prefix `a`"],
+    );
+    refused(
+        "[[route]]\nname = \"a\"\ncommand = \"s\"\nprefix = \"\"\n[[route]]\nname = \"b\"\ncommand = \"s\"\nprefix = \"\"\n",
+        "8:10",
+        &["routes `a` and `b` are both unprefixed"],
+    );
+    refused(
+        "[[route]]\nname = \"my__db\"\ncommand = \"s\"\n",
+        "2:8",
+        &[
+            "the route name (the default prefix) `my__db` contains the separator `__`",
+            "prefix = \"my-db\"",
+        ],
+    );
+    refused(
+        "[gateway]\nname_separator = \".\"\n[[route]]\nname = \"a\"\ncommand = \"s\"\nprefix = \"x.y\"\n",
+        "6:10",
+        &["the prefix `x.y` contains the separator `.`"],
+    );
+}
+
+#[test]
+fn durations_and_limits_out_of_range() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "[defaults]\ntimeout = \"0s\"\n",
+            "2:11",
+            &["timeout = \"0s\" is out of range", "from 1ms to 1d"],
+        ),
+        (
+            "[defaults]\ntimeout = 30\n",
+            "2:11",
+            &["durations need a unit: write \"30s\""],
+        ),
+        (
+            "[defaults]\ntimeout = \"30 sec\"\n",
+            "2:11",
+            &["invalid duration `30 sec`"],
+        ),
+        (
+            "[defaults]\nretry = { attempts = 0 }\n",
+            "2:22",
+            &["retry.attempts = 0 is out of range", "from 1 to 10"],
+        ),
+        (
+            "[defaults]\nretry = { attempts = 50 }\n",
+            "2:22",
+            &["retry.attempts = 50 is out of range"],
+        ),
+        (
+            "[defaults]\nretry = { base = \"2s\", max = \"1s\" }\n",
+            "2:30",
+            &["retry.max (1s) is shorter than retry.base (2s)"],
+        ),
+        (
+            "[defaults]\nretry = { budget = 1.5 }\n",
+            "2:20",
+            &["retry.budget = 1.5 is out of range"],
+        ),
+        (
+            "[defaults]\nbreaker = { failure_ratio = 0.0 }\n",
+            "2:29",
+            &["breaker.failure_ratio = 0 is out of range"],
+        ),
+        (
+            "[defaults]\nbreaker = { window = \"10ms\" }\n",
+            "2:22",
+            &["breaker.window = \"10ms\" is out of range"],
+        ),
+        (
+            "[defaults]\nrate_limit = { burst = 10 }\n",
+            "2:24",
+            &["rate_limit needs per_second"],
+        ),
+        (
+            "[defaults]\nrate_limit = { per_second = -5 }\n",
+            "2:29",
+            &["rate_limit.per_second = -5 is out of range"],
+        ),
+        (
+            "[defaults]\nconcurrency = { max_in_flight = 0 }\n",
+            "2:33",
+            &["concurrency.max_in_flight = 0 is out of range"],
+        ),
+        (
+            "[[route]]\nname = \"a\"\ncommand = \"s\"\ncert_expiry = { warn = \"7d\", critical = \"30d\" }\n",
+            "4:41",
+            &["cert_expiry.critical (30d) must be shorter than cert_expiry.warn (7d)"],
+        ),
+    ];
+    for (text, at, fragments) in cases {
+        refused(text, at, fragments);
+    }
+}
+
+#[test]
+fn every_problem_is_listed_not_just_the_first() {
+    let text = "[defaults]\ntimeout = \"0s\"\nretry = { attempts = 0 }\n[[route]]\nname = \"a\"\nurl = \"ftp://x/\"\n[[route]]\nname = \"b\"\n";
+    let (ok, diags) = diagnostics(text);
+    assert!(!ok);
+    let errors: Vec<_> = diags.iter().filter(|d| d.contains(": error: ")).collect();
+    assert_eq!(errors.len(), 4, "{diags:#?}");
+}
+
+#[test]
+fn endpoints_are_checked() {
+    refused(
+        "[[route]]\nname = \"a\"\n",
+        "2:8",
+        &["route `a` says nowhere to find its tool server"],
+    );
+    refused(
+        "[[route]]\nname = \"a\"\ncommand = \"s\"\nurl = \"http://x/\"\n",
+        "4:7",
+        &["sets both `command` and `url`"],
+    );
+    refused(
+        "[[route]]\nname = \"a\"\nurl = \"ftp://x/\"\n",
+        "3:7",
+        &["scheme `ftp` is not supported"],
+    );
+    refused(
+        "[[route]]\nname = \"a\"\nurl = \"docs:8080\"\n",
+        "3:7",
+        &["scheme `docs` is not supported"],
+    );
+    refused(
+        "[[route]]\nname = \"a\"\nurl = \"not a url\"\n",
+        "3:7",
+        &["is not a URL"],
+    );
+    refused(
+        "[[route]]\nname = \"a\"\nurl = \"https://user:pw@x/mcp\"\n",
+        "3:7",
+        &["carries credentials"],
+    );
+    refused(
+        "[[route]]\nname = \"a\"\naddress = \"https://x:1\"\n",
+        "3:11",
+        &["takes host:port without a scheme"],
+    );
+    refused(
+        "[[route]]\nname = \"a\"\naddress = \"x\"\n",
+        "3:11",
+        &["`x` has no port"],
+    );
+    refused(
+        "[[route]]\nname = \"a\"\naddress = \"x:1/mcp\"\n",
+        "3:11",
+        &["is not host:port"],
+    );
+    refused(
+        "[[route]]\nname = \"a\"\ncommand = []\n",
+        "3:11",
+        &["`command` is empty"],
+    );
+    refused(
+        "[[route]]\nname = \"a b\"\ncommand = \"s\"\n",
+        "2:8",
+        &["route name `a b` is not allowed"],
+    );
+    refused(
+        "[[route]]\nname = \"a\"\ncommand = \"s\"\nauth = { bearer = { env = \"T\" } }\n",
+        "4:8",
+        &["`auth` has no effect on a command route"],
+    );
+    refused(
+        "[[route]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/\"\nargs = [\"x\"]\n",
+        "3:7",
+        &["apply only to command routes"],
+    );
+    refused(
+        "[[route]]\nname = \"a\"\nurl = \"https://x/\"\ntls = { client_cert = \"c.pem\" }\n",
+        "4:23",
+        &["mTLS needs both client_cert and client_key"],
+    );
+    refused(
+        "[[route]]\nname = \"a\"\nurl = \"https://x/\"\nauth = { headers = { Host = \"y\" } }\n",
+        "4:8",
+        &["header `Host` is set by the gateway itself"],
+    );
+    refused(
+        "[[route]]\nname = \"a\"\nurl = \"https://x/\"\nauth = { headers = { Authorization = \"Basic abc\" } }\n",
+        "4:8",
+        &["the Authorization header is written inline"],
+    );
+}
+
+#[test]
+fn listeners_and_boundaries_are_checked() {
+    refused(
+        "[gateway]\nlisten = \"localhost:80\"\n",
+        "2:10",
+        &["`localhost:80` is not an IP address and port"],
+    );
+    refused(
+        "[gateway]\nlisten = \"127.0.0.1:80\"\nadmin = \"127.0.0.1:80\"\n",
+        "3:9",
+        &["admin and listen use the same address"],
+    );
+    refused(
+        "[boundaries]\ntrusted_networks = [\"10.0.0.0/33\"]\n",
+        "2:21",
+        &["`10.0.0.0/33` is not a CIDR network"],
+    );
+    refused(
+        "[boundaries]\ntrusted_domains = [\"*.corp.example\"]\n",
+        "2:20",
+        &["wildcards are not needed"],
+    );
+    refused(
+        "[gateway]\nboundary_override = \"why\"\n",
+        "2:21",
+        &["boundary_override has no boundary to apply to"],
+    );
+    let (ok, diags) = diagnostics(
+        "[boundaries]\ntrusted_networks = [\"10.0.0.1/8\", \"0.0.0.0/0\"]\ntrusted_domains = [\"local\"]\n",
+    );
+    assert!(ok);
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.contains("warning: 10.0.0.1/8 has host bits set; it means 10.0.0.0/8")),
+        "{diags:#?}"
+    );
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.contains("warning: trusted network 0.0.0.0/0 trusts every address")),
+        "{diags:#?}"
+    );
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.contains("warning: trusted domain `local` is a single label")),
+        "{diags:#?}"
+    );
+}
+
+#[test]
+fn route_overrides_merge_with_defaults_key_by_key() {
+    let text = "[defaults]\ntimeout = \"10s\"\nretry = { attempts = 4, base = \"100ms\" }\nrate_limit = { per_second = 100 }\n[[route]]\nname = \"a\"\ncommand = \"s\"\nretry = { attempts = 2 }\nrate_limit = { burst = 5 }\n[[route]]\nname = \"b\"\ncommand = \"s\"\ntimeout = \"1m\"\n";
+    let (config, diags) = parse(&Source::new("routes.toml", text));
+    assert!(diags.is_empty(), "{diags:?}");
+    let config = config.unwrap();
+    let (a, b) = (&config.routes[0].policies, &config.routes[1].policies);
+    assert_eq!(a.timeout.as_secs(), 10);
+    assert_eq!(a.retry.attempts.get(), 2);
+    assert_eq!(a.retry.base.as_millis(), 100);
+    assert_eq!(a.retry.max.as_secs(), 2);
+    let rl = a.rate_limit.unwrap();
+    assert_eq!((rl.per_second.get(), rl.burst.get()), (100, 5));
+    assert_eq!(b.timeout.as_secs(), 60);
+    assert_eq!(b.retry.attempts.get(), 4);
+    assert_eq!(b.rate_limit.unwrap().burst.get(), 100);
+}

@@ -1,0 +1,366 @@
+//! `mcp-edge check`: validate a routes file and show the classification of everything
+//! in it, with the reason, so a platform engineer sees what the gateway will do before
+//! it does it.
+//!
+//! Exit codes: 0 valid (warnings allowed unless `--strict`), 1 refused, 2 unreadable.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use mcp_edge_config::model::{Config, Grant, Policies};
+use mcp_edge_config::{Diagnostic, HumanDuration, Located, Severity, Source};
+use mcp_edge_router::{Plan, plan};
+use serde_json::{Value, json};
+
+use crate::cli::{CheckArgs, Format};
+
+/// The outcome of checking one routes file.
+#[derive(Debug)]
+pub struct Report {
+    /// The file checked.
+    pub source: Source,
+    /// The configuration, when valid.
+    pub config: Option<Config>,
+    /// The plan, when valid.
+    pub plan: Option<Plan>,
+    /// Every problem, placed in the file.
+    pub diagnostics: Vec<Located>,
+}
+
+impl Report {
+    /// True when nothing is refused (and, when `strict`, nothing warned about either).
+    pub fn passes(&self, strict: bool) -> bool {
+        self.plan.is_some()
+            && self
+                .diagnostics
+                .iter()
+                .all(|d| d.severity == Severity::Warning && !strict)
+    }
+}
+
+/// Checks `source`. `environment` adds the checks against this machine (secrets and
+/// files), as warnings.
+pub fn check(source: Source, environment: bool) -> Report {
+    let (config, mut diags) = mcp_edge_config::parse_partial(&source);
+    let mut planned = None;
+    if let Some(config) = &config {
+        let (p, more) = plan(config);
+        let config_errors = diags.iter().any(Diagnostic::is_error);
+        planned = p.filter(|_| !config_errors);
+        diags.extend(more);
+        if environment {
+            diags.extend(
+                mcp_edge_config::environment_diagnostics(config)
+                    .into_iter()
+                    .map(|d| Diagnostic {
+                        severity: Severity::Warning,
+                        message: format!("{} (`serve` would refuse this)", d.message),
+                        ..d
+                    }),
+            );
+        }
+    }
+    diags.sort_by_key(|d| (d.span.as_ref().map_or(0, |s| s.start), d.severity));
+    let diagnostics = diags.iter().map(|d| source.locate(d)).collect();
+    Report {
+        source,
+        config,
+        plan: planned,
+        diagnostics,
+    }
+}
+
+/// `mcp-edge check`.
+pub fn run(args: &CheckArgs) -> ExitCode {
+    let source = match mcp_edge_config::read(&args.file) {
+        Ok(source) => source,
+        Err(e) => {
+            eprintln!(
+                "mcp-edge: cannot read {}: {e}\n  = help: pass the routes file as an argument or set {}",
+                args.file.display(),
+                mcp_edge_config::ROUTES_ENV
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let report = check(source, true);
+    let passes = report.passes(args.strict);
+    match args.format {
+        Format::Json => println!("{:#}", to_json(&report, passes)),
+        Format::Text => {
+            for d in &report.diagnostics {
+                eprintln!("{d}\n");
+            }
+            if report.plan.is_some() {
+                print!("{}", to_text(&report));
+            }
+            eprintln!("{}", summary(&report, passes));
+        }
+    }
+    if passes {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn summary(report: &Report, passes: bool) -> String {
+    let count = |s| {
+        report
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == s)
+            .count()
+    };
+    let (errors, warnings) = (count(Severity::Error), count(Severity::Warning));
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let verdict = if passes { "valid" } else { "refused" };
+    format!(
+        "{}: {verdict} ({}, {})",
+        report.source.name(),
+        plural(errors, "error"),
+        plural(warnings, "warning")
+    )
+}
+
+/// Renders aligned columns; the last column is left ragged.
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<width$}  ", width = widths[c]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn to_text(report: &Report) -> String {
+    let (Some(plan), Some(config)) = (&report.plan, &report.config) else {
+        return String::new();
+    };
+    let mut out = String::new();
+    let mut rows = vec![
+        vec!["LISTENER", "ADDRESS", "BOUNDARY", "SERVES", "REASON"]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+    ];
+    for l in &plan.listeners {
+        rows.push(vec![
+            l.name.to_owned(),
+            l.addr.to_string(),
+            l.boundary.to_string(),
+            l.security.to_string(),
+            l.reason.to_string(),
+        ]);
+    }
+    out.push_str(&table(&rows));
+
+    let mut rows = vec![
+        vec!["ROUTE", "BOUNDARY", "TRANSPORT", "ENDPOINT", "REASON"]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+    ];
+    for r in &plan.routes {
+        rows.push(vec![
+            r.name.clone(),
+            r.boundary.to_string(),
+            r.transport.label(),
+            r.transport.endpoint(),
+            r.reason.to_string(),
+        ]);
+    }
+    out.push('\n');
+    out.push_str(&table(&rows));
+
+    let mut rows = vec![
+        vec![
+            "ROUTE",
+            "TIMEOUT",
+            "RETRY",
+            "BREAKER",
+            "RATE LIMIT",
+            "CONCURRENCY",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect(),
+    ];
+    for r in &plan.routes {
+        let p = &r.policies;
+        rows.push(vec![
+            r.name.clone(),
+            d(p.timeout),
+            retry_text(p),
+            breaker_text(p),
+            rate_text(p),
+            concurrency_text(p),
+        ]);
+    }
+    out.push('\n');
+    out.push_str(&table(&rows));
+
+    if !config.clients.is_empty() {
+        let mut rows = vec![
+            vec!["CLIENT", "TOKEN", "ROUTES"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+        ];
+        for c in &config.clients {
+            rows.push(vec![
+                c.name.clone(),
+                c.token.to_string(),
+                grant_text(&c.routes),
+            ]);
+        }
+        out.push('\n');
+        out.push_str(&table(&rows));
+    }
+    out
+}
+
+fn d(duration: std::time::Duration) -> String {
+    HumanDuration(duration).to_string()
+}
+
+fn retry_text(p: &Policies) -> String {
+    let r = &p.retry;
+    if r.attempts.get() == 1 {
+        return "off".into();
+    }
+    format!(
+        "{}x {}..{} budget {}%",
+        r.attempts,
+        d(r.base),
+        d(r.max),
+        (r.budget * 100.0).round()
+    )
+}
+
+fn breaker_text(p: &Policies) -> String {
+    let b = &p.breaker;
+    format!(
+        "{} in a row or {}% of >={} in {}; open {}",
+        b.consecutive_failures,
+        (b.failure_ratio * 100.0).round(),
+        b.min_calls,
+        d(b.window),
+        d(b.open_for)
+    )
+}
+
+fn rate_text(p: &Policies) -> String {
+    match p.rate_limit {
+        Some(r) => format!("{}/s burst {}", r.per_second, r.burst),
+        None => "none".into(),
+    }
+}
+
+fn concurrency_text(p: &Policies) -> String {
+    format!(
+        "{} + queue {}",
+        p.concurrency.max_in_flight, p.concurrency.queue
+    )
+}
+
+fn grant_text(grant: &Grant) -> String {
+    match grant {
+        Grant::All => "*".into(),
+        Grant::Only(routes) => routes.join(", "),
+    }
+}
+
+fn policies_json(p: &Policies) -> Value {
+    json!({
+        "timeout": d(p.timeout),
+        "retry": { "attempts": p.retry.attempts.get(), "base": d(p.retry.base), "max": d(p.retry.max), "budget": p.retry.budget },
+        "breaker": {
+            "consecutive_failures": p.breaker.consecutive_failures.get(),
+            "failure_ratio": p.breaker.failure_ratio,
+            "min_calls": p.breaker.min_calls.get(),
+            "window": d(p.breaker.window),
+            "open_for": d(p.breaker.open_for),
+        },
+        "rate_limit": p.rate_limit.map(|r| json!({ "per_second": r.per_second.get(), "burst": r.burst.get() })),
+        "concurrency": { "max_in_flight": p.concurrency.max_in_flight.get(), "queue": p.concurrency.queue },
+    })
+}
+
+/// The machine-readable report.
+pub fn to_json(report: &Report, passes: bool) -> Value {
+    let diagnostics: Vec<Value> = report
+        .diagnostics
+        .iter()
+        .map(|d| {
+            json!({
+                "severity": d.severity.as_str(),
+                "file": d.file,
+                "line": d.line,
+                "column": d.column,
+                "message": d.message,
+                "help": d.help,
+            })
+        })
+        .collect();
+    let mut out = json!({
+        "file": report.source.name(),
+        "valid": passes,
+        "diagnostics": diagnostics,
+    });
+    if let (Some(plan), Some(config)) = (&report.plan, &report.config) {
+        out["listeners"] = plan
+            .listeners
+            .iter()
+            .map(|l| {
+                json!({
+                    "name": l.name,
+                    "address": l.addr.to_string(),
+                    "boundary": l.boundary.as_str(),
+                    "reason": l.reason.to_string(),
+                    "serves": l.security.to_string(),
+                })
+            })
+            .collect();
+        out["routes"] = plan
+            .routes
+            .iter()
+            .zip(&config.routes)
+            .map(|(r, route)| json!({
+                "name": r.name,
+                "boundary": r.boundary.as_str(),
+                "reason": r.reason.to_string(),
+                "transport": r.transport.label(),
+                "endpoint": r.transport.endpoint(),
+                "prefix": route.naming.prefix,
+                "policies": policies_json(&r.policies),
+                "cert_expiry": { "warn": d(route.cert_expiry.warn), "critical": d(route.cert_expiry.critical) },
+            }))
+            .collect();
+        out["clients"] = config
+            .clients
+            .iter()
+            .map(|c| json!({ "name": c.name, "token": c.token.to_string(), "routes": grant_text(&c.routes) }))
+            .collect();
+        out["name_separator"] = json!(config.gateway.name_separator);
+    }
+    out
+}
