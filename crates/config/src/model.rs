@@ -56,7 +56,14 @@ pub struct Gateway {
     pub admin_span: Option<Span>,
     /// Between a route prefix and a tool name.
     pub name_separator: String,
+    /// Origins allowed besides loopback ones, normalized (`scheme://host[:port]`).
+    pub allowed_origins: Vec<String>,
+    /// The largest message accepted, in bytes.
+    pub max_message_bytes: usize,
 }
+
+/// The default largest message: 4 MiB.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// A listener for agents.
 #[derive(Debug, Clone)]
@@ -529,7 +536,7 @@ impl Validator<'_> {
     fn gateway(&mut self, spec: spec::GatewaySpec) -> Gateway {
         let listen_addr = self.socket_addr(spec.listen.as_ref(), DEFAULT_LISTEN, "listen");
         let admin = self.socket_addr(spec.admin.as_ref(), DEFAULT_ADMIN, "admin");
-        if spec.admin.is_some() && admin == listen_addr {
+        if spec.admin.is_some() && admin == listen_addr && admin.port() != 0 {
             let span = spec.admin.as_ref().map(Spanned::span);
             self.error(
                 span,
@@ -566,6 +573,23 @@ impl Validator<'_> {
                 sep.into_inner()
             }
         };
+        let mut allowed_origins = Vec::new();
+        for origin in &spec.allowed_origins {
+            match Url::parse(origin.get_ref()) {
+                Ok(url) if url.host().is_some() && url.path() == "/" && url.query().is_none() => {
+                    allowed_origins.push(url.origin().ascii_serialization());
+                }
+                _ => self.error(
+                    origin.span(),
+                    format!("`{}` is not an origin", origin.get_ref()),
+                    "write scheme://host[:port] with no path, e.g. \"https://console.example.com\"",
+                ),
+            }
+        }
+        let max_message_bytes = match &spec.max_message_bytes {
+            None => DEFAULT_MAX_MESSAGE_BYTES,
+            Some(v) => self.int(Some(v), 0, 1024, 256 * 1024 * 1024, "max_message_bytes") as usize,
+        };
         Gateway {
             listen: Listener {
                 addr: listen_addr,
@@ -576,6 +600,8 @@ impl Validator<'_> {
             admin,
             admin_span: spec.admin.map(|a| a.span()),
             name_separator,
+            allowed_origins,
+            max_message_bytes: max_message_bytes.max(1024),
         }
     }
 

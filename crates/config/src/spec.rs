@@ -108,6 +108,11 @@ pub struct GatewaySpec {
     pub tls: Option<Spanned<ListenerTlsSpec>>,
     /// Between a route's prefix and a tool's name in the aggregated `/mcp` server.
     pub name_separator: Option<Spanned<String>>,
+    /// Browser origins allowed besides loopback ones (`Origin` checks, DNS rebinding).
+    #[serde(default)]
+    pub allowed_origins: Vec<Spanned<String>>,
+    /// The largest JSON-RPC message accepted from a client or a tool server, in bytes.
+    pub max_message_bytes: Option<Spanned<i64>>,
 }
 
 /// `[gateway.tls]`.

@@ -1,11 +1,11 @@
 //! The command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::check;
+use crate::{check, demo, serve, stdio_front};
 
 /// mcp-edge: one MCP gateway for tool servers on this host, in a trusted network, and
 /// across a trust boundary.
@@ -22,6 +22,12 @@ pub struct Cli {
 pub enum Command {
     /// Validate a routes file and print how every route and listener is classified.
     Check(CheckArgs),
+    /// Run the gateway on a routes file.
+    Serve(ServeArgs),
+    /// Be an MCP server on stdin/stdout that routes to the configured tool servers.
+    Stdio(StdioArgs),
+    /// Run the built-in demo tool server.
+    DemoTools(DemoArgs),
 }
 
 /// `mcp-edge check`.
@@ -39,6 +45,45 @@ pub struct CheckArgs {
     pub strict: bool,
 }
 
+/// `mcp-edge serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The routes file.
+    #[arg(env = mcp_edge_config::ROUTES_ENV, default_value = "routes.toml")]
+    pub file: PathBuf,
+}
+
+/// `mcp-edge stdio`.
+#[derive(Debug, clap::Args)]
+pub struct StdioArgs {
+    /// The routes file.
+    #[arg(env = mcp_edge_config::ROUTES_ENV, default_value = "routes.toml")]
+    pub file: PathBuf,
+    /// Serve one route as its own server (names unprefixed) instead of all of them.
+    #[arg(long)]
+    pub route: Option<String>,
+}
+
+/// `mcp-edge demo-tools`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Speak MCP on stdin/stdout (the only transport of the demo tools for now).
+    #[arg(long, default_value_t = true)]
+    pub stdio: bool,
+    /// Fault: write a non-JSON line before every message.
+    #[arg(long)]
+    pub garbage: bool,
+    /// Fault: stop answering anything after `initialize`.
+    #[arg(long)]
+    pub hang: bool,
+    /// Fault: write to stderr and exit with this code before reading anything.
+    #[arg(long, value_name = "CODE")]
+    pub exit_at_start: Option<u8>,
+    /// Speak only the stateless 2026-07-28 era (refuse `initialize`).
+    #[arg(long)]
+    pub stateless: bool,
+}
+
 /// How `check` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -48,10 +93,76 @@ pub enum Format {
     Json,
 }
 
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MCP_EDGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // stderr, always: in `stdio` mode stdout belongs to MCP.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+fn finish(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mcp-edge: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_stdio(file: &Path, route: Option<&str>) -> Result<(), String> {
+    let (config, plan) = serve::load(file)?;
+    runtime()?.block_on(async {
+        let gw = serve::build(&config, &plan)?;
+        let result = stdio_front::serve(gw.clone(), route).await;
+        serve::shutdown_routes(&gw).await;
+        result
+    })
+}
+
 /// Runs the command line and returns the process's exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(args) => check::run(&args),
+        Command::Serve(args) => {
+            init_logging();
+            finish(runtime().and_then(|rt| rt.block_on(serve::serve(&args.file))))
+        }
+        Command::Stdio(args) => {
+            init_logging();
+            finish(run_stdio(&args.file, args.route.as_deref()))
+        }
+        Command::DemoTools(args) => {
+            if let Some(code) = args.exit_at_start {
+                eprintln!("demo-tools: exiting at start with code {code}, as asked");
+                return ExitCode::from(code);
+            }
+            let faults = demo::Faults {
+                garbage: args.garbage,
+                hang: args.hang,
+                stateless: args.stateless,
+            };
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+                .and_then(|rt| {
+                    rt.block_on(demo::serve_stdio(faults))
+                        .map_err(|e| e.to_string())
+                });
+            finish(result)
+        }
     }
 }

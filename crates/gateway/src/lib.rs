@@ -1,8 +1,19 @@
-//! mcp-edge, the boundary-aware MCP gateway: the command line and, as the data path
-//! lands, the listeners, sessions and routing that the binary runs.
+//! mcp-edge, the boundary-aware MCP gateway: the command line, the front doors, and the
+//! assembly of routes into a running gateway.
 //!
-//! The flow of a call reads top-down from [`cli`]: parse the routes file
-//! (`mcp-edge-config`), classify every route and listener (`mcp-edge-router`), and act.
+//! The flow of a call reads top-down:
+//! [`cli`] → [`serve`] (load routes.toml with `mcp-edge-config`, classify with
+//! `mcp-edge-router`, start each route's connector from `mcp-edge-transport`) →
+//! [`http`] or [`stdio_front`] (parse, admit, find the session) → [`core`] (aggregate,
+//! route by name, forward, relay notifications, map errors).
 
 pub mod check;
 pub mod cli;
+pub mod core;
+pub mod demo;
+pub mod http;
+pub mod scope;
+pub mod serve;
+pub mod session;
+pub mod stdio_front;
+pub mod upstream;

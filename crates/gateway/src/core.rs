@@ -1,0 +1,987 @@
+//! What mcp-edge does with one MCP message, whichever door it came in by.
+//!
+//! The front ends (Streamable HTTP, legacy HTTP+SSE, stdio) parse, authenticate and
+//! find the session; then [`Gateway::request`] answers: lists are merged across the
+//! routes the client may use, names are mapped back to their route, calls are
+//! forwarded with their notifications relayed, and every failure becomes a JSON-RPC
+//! error that names the route and the reason ([`upstream_error`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures_util::future::join_all;
+use mcp_edge_config::Secret;
+use mcp_edge_config::model::Grant;
+use mcp_edge_protocol::jsonrpc::{self, code};
+use mcp_edge_protocol::version::{self, Era};
+use mcp_edge_protocol::{Id, Message, RawObject, mcp};
+use mcp_edge_transport::{Call, CallEvent, Reply, UpstreamError};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::scope::Scope;
+use crate::session::{Ask, Session, Sessions};
+use crate::upstream::RouteRt;
+
+/// How long a list may wait for one route before that route's items are left out.
+const LIST_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A client known by its bearer token.
+pub struct ClientRt {
+    /// The client's name: its principal.
+    pub name: Arc<str>,
+    /// Its token.
+    pub token: Secret,
+    /// The routes it may use.
+    pub grant: Grant,
+}
+
+/// The gateway's shared state.
+pub struct Gateway {
+    /// Every route, in routes.toml order.
+    pub routes: Vec<Arc<RouteRt>>,
+    /// Between a route prefix and a name.
+    pub separator: Arc<str>,
+    /// Open sessions.
+    pub sessions: Sessions,
+    /// Clients; empty means anonymous access.
+    pub clients: Vec<ClientRt>,
+    /// Browser origins allowed besides loopback.
+    pub allowed_origins: Vec<String>,
+    /// The largest message accepted.
+    pub max_message_bytes: usize,
+    resources: Mutex<ResourceIndex>,
+}
+
+/// Which route serves which resource URI, learned from the routes' lists.
+#[derive(Default)]
+struct ResourceIndex {
+    uris: HashMap<String, String>,
+    /// The literal part of a URI template before its first `{`, and the route.
+    templates: Vec<(String, String)>,
+}
+
+/// One client request's context.
+pub struct Ctx {
+    /// What the client sees.
+    pub scope: Scope,
+    /// The session, in the session era.
+    pub session: Option<Arc<Session>>,
+    /// The protocol version in force.
+    pub version: &'static str,
+}
+
+impl Ctx {
+    /// Whether the client speaks the stateless era.
+    pub fn stateless(&self) -> bool {
+        version::era(self.version) == Some(Era::Stateless)
+    }
+}
+
+/// No valid bearer token was presented (401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unauthorized;
+
+/// Why a client may not use an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeError {
+    /// No such route.
+    NotFound,
+    /// The principal is not granted the route.
+    Forbidden,
+}
+
+/// An error answer: a JSON-RPC error object, raw.
+pub type ErrorObject = Box<RawValue>;
+
+/// A gateway-made error object.
+pub fn error_object(code: i32, message: &str, data: Option<&Value>) -> ErrorObject {
+    jsonrpc::error_object(code, message, data)
+}
+
+/// The one place an upstream failure becomes what a client sees: a JSON-RPC error in
+/// the server range naming the route and the reason, with `retry_after_ms` when known.
+pub fn upstream_error(route: &str, error: &UpstreamError) -> ErrorObject {
+    let code = match error {
+        UpstreamError::Timeout(_) => code::TIMEOUT,
+        UpstreamError::Busy { .. } => code::BUSY,
+        UpstreamError::Protocol(_) => code::UPSTREAM_PROTOCOL,
+        _ => code::UPSTREAM_UNAVAILABLE,
+    };
+    let mut data = json!({ "route": route, "reason": error.reason() });
+    if let Some(after) = error.retry_after() {
+        data["retry_after_ms"] = json!(after.as_millis() as u64);
+    }
+    error_object(code, &format!("route `{route}`: {error}"), Some(&data))
+}
+
+fn invalid_params(message: &str) -> ErrorObject {
+    error_object(code::INVALID_PARAMS, message, None)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What one route contributed to a merged list page.
+struct Page {
+    items: Vec<Box<RawValue>>,
+    next: Option<String>,
+}
+
+impl Gateway {
+    /// A gateway over these routes.
+    pub fn new(
+        routes: Vec<Arc<RouteRt>>,
+        separator: &str,
+        clients: Vec<ClientRt>,
+        allowed_origins: Vec<String>,
+        max_message_bytes: usize,
+        sessions: Sessions,
+    ) -> Self {
+        Gateway {
+            routes,
+            separator: separator.into(),
+            sessions,
+            clients,
+            allowed_origins,
+            max_message_bytes,
+            resources: Mutex::new(ResourceIndex::default()),
+        }
+    }
+
+    /// The principal behind an `Authorization` header. `Ok(None)` is anonymous access
+    /// (no clients configured); `Err` means 401.
+    pub fn authenticate(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<Option<Arc<str>>, Unauthorized> {
+        if self.clients.is_empty() {
+            return Ok(None);
+        }
+        let token = authorization
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or(Unauthorized)?;
+        // Compare against every client, in constant time per comparison.
+        let mut found = None;
+        for client in &self.clients {
+            if constant_time_eq(client.token.expose().as_bytes(), token.as_bytes()) {
+                found = Some(client.name.clone());
+            }
+        }
+        found.map(Some).ok_or(Unauthorized)
+    }
+
+    /// The scope of a principal on `/mcp` (`target` None) or `/mcp/{target}`.
+    pub fn scope(
+        &self,
+        principal: Option<&str>,
+        target: Option<&str>,
+    ) -> Result<Scope, ScopeError> {
+        let grant = principal
+            .and_then(|p| self.clients.iter().find(|c| &*c.name == p))
+            .map(|c| &c.grant);
+        let allowed = |r: &RouteRt| grant.is_none_or(|g| g.allows(&r.name));
+        let (routes, single): (Vec<Arc<RouteRt>>, bool) = match target {
+            None => (
+                self.routes.iter().filter(|r| allowed(r)).cloned().collect(),
+                false,
+            ),
+            Some(name) => {
+                let route = self
+                    .routes
+                    .iter()
+                    .find(|r| r.name == name)
+                    .ok_or(ScopeError::NotFound)?;
+                if !allowed(route) {
+                    return Err(ScopeError::Forbidden);
+                }
+                (vec![route.clone()], true)
+            }
+        };
+        Ok(Scope {
+            routes: routes.into(),
+            single,
+            separator: self.separator.clone(),
+        })
+    }
+
+    fn capabilities(&self, scope: &Scope) -> Box<RawValue> {
+        if scope.single
+            && let Some(info) = scope.routes.first().and_then(|r| r.info())
+        {
+            return info.capabilities.clone();
+        }
+        jsonrpc::raw(&json!({
+            "tools": { "listChanged": true },
+            "resources": { "subscribe": true, "listChanged": true },
+            "prompts": { "listChanged": true },
+            "logging": {},
+            "completions": {},
+        }))
+    }
+
+    fn instructions(scope: &Scope) -> Option<String> {
+        let parts: Vec<String> = scope
+            .routes
+            .iter()
+            .filter_map(|r| {
+                let text = r.info()?.instructions.clone()?;
+                Some(if scope.single {
+                    text
+                } else {
+                    let names = if r.prefix.is_empty() {
+                        "unprefixed".to_owned()
+                    } else {
+                        format!("`{}{}*`", r.prefix, scope.separator)
+                    };
+                    format!("## {} ({names})\n{text}", r.name)
+                })
+            })
+            .collect();
+        (!parts.is_empty()).then(|| parts.join("\n\n"))
+    }
+
+    fn server_info() -> Value {
+        json!({ "name": "mcp-edge", "title": "mcp-edge gateway", "version": env!("CARGO_PKG_VERSION") })
+    }
+
+    /// Answers `initialize` for a client that asked for `requested`: the version to
+    /// use and the result.
+    pub fn initialize(
+        &self,
+        scope: &Scope,
+        params: Option<&RawValue>,
+    ) -> (&'static str, Box<RawValue>) {
+        let requested = params
+            .and_then(|p| RawObject::parse(p.get()).ok())
+            .and_then(|p| p.get_str("protocolVersion"))
+            .unwrap_or_default();
+        let version = version::negotiate(&requested);
+        let mut result = json!({
+            "protocolVersion": version,
+            "capabilities": serde_json::from_str::<Value>(self.capabilities(scope).get()).unwrap_or_default(),
+            "serverInfo": Self::server_info(),
+        });
+        if let Some(instructions) = Self::instructions(scope) {
+            result["instructions"] = json!(instructions);
+        }
+        (version, jsonrpc::raw(&result))
+    }
+
+    fn discover(&self, scope: &Scope) -> Box<RawValue> {
+        let mut result = json!({
+            "resultType": "complete",
+            "supportedVersions": version::supported().collect::<Vec<_>>(),
+            "capabilities": serde_json::from_str::<Value>(self.capabilities(scope).get()).unwrap_or_default(),
+            "ttlMs": 0,
+            "cacheScope": "private",
+            "_meta": { "io.modelcontextprotocol/serverInfo": Self::server_info() },
+        });
+        if let Some(instructions) = Self::instructions(scope) {
+            result["instructions"] = json!(instructions);
+        }
+        jsonrpc::raw(&result)
+    }
+
+    /// Answers one request. Notifications and tool-server requests that belong to it
+    /// are sent on `events` before the answer is returned.
+    pub async fn request(
+        &self,
+        ctx: &Ctx,
+        message: &Message,
+        events: &mpsc::Sender<Vec<u8>>,
+    ) -> Vec<u8> {
+        let id = message.id.clone().unwrap_or(Id::Num(0));
+        let method = message.method();
+        let params = message.params.as_deref();
+        let outcome = match method {
+            mcp::INITIALIZE => Err(error_object(
+                code::INVALID_REQUEST,
+                "this session is already initialized; start a new session to initialize again",
+                None,
+            )),
+            mcp::DISCOVER => Ok(self.discover(&ctx.scope)),
+            mcp::PING => Ok(jsonrpc::empty_object()),
+            mcp::TOOLS_LIST
+            | mcp::PROMPTS_LIST
+            | mcp::RESOURCES_LIST
+            | mcp::RESOURCE_TEMPLATES_LIST => self.list(ctx, method, params).await,
+            mcp::TOOLS_CALL | mcp::PROMPTS_GET => self.named(ctx, method, params, events).await,
+            mcp::RESOURCES_READ | mcp::RESOURCES_SUBSCRIBE | mcp::RESOURCES_UNSUBSCRIBE => {
+                self.resource(ctx, method, params, events).await
+            }
+            mcp::COMPLETE => self.complete(ctx, params, events).await,
+            mcp::SET_LEVEL => {
+                let calls = ctx
+                    .scope
+                    .routes
+                    .iter()
+                    .filter(|r| r.offers("logging"))
+                    .map(|r| {
+                        let deadline = Instant::now() + r.timeout.min(LIST_DEADLINE);
+                        self.forward(
+                            ctx,
+                            r,
+                            method,
+                            params.map(RawValue::to_owned),
+                            deadline,
+                            None,
+                        )
+                    });
+                join_all(calls).await;
+                Ok(jsonrpc::empty_object())
+            }
+            other => Err(error_object(
+                code::METHOD_NOT_FOUND,
+                &format!("Method not found: {other}"),
+                None,
+            )),
+        };
+        self.finish(ctx, &id, method, outcome)
+    }
+
+    /// The response bytes, with what the client's era requires of a result.
+    fn finish(
+        &self,
+        ctx: &Ctx,
+        id: &Id,
+        method: &str,
+        outcome: Result<Box<RawValue>, ErrorObject>,
+    ) -> Vec<u8> {
+        match outcome {
+            Ok(result) if ctx.stateless() => {
+                let cacheable = mcp::is_list(method) || method == mcp::RESOURCES_READ;
+                let needs = !result.get().contains("\"resultType\"") || cacheable;
+                if !needs {
+                    return jsonrpc::result(id, &result);
+                }
+                let Ok(mut object) = RawObject::parse(result.get()) else {
+                    return jsonrpc::result(id, &result);
+                };
+                if object.get("resultType").is_none() {
+                    object.set_value("resultType", "complete");
+                }
+                if cacheable {
+                    if object.get("ttlMs").is_none() {
+                        object.set_value("ttlMs", &0);
+                    }
+                    if object.get("cacheScope").is_none() {
+                        object.set_value("cacheScope", "private");
+                    }
+                }
+                jsonrpc::result(id, &object.to_raw())
+            }
+            Ok(result) => jsonrpc::result(id, &result),
+            Err(error) => Message {
+                id: Some(id.clone()),
+                method: None,
+                params: None,
+                result: None,
+                error: Some(error),
+            }
+            .to_bytes(),
+        }
+    }
+
+    /// Handles a notification from the client.
+    pub async fn notification(&self, ctx: &Ctx, message: &Message) {
+        match message.method() {
+            mcp::INITIALIZED => {
+                if let Some(session) = &ctx.session {
+                    session.set_initialized();
+                }
+            }
+            mcp::CANCELLED => {
+                let request = message
+                    .params
+                    .as_ref()
+                    .and_then(|p| RawObject::parse(p.get()).ok())
+                    .and_then(|p| {
+                        p.get("requestId")
+                            .and_then(|v| serde_json::from_str::<Id>(v.get()).ok())
+                    });
+                if let (Some(session), Some(request)) = (&ctx.session, request)
+                    && session.cancel(&request)
+                {
+                    tracing::debug!(session = %session.id, request = %request, "cancelled at the client's request");
+                }
+            }
+            "notifications/roots/list_changed" => {
+                for route in ctx.scope.routes.iter() {
+                    if let crate::upstream::Upstream::Stdio(stdio) = &route.upstream {
+                        stdio
+                            .notify(message.method(), message.params.as_deref())
+                            .await;
+                    }
+                }
+            }
+            other => tracing::debug!(method = other, "client notification ignored"),
+        }
+    }
+
+    /// Handles the client's answer to a tool server's request.
+    pub async fn client_response(&self, ctx: &Ctx, message: Message) {
+        let (Some(session), Some(id)) = (&ctx.session, &message.id) else {
+            return;
+        };
+        let Some(ask) = session.answer(id) else {
+            tracing::warn!(session = %session.id, id = %id, "answer to a request mcp-edge did not send; dropped");
+            return;
+        };
+        let reply = match (message.result, message.error) {
+            (Some(result), _) => Reply::Result(result),
+            (None, Some(error)) => Reply::Error(error),
+            (None, None) => return,
+        };
+        ask.route.respond(&ask.upstream_id, reply).await;
+    }
+
+    /// Forwards one call to a route, relaying its events to the client.
+    async fn forward(
+        &self,
+        ctx: &Ctx,
+        route: &Arc<RouteRt>,
+        method: &str,
+        params: Option<Box<RawValue>>,
+        deadline: Instant,
+        events: Option<&mpsc::Sender<Vec<u8>>>,
+    ) -> Result<Box<RawValue>, ErrorObject> {
+        let (tx, mut rx) = mpsc::channel(32);
+        let call = route.call(Call {
+            method: method.to_owned(),
+            params,
+            deadline,
+            events: Some(tx),
+        });
+        tokio::pin!(call);
+        let reply = loop {
+            tokio::select! {
+                reply = &mut call => break reply,
+                Some(event) = rx.recv() => self.relay(ctx, route, event, events).await,
+            }
+        };
+        while let Ok(event) = rx.try_recv() {
+            self.relay(ctx, route, event, events).await;
+        }
+        match reply {
+            Ok(Reply::Result(result)) => Ok(result),
+            Ok(Reply::Error(error)) => Err(error),
+            Err(e) => {
+                tracing::warn!(route = %route.name, method, reason = e.reason(), "call failed: {e}");
+                Err(upstream_error(&route.name, &e))
+            }
+        }
+    }
+
+    async fn relay(
+        &self,
+        ctx: &Ctx,
+        route: &Arc<RouteRt>,
+        event: CallEvent,
+        events: Option<&mpsc::Sender<Vec<u8>>>,
+    ) {
+        match event {
+            CallEvent::Notification(message) => {
+                if let Some(events) = events {
+                    let _ = events.send(message.to_bytes()).await;
+                }
+            }
+            CallEvent::Request(mut message) => {
+                let upstream_id = message.id.clone().unwrap_or(Id::Num(0));
+                match (&ctx.session, events) {
+                    (Some(session), Some(events)) if !ctx.stateless() => {
+                        message.id = Some(session.ask(Ask {
+                            route: route.clone(),
+                            upstream_id,
+                        }));
+                        let _ = events.send(message.to_bytes()).await;
+                    }
+                    _ => {
+                        let refusal = error_object(
+                            code::METHOD_NOT_FOUND,
+                            "the client cannot answer requests from the tool server on this connection",
+                            None,
+                        );
+                        route.respond(&upstream_id, Reply::Error(refusal)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// `tools/call` and `prompts/get`: find the route by the name's prefix.
+    async fn named(
+        &self,
+        ctx: &Ctx,
+        method: &str,
+        params: Option<&RawValue>,
+        events: &mpsc::Sender<Vec<u8>>,
+    ) -> Result<Box<RawValue>, ErrorObject> {
+        let params = params.ok_or_else(|| invalid_params("params with a name are required"))?;
+        let mut object = RawObject::parse(params.get())
+            .map_err(|_| invalid_params("params must be an object"))?;
+        let name = object
+            .get_str("name")
+            .ok_or_else(|| invalid_params("params.name must be a string"))?;
+        let kind = if method == mcp::TOOLS_CALL {
+            "tool"
+        } else {
+            "prompt"
+        };
+        let unknown = || invalid_params(&format!("Unknown {kind}: {name}"));
+        let (route, upstream_name) = ctx.scope.resolve(&name).ok_or_else(unknown)?;
+        if method == mcp::TOOLS_CALL && !route.naming.exposes(upstream_name) {
+            return Err(unknown());
+        }
+        if upstream_name != name {
+            object.set_value("name", upstream_name);
+        }
+        let deadline = Instant::now() + route.timeout;
+        let route = route.clone();
+        self.forward(
+            ctx,
+            &route,
+            method,
+            Some(object.to_raw()),
+            deadline,
+            Some(events),
+        )
+        .await
+    }
+
+    /// `resources/read`, `subscribe` and `unsubscribe`: find the route by URI.
+    async fn resource(
+        &self,
+        ctx: &Ctx,
+        method: &str,
+        params: Option<&RawValue>,
+        events: &mpsc::Sender<Vec<u8>>,
+    ) -> Result<Box<RawValue>, ErrorObject> {
+        let params = params.ok_or_else(|| invalid_params("params with a uri are required"))?;
+        let uri = RawObject::parse(params.get())
+            .ok()
+            .and_then(|p| p.get_str("uri"))
+            .ok_or_else(|| invalid_params("params.uri must be a string"))?;
+        let route = self.resource_route(ctx, &uri).await.ok_or_else(|| {
+            error_object(
+                code::RESOURCE_NOT_FOUND,
+                &format!("Resource not found: {uri}"),
+                Some(&json!({ "uri": uri })),
+            )
+        })?;
+        let deadline = Instant::now() + route.timeout;
+        let result = self
+            .forward(
+                ctx,
+                &route,
+                method,
+                Some(params.to_owned()),
+                deadline,
+                Some(events),
+            )
+            .await?;
+        if let Some(session) = &ctx.session {
+            match method {
+                mcp::RESOURCES_SUBSCRIBE => session.subscribe(&uri, true),
+                mcp::RESOURCES_UNSUBSCRIBE => session.subscribe(&uri, false),
+                _ => {}
+            }
+        }
+        Ok(result)
+    }
+
+    /// `completion/complete`: by the prompt's name or the resource's URI.
+    async fn complete(
+        &self,
+        ctx: &Ctx,
+        params: Option<&RawValue>,
+        events: &mpsc::Sender<Vec<u8>>,
+    ) -> Result<Box<RawValue>, ErrorObject> {
+        let params = params.ok_or_else(|| invalid_params("params with a ref are required"))?;
+        let mut object = RawObject::parse(params.get())
+            .map_err(|_| invalid_params("params must be an object"))?;
+        let reference = object
+            .get("ref")
+            .and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
+            .ok_or_else(|| invalid_params("params.ref is required"))?;
+        let route = match reference["type"].as_str() {
+            Some("ref/prompt") => {
+                let name = reference["name"]
+                    .as_str()
+                    .ok_or_else(|| invalid_params("ref.name is required"))?;
+                let (route, upstream_name) = ctx
+                    .scope
+                    .resolve(name)
+                    .ok_or_else(|| invalid_params(&format!("Unknown prompt: {name}")))?;
+                let mut rewritten = reference.clone();
+                rewritten["name"] = json!(upstream_name);
+                object.set_value("ref", &rewritten);
+                route.clone()
+            }
+            Some("ref/resource") => {
+                let uri = reference["uri"]
+                    .as_str()
+                    .ok_or_else(|| invalid_params("ref.uri is required"))?;
+                self.resource_route(ctx, uri)
+                    .await
+                    .ok_or_else(|| invalid_params(&format!("no route serves {uri}")))?
+            }
+            _ => {
+                return Err(invalid_params(
+                    "ref.type must be ref/prompt or ref/resource",
+                ));
+            }
+        };
+        let deadline = Instant::now() + route.timeout;
+        self.forward(
+            ctx,
+            &route,
+            mcp::COMPLETE,
+            Some(object.to_raw()),
+            deadline,
+            Some(events),
+        )
+        .await
+    }
+
+    /// The route serving a resource URI: learned from lists (refreshed once if unknown),
+    /// matched against templates, or the only route that has resources.
+    async fn resource_route(&self, ctx: &Ctx, uri: &str) -> Option<Arc<RouteRt>> {
+        if ctx.scope.single {
+            return ctx.scope.routes.first().cloned();
+        }
+        if let Some(route) = self.lookup_resource(ctx, uri) {
+            return Some(route);
+        }
+        let with_resources: Vec<&Arc<RouteRt>> = ctx
+            .scope
+            .routes
+            .iter()
+            .filter(|r| r.offers("resources"))
+            .collect();
+        if let [only] = with_resources.as_slice() {
+            return Some((*only).clone());
+        }
+        // Learn what the routes serve, then look again.
+        for method in [mcp::RESOURCES_LIST, mcp::RESOURCE_TEMPLATES_LIST] {
+            let mut cursor = None;
+            for _ in 0..100 {
+                match self.list(ctx, method, cursor.as_deref()).await {
+                    Ok(result) => {
+                        let next = RawObject::parse(result.get())
+                            .ok()
+                            .and_then(|o| o.get_str("nextCursor"));
+                        match next {
+                            Some(next) => cursor = Some(jsonrpc::raw(&json!({ "cursor": next }))),
+                            None => break,
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        self.lookup_resource(ctx, uri)
+    }
+
+    fn lookup_resource(&self, ctx: &Ctx, uri: &str) -> Option<Arc<RouteRt>> {
+        let index = lock(&self.resources);
+        let by_name = |name: &str| ctx.scope.routes.iter().find(|r| r.name == name).cloned();
+        if let Some(route) = index.uris.get(uri).and_then(|n| by_name(n)) {
+            return Some(route);
+        }
+        index
+            .templates
+            .iter()
+            .filter(|(prefix, _)| !prefix.is_empty() && uri.starts_with(prefix.as_str()))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .and_then(|(_, name)| by_name(name))
+    }
+
+    /// Merges a list across the scope's routes. The cursor the client sees encodes the
+    /// route to continue with and that route's own cursor, so pages work across routes.
+    async fn list(
+        &self,
+        ctx: &Ctx,
+        method: &str,
+        params: Option<&RawValue>,
+    ) -> Result<Box<RawValue>, ErrorObject> {
+        let (key, capability) = match method {
+            mcp::TOOLS_LIST => ("tools", "tools"),
+            mcp::PROMPTS_LIST => ("prompts", "prompts"),
+            mcp::RESOURCES_LIST => ("resources", "resources"),
+            _ => ("resourceTemplates", "resources"),
+        };
+        let cursor = params
+            .and_then(|p| RawObject::parse(p.get()).ok())
+            .and_then(|p| p.get_str("cursor"));
+        let (start, upstream_cursor) = match cursor {
+            None => (0, None),
+            Some(c) => decode_cursor(&c).ok_or_else(|| invalid_params("invalid cursor"))?,
+        };
+        let routes: Vec<(usize, Arc<RouteRt>)> = ctx
+            .scope
+            .routes
+            .iter()
+            .cloned()
+            .enumerate()
+            .skip(start)
+            .filter(|(_, r)| r.offers(capability))
+            .collect();
+        let fetches = routes.iter().map(|(i, route)| {
+            let cursor = if *i == start {
+                upstream_cursor.clone()
+            } else {
+                None
+            };
+            self.page(ctx, route, method, key, cursor)
+        });
+        let pages = join_all(fetches).await;
+        let mut items = Vec::new();
+        let mut next = None;
+        for ((i, route), page) in routes.iter().zip(pages) {
+            let Some(page) = page else { continue };
+            items.extend(self.adopt(ctx, route, method, page.items));
+            if let Some(upstream_next) = page.next {
+                next = Some(encode_cursor(*i, Some(&upstream_next)));
+                break;
+            }
+        }
+        let mut result = json!({ key: items });
+        if let Some(next) = next {
+            result["nextCursor"] = json!(next);
+        }
+        Ok(jsonrpc::raw(&result))
+    }
+
+    /// One page of one route's list; `None` (logged) when the route fails.
+    async fn page(
+        &self,
+        ctx: &Ctx,
+        route: &Arc<RouteRt>,
+        method: &str,
+        key: &str,
+        cursor: Option<String>,
+    ) -> Option<Page> {
+        let params = cursor.map(|c| jsonrpc::raw(&json!({ "cursor": c })));
+        let deadline = Instant::now() + route.timeout.min(LIST_DEADLINE);
+        let result = match self
+            .forward(ctx, route, method, params, deadline, None)
+            .await
+        {
+            Ok(result) => result,
+            Err(error) => {
+                tracing::debug!(route = %route.name, method, "left out of the merged list: {}", error.get());
+                return None;
+            }
+        };
+        let object = RawObject::parse(result.get()).ok()?;
+        let items = object
+            .get(key)
+            .and_then(|v| serde_json::from_str::<Vec<Box<RawValue>>>(v.get()).ok())
+            .unwrap_or_default();
+        Some(Page {
+            items,
+            next: object.get_str("nextCursor"),
+        })
+    }
+
+    /// Renames and filters one route's items for the client, and learns resource URIs.
+    fn adopt(
+        &self,
+        ctx: &Ctx,
+        route: &RouteRt,
+        method: &str,
+        items: Vec<Box<RawValue>>,
+    ) -> Vec<Box<RawValue>> {
+        match method {
+            mcp::TOOLS_LIST | mcp::PROMPTS_LIST => items
+                .into_iter()
+                .filter_map(|item| {
+                    let mut object = RawObject::parse(item.get()).ok()?;
+                    let name = object.get_str("name")?;
+                    if method == mcp::TOOLS_LIST && !route.naming.exposes(&name) {
+                        return None;
+                    }
+                    let exposed = ctx.scope.exposed(route, &name);
+                    if exposed == name {
+                        return Some(item);
+                    }
+                    object.set_value("name", &exposed);
+                    Some(object.to_raw())
+                })
+                .collect(),
+            mcp::RESOURCES_LIST => {
+                let mut index = lock(&self.resources);
+                for item in &items {
+                    if let Some(uri) = RawObject::parse(item.get())
+                        .ok()
+                        .and_then(|o| o.get_str("uri"))
+                    {
+                        index.uris.insert(uri, route.name.clone());
+                    }
+                }
+                items
+            }
+            _ => {
+                let mut index = lock(&self.resources);
+                for item in &items {
+                    if let Some(template) = RawObject::parse(item.get())
+                        .ok()
+                        .and_then(|o| o.get_str("uriTemplate"))
+                    {
+                        let prefix = template.split('{').next().unwrap_or_default().to_owned();
+                        if !index
+                            .templates
+                            .iter()
+                            .any(|(p, r)| *p == prefix && *r == route.name)
+                        {
+                            index.templates.push((prefix, route.name.clone()));
+                        }
+                    }
+                }
+                items
+            }
+        }
+    }
+
+    /// Handles what a route reports outside any call.
+    pub fn route_event(&self, event: RouteEvent) {
+        match event {
+            RouteEvent::Availability { route, up } => {
+                self.forget_resources(&route);
+                tracing::info!(route = %route, up, "route availability changed; telling clients their lists changed");
+                for method in [
+                    mcp::TOOLS_LIST_CHANGED,
+                    mcp::PROMPTS_LIST_CHANGED,
+                    mcp::RESOURCES_LIST_CHANGED,
+                ] {
+                    self.broadcast(&route, &jsonrpc::notification(method, None), |_| true);
+                }
+            }
+            RouteEvent::Notification { route, message } => match message.method() {
+                mcp::TOOLS_LIST_CHANGED
+                | mcp::PROMPTS_LIST_CHANGED
+                | mcp::RESOURCES_LIST_CHANGED => {
+                    if message.method() == mcp::RESOURCES_LIST_CHANGED {
+                        self.forget_resources(&route);
+                    }
+                    self.broadcast(
+                        &route,
+                        &jsonrpc::notification(message.method(), None),
+                        |_| true,
+                    );
+                }
+                mcp::RESOURCES_UPDATED => {
+                    let uri = message
+                        .params
+                        .as_ref()
+                        .and_then(|p| RawObject::parse(p.get()).ok())
+                        .and_then(|p| p.get_str("uri"))
+                        .unwrap_or_default();
+                    self.broadcast(&route, &message.to_bytes(), |s| s.subscribed(&uri));
+                }
+                mcp::LOG_MESSAGE => self.broadcast(&route, &message.to_bytes(), |_| true),
+                other => {
+                    tracing::debug!(route = %route, method = other, "notification from the tool server dropped");
+                }
+            },
+        }
+    }
+
+    fn broadcast(&self, route: &str, message: &[u8], want: impl Fn(&Session) -> bool) {
+        for session in self.sessions.all() {
+            if session.is_initialized() && session.scope.contains(route) && want(&session) {
+                session.push(message.to_vec());
+            }
+        }
+    }
+
+    fn forget_resources(&self, route: &str) {
+        let mut index = lock(&self.resources);
+        index.uris.retain(|_, r| r != route);
+        index.templates.retain(|(_, r)| r != route);
+    }
+}
+
+/// What a route reports outside any call, delivered to [`Gateway::route_event`].
+#[derive(Debug)]
+pub enum RouteEvent {
+    /// The route came up or went down.
+    Availability {
+        /// The route.
+        route: String,
+        /// Up or down.
+        up: bool,
+    },
+    /// A notification not tied to a call.
+    Notification {
+        /// The route.
+        route: String,
+        /// The notification.
+        message: Message,
+    },
+}
+
+fn encode_cursor(route: usize, upstream: Option<&str>) -> String {
+    URL_SAFE_NO_PAD.encode(json!([route, upstream]).to_string())
+}
+
+fn decode_cursor(cursor: &str) -> Option<(usize, Option<String>)> {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    let (route, upstream): (usize, Option<String>) = serde_json::from_slice(&bytes).ok()?;
+    Some((route, upstream))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip() {
+        assert_eq!(
+            decode_cursor(&encode_cursor(3, Some("abc"))),
+            Some((3, Some("abc".into())))
+        );
+        assert_eq!(decode_cursor(&encode_cursor(0, None)), Some((0, None)));
+        assert_eq!(decode_cursor("not a cursor"), None);
+    }
+
+    #[test]
+    fn upstream_errors_name_the_route_and_reason() {
+        let e = upstream_error(
+            "docs",
+            &UpstreamError::Unavailable {
+                reason: "crashed".into(),
+                retry_in: Some(Duration::from_millis(400)),
+            },
+        );
+        let v: Value = serde_json::from_str(e.get()).unwrap();
+        assert_eq!(v["code"], code::UPSTREAM_UNAVAILABLE);
+        assert_eq!(v["data"]["route"], "docs");
+        assert_eq!(v["data"]["reason"], "upstream_unavailable");
+        assert_eq!(v["data"]["retry_after_ms"], 400);
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("route `docs`: tool server unavailable: crashed")
+        );
+    }
+}

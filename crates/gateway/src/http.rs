@@ -1,0 +1,887 @@
+//! The front door over HTTP: Streamable HTTP on `/mcp` (every route the client may
+//! use) and `/mcp/{route}` (one route as its own server), both protocol eras, and the
+//! legacy HTTP+SSE transport on `GET /sse` + `POST /messages`.
+//!
+//! Every refusal is an HTTP status with a JSON-RPC error body that says why; nothing a
+//! client sends can crash a connection or another client's session.
+
+// The checks here return the refusal itself as their error: a cold path, so the size of
+// `Response` in a `Result` costs nothing that matters.
+#![allow(clippy::result_large_err)]
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{
+    ACCEPT, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, ORIGIN, WWW_AUTHENTICATE,
+};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use mcp_edge_protocol::jsonrpc::{self, code};
+use mcp_edge_protocol::version::{self, Era, META_PROTOCOL_VERSION};
+use mcp_edge_protocol::{Id, Kind, Message, RawObject, mcp, sse};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::core::{Ctx, Gateway, ScopeError};
+use crate::scope::Scope;
+use crate::session::Session;
+
+/// The response body type.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const VERSION_HEADER: &str = "mcp-protocol-version";
+const METHOD_HEADER: &str = "mcp-method";
+const NAME_HEADER: &str = "mcp-name";
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// Serves one HTTP request.
+pub async fn handle(
+    gw: Arc<Gateway>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_owned();
+    let response = match path.as_str() {
+        "/mcp" | "/mcp/" => mcp_endpoint(gw, req, None).await,
+        p if p.starts_with("/mcp/") => {
+            let route = p["/mcp/".len()..].trim_end_matches('/').to_owned();
+            mcp_endpoint(gw, req, Some(route)).await
+        }
+        "/sse" => legacy_stream(gw, req).await,
+        "/messages" | "/messages/" => legacy_post(gw, req).await,
+        _ => refuse(
+            StatusCode::NOT_FOUND,
+            code::INVALID_REQUEST,
+            &format!("no MCP endpoint at {path}; use /mcp, /mcp/{{route}} or /sse"),
+        ),
+    };
+    Ok(response)
+}
+
+// ---------- responses ----------
+
+fn full(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body)).boxed());
+    *response.status_mut() = status;
+    if let Ok(value) = content_type.parse() {
+        response.headers_mut().insert(CONTENT_TYPE, value);
+    }
+    response
+}
+
+fn json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    full(status, "application/json", body)
+}
+
+fn empty(status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(Empty::new().boxed());
+    *response.status_mut() = status;
+    response
+}
+
+/// A refusal at the door: the status, and a JSON-RPC error (id null) saying why.
+fn refuse(status: StatusCode, code: i32, message: &str) -> Response<Body> {
+    json(status, jsonrpc::error(None, code, message, None))
+}
+
+fn refuse_with(
+    status: StatusCode,
+    id: Option<&Id>,
+    code: i32,
+    message: &str,
+    data: Option<&serde_json::Value>,
+) -> Response<Body> {
+    json(status, jsonrpc::error(id, code, message, data))
+}
+
+fn stream_response(rx: mpsc::Receiver<Bytes>) -> Response<Body> {
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|bytes| (Ok::<_, Infallible>(Frame::data(bytes)), rx))
+    });
+    let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
+    response
+}
+
+fn sse_frame(message: &[u8]) -> Bytes {
+    Bytes::from(sse::event_bytes(None, None, message))
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn accepts(headers: &HeaderMap, mime: &str) -> bool {
+    headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .map(|p| p.split(';').next().unwrap_or_default().trim())
+                .any(|p| {
+                    p.eq_ignore_ascii_case(mime)
+                        || p == "*/*"
+                        || p.strip_suffix("/*")
+                            .is_some_and(|top| mime.starts_with(&format!("{top}/")))
+                })
+        })
+}
+
+// ---------- checks every endpoint makes ----------
+
+/// `Origin` must be absent (not a browser), a loopback origin, or configured: a page
+/// on another site must not drive a local gateway (DNS rebinding).
+fn origin_ok(gw: &Gateway, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(ORIGIN) else {
+        return true;
+    };
+    let Some(url) = origin.to_str().ok().and_then(|o| url::Url::parse(o).ok()) else {
+        return false;
+    };
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    loopback
+        || gw
+            .allowed_origins
+            .contains(&url.origin().ascii_serialization())
+}
+
+/// Origin, authentication and scope; the response to send when one fails.
+fn admit(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    target: Option<&str>,
+) -> Result<(Option<Arc<str>>, Scope), Response<Body>> {
+    if !origin_ok(gw, headers) {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            code::INVALID_REQUEST,
+            "Forbidden: this Origin is not allowed (add it to [gateway] allowed_origins)",
+        ));
+    }
+    let principal = gw
+        .authenticate(header(headers, AUTHORIZATION.as_str()))
+        .map_err(|_| {
+            let mut response = refuse(
+                StatusCode::UNAUTHORIZED,
+                code::INVALID_REQUEST,
+                "Unauthorized: send Authorization: Bearer <token> of a client in routes.toml",
+            );
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"mcp-edge\""),
+            );
+            response
+        })?;
+    let scope = gw
+        .scope(principal.as_deref(), target)
+        .map_err(|e| match e {
+            ScopeError::NotFound => refuse(
+                StatusCode::NOT_FOUND,
+                code::INVALID_REQUEST,
+                &format!("no route named `{}`", target.unwrap_or_default()),
+            ),
+            ScopeError::Forbidden => refuse(
+                StatusCode::FORBIDDEN,
+                code::FORBIDDEN,
+                &format!(
+                    "Forbidden: this client may not use route `{}`",
+                    target.unwrap_or_default()
+                ),
+            ),
+        })?;
+    Ok((principal, scope))
+}
+
+/// Reads a body of at most the configured size.
+async fn read_body(gw: &Gateway, body: Incoming) -> Result<Bytes, Response<Body>> {
+    match Limited::new(body, gw.max_message_bytes).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                code::INVALID_REQUEST,
+                &format!(
+                    "the message is larger than {} bytes ([gateway] max_message_bytes)",
+                    gw.max_message_bytes
+                ),
+            ))
+        }
+        Err(e) => Err(refuse(
+            StatusCode::BAD_REQUEST,
+            code::PARSE_ERROR,
+            &format!("could not read the body: {e}"),
+        )),
+    }
+}
+
+fn parse(bytes: &[u8]) -> Result<Message, Response<Body>> {
+    Message::parse(bytes).map_err(|e| {
+        refuse_with(
+            StatusCode::BAD_REQUEST,
+            e.id(),
+            e.code(),
+            &e.to_string(),
+            None,
+        )
+    })
+}
+
+// ---------- Streamable HTTP ----------
+
+async fn mcp_endpoint(
+    gw: Arc<Gateway>,
+    req: Request<Incoming>,
+    target: Option<String>,
+) -> Response<Body> {
+    let (principal, scope) = match admit(&gw, req.headers(), target.as_deref()) {
+        Ok(admitted) => admitted,
+        Err(response) => return response,
+    };
+    match *req.method() {
+        Method::POST => post(gw, req, scope, principal).await,
+        Method::GET => get(&gw, req.headers(), &scope, principal.as_deref()),
+        Method::DELETE => delete(&gw, req.headers(), &scope, principal.as_deref()),
+        _ => {
+            let mut response = refuse(
+                StatusCode::METHOD_NOT_ALLOWED,
+                code::INVALID_REQUEST,
+                "use POST, GET or DELETE",
+            );
+            response
+                .headers_mut()
+                .insert(ALLOW, http::HeaderValue::from_static("GET, POST, DELETE"));
+            response
+        }
+    }
+}
+
+fn find_session(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    scope: &Scope,
+    principal: Option<&str>,
+) -> Result<Arc<Session>, Response<Body>> {
+    let Some(id) = header(headers, SESSION_HEADER) else {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            "Bad Request: no Mcp-Session-Id header; send initialize first (or speak 2026-07-28, which needs no session)",
+        ));
+    };
+    gw.sessions
+        .get(id, principal)
+        .filter(|s| s.scope.target() == scope.target())
+        .ok_or_else(|| {
+            refuse(
+                StatusCode::NOT_FOUND,
+                code::SESSION_NOT_FOUND,
+                "Session not found: it ended or never existed; initialize a new one",
+            )
+        })
+}
+
+async fn post(
+    gw: Arc<Gateway>,
+    req: Request<Incoming>,
+    scope: Scope,
+    principal: Option<Arc<str>>,
+) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let headers = parts.headers;
+    let is_json = header(&headers, CONTENT_TYPE.as_str()).is_some_and(|ct| {
+        ct.split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .eq_ignore_ascii_case("application/json")
+    });
+    if !is_json {
+        return refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code::INVALID_REQUEST,
+            "Unsupported Media Type: send Content-Type: application/json",
+        );
+    }
+    if !(accepts(&headers, "application/json") && accepts(&headers, "text/event-stream")) {
+        return refuse(
+            StatusCode::NOT_ACCEPTABLE,
+            code::INVALID_REQUEST,
+            "Not Acceptable: send Accept: application/json, text/event-stream",
+        );
+    }
+    let bytes = match read_body(&gw, body).await {
+        Ok(bytes) => bytes,
+        Err(response) => return response,
+    };
+    let message = match parse(&bytes) {
+        Ok(message) => message,
+        Err(response) => return response,
+    };
+
+    if message.kind() == Kind::Request && message.method() == mcp::INITIALIZE {
+        let (version, result) = gw.initialize(&scope, message.params.as_deref());
+        let session = match gw.sessions.open(version, scope, principal, false) {
+            Ok(session) => session,
+            Err(full) => {
+                return refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    code::INTERNAL_ERROR,
+                    &format!("too many sessions ({}); try again later", full.0),
+                );
+            }
+        };
+        tracing::info!(session = %session.id, version, "session opened");
+        let id = message.id.clone().unwrap_or(Id::Num(0));
+        let mut response = json(StatusCode::OK, jsonrpc::result(&id, &result));
+        if let Ok(value) = session.id.parse() {
+            response.headers_mut().insert(SESSION_HEADER, value);
+        }
+        return response;
+    }
+
+    if headers.contains_key(SESSION_HEADER) {
+        let session = match find_session(&gw, &headers, &scope, principal.as_deref()) {
+            Ok(session) => session,
+            Err(response) => return response,
+        };
+        if let Some(v) = header(&headers, VERSION_HEADER)
+            && version::known(v).is_none()
+        {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                code::INVALID_REQUEST,
+                &format!("Bad Request: unsupported MCP-Protocol-Version `{v}`"),
+            );
+        }
+        let ctx = Ctx {
+            scope: session.scope.clone(),
+            version: session.version(),
+            session: Some(session),
+        };
+        return dispatch(gw, ctx, message).await;
+    }
+
+    let meta_version = meta_version(&message);
+    let header_version = header(&headers, VERSION_HEADER);
+    let stateless = meta_version.is_some()
+        || header_version.is_some_and(|v| version::era(v) == Some(Era::Stateless));
+    if !stateless {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            "Bad Request: no Mcp-Session-Id header; send initialize first (or speak 2026-07-28, which needs no session)",
+        );
+    }
+    if let Err(response) = check_stateless(&headers, &message, meta_version.as_deref()) {
+        return response;
+    }
+    let ctx = Ctx {
+        scope,
+        session: None,
+        version: version::V2026_07_28,
+    };
+    dispatch(gw, ctx, message).await
+}
+
+fn meta_version(message: &Message) -> Option<String> {
+    let params = RawObject::parse(message.params.as_deref()?.get()).ok()?;
+    let meta = RawObject::parse(params.get("_meta")?.get()).ok()?;
+    meta.get_str(META_PROTOCOL_VERSION)
+}
+
+/// Decodes a header value sent as `=?base64?…?=` (non-ASCII names in 2026-07-28).
+fn header_value(raw: &str) -> Option<String> {
+    match raw
+        .strip_prefix("=?base64?")
+        .and_then(|r| r.strip_suffix("?="))
+    {
+        Some(encoded) => {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .ok()?;
+            String::from_utf8(bytes).ok()
+        }
+        None => Some(raw.to_owned()),
+    }
+}
+
+/// The checks 2026-07-28 asks of an intermediary: the version in the header and in
+/// `_meta` agree and are supported; `Mcp-Method` and `Mcp-Name` match the body.
+fn check_stateless(
+    headers: &HeaderMap,
+    message: &Message,
+    meta: Option<&str>,
+) -> Result<(), Response<Body>> {
+    let id = message.id.as_ref();
+    let header_version = header(headers, VERSION_HEADER);
+    let requested = meta.or(header_version).unwrap_or_default();
+    if version::era(requested) != Some(Era::Stateless) {
+        let supported: Vec<&str> = version::supported().collect();
+        return Err(refuse_with(
+            StatusCode::BAD_REQUEST,
+            id,
+            code::UNSUPPORTED_VERSION,
+            "Unsupported protocol version",
+            Some(&json!({ "supported": supported, "requested": requested })),
+        ));
+    }
+    let mismatch = |what: String| {
+        Err(refuse_with(
+            StatusCode::BAD_REQUEST,
+            id,
+            code::HEADER_MISMATCH,
+            &format!("Header mismatch: {what}"),
+            None,
+        ))
+    };
+    if header_version != Some(requested) || meta.is_none() {
+        return mismatch(format!(
+            "MCP-Protocol-Version header {header_version:?} and _meta {META_PROTOCOL_VERSION} {meta:?} must both be present and equal"
+        ));
+    }
+    if message.kind() != Kind::Request && message.kind() != Kind::Notification {
+        return Ok(());
+    }
+    match header(headers, METHOD_HEADER) {
+        Some(m) if m == message.method() => {}
+        other => {
+            return mismatch(format!(
+                "Mcp-Method header {other:?} does not match body method `{}`",
+                message.method()
+            ));
+        }
+    }
+    if let Some(name) = mcp::routing_name(message.method(), message.params.as_deref())
+        && matches!(
+            message.method(),
+            mcp::TOOLS_CALL | mcp::PROMPTS_GET | mcp::RESOURCES_READ
+        )
+    {
+        let sent = header(headers, NAME_HEADER).and_then(header_value);
+        if sent.as_deref() != Some(name.as_str()) {
+            return mismatch(format!(
+                "Mcp-Name header {sent:?} does not match body value `{name}`"
+            ));
+        }
+    }
+    Ok(())
+}
+
+const STATELESS_METHODS: &[&str] = &[
+    mcp::DISCOVER,
+    mcp::PING,
+    mcp::TOOLS_LIST,
+    mcp::TOOLS_CALL,
+    mcp::RESOURCES_LIST,
+    mcp::RESOURCE_TEMPLATES_LIST,
+    mcp::RESOURCES_READ,
+    mcp::PROMPTS_LIST,
+    mcp::PROMPTS_GET,
+    mcp::COMPLETE,
+];
+
+async fn dispatch(gw: Arc<Gateway>, ctx: Ctx, message: Message) -> Response<Body> {
+    match message.kind() {
+        Kind::Notification => {
+            gw.notification(&ctx, &message).await;
+            empty(StatusCode::ACCEPTED)
+        }
+        Kind::Result | Kind::Error => {
+            if ctx.session.is_none() {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    code::INVALID_REQUEST,
+                    "Bad Request: a response without a session answers nothing",
+                );
+            }
+            gw.client_response(&ctx, message).await;
+            empty(StatusCode::ACCEPTED)
+        }
+        Kind::Request => {
+            if ctx.stateless() && !STATELESS_METHODS.contains(&message.method()) {
+                return refuse_with(
+                    StatusCode::NOT_FOUND,
+                    message.id.as_ref(),
+                    code::METHOD_NOT_FOUND,
+                    &format!("Method not found: {}", message.method()),
+                    None,
+                );
+            }
+            respond(gw, ctx, message).await
+        }
+    }
+}
+
+/// Answers a request: plain JSON when the answer comes first, an SSE stream when
+/// notifications (progress, logs) or tool-server requests come before it.
+async fn respond(gw: Arc<Gateway>, ctx: Ctx, message: Message) -> Response<Body> {
+    let (events_tx, mut events) = mpsc::channel::<Vec<u8>>(64);
+    let session = ctx.session.clone();
+    let id = message.id.clone();
+    let stateless = ctx.stateless();
+    let mut task: JoinHandle<Vec<u8>> =
+        tokio::spawn(async move { gw.request(&ctx, &message, &events_tx).await });
+    let tracker = Inflight::start(session, id.clone(), &task);
+    tokio::select! {
+        biased;
+        answer = &mut task => {
+            drop(tracker);
+            let answer = answer_bytes(answer, id.as_ref());
+            let mut queued = Vec::new();
+            while let Ok(event) = events.try_recv() {
+                queued.push(event);
+            }
+            if queued.is_empty() {
+                return json(StatusCode::OK, answer);
+            }
+            let (tx, rx) = mpsc::channel(queued.len() + 1);
+            for event in queued {
+                let _ = tx.try_send(sse_frame(&event));
+            }
+            let _ = tx.try_send(sse_frame(&answer));
+            stream_response(rx)
+        }
+        Some(first) = events.recv() => {
+            let (tx, rx) = mpsc::channel::<Bytes>(64);
+            tokio::spawn(pump(first, events, task, tx, tracker, id, stateless));
+            stream_response(rx)
+        }
+    }
+}
+
+fn answer_bytes(answer: Result<Vec<u8>, tokio::task::JoinError>, id: Option<&Id>) -> Vec<u8> {
+    match answer {
+        Ok(bytes) => bytes,
+        Err(e) if e.is_cancelled() => {
+            jsonrpc::error(id, code::INTERNAL_ERROR, "the request was cancelled", None)
+        }
+        Err(_) => jsonrpc::error(
+            id,
+            code::INTERNAL_ERROR,
+            "mcp-edge failed while handling the request (see its log)",
+            None,
+        ),
+    }
+}
+
+/// Streams a request's events, then its answer. In the stateless era closing the
+/// stream cancels the request; in the session era a disconnect is not a cancel.
+async fn pump(
+    first: Vec<u8>,
+    mut events: mpsc::Receiver<Vec<u8>>,
+    mut task: JoinHandle<Vec<u8>>,
+    out: mpsc::Sender<Bytes>,
+    tracker: Inflight,
+    id: Option<Id>,
+    stateless: bool,
+) {
+    let mut connected = out.send(sse_frame(&first)).await.is_ok();
+    loop {
+        tokio::select! {
+            biased;
+            Some(event) = events.recv() => {
+                if connected {
+                    connected = out.send(sse_frame(&event)).await.is_ok();
+                }
+            }
+            answer = &mut task => {
+                while let Ok(event) = events.try_recv() {
+                    if connected {
+                        connected = out.send(sse_frame(&event)).await.is_ok();
+                    }
+                }
+                if connected {
+                    let _ = out.send(sse_frame(&answer_bytes(answer, id.as_ref()))).await;
+                }
+                break;
+            }
+            () = out.closed(), if connected => connected = false,
+        }
+        if !connected && stateless {
+            task.abort();
+            break;
+        }
+    }
+    drop(tracker);
+}
+
+/// Registers a request with its session for `notifications/cancelled`, and forgets it
+/// when dropped.
+struct Inflight {
+    session: Option<Arc<Session>>,
+    id: Option<Id>,
+}
+
+impl Inflight {
+    fn start(session: Option<Arc<Session>>, id: Option<Id>, task: &JoinHandle<Vec<u8>>) -> Self {
+        if let (Some(session), Some(id)) = (&session, &id) {
+            session.start(id.clone(), task.abort_handle());
+        }
+        Inflight { session, id }
+    }
+}
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        if let (Some(session), Some(id)) = (&self.session, &self.id) {
+            session.finish(id);
+        }
+    }
+}
+
+/// `GET /mcp`: the session's stream for messages not tied to a request.
+fn get(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    scope: &Scope,
+    principal: Option<&str>,
+) -> Response<Body> {
+    if !accepts(headers, "text/event-stream") {
+        return refuse(
+            StatusCode::NOT_ACCEPTABLE,
+            code::INVALID_REQUEST,
+            "Not Acceptable: send Accept: text/event-stream",
+        );
+    }
+    if !headers.contains_key(SESSION_HEADER) {
+        let mut response = refuse(
+            StatusCode::METHOD_NOT_ALLOWED,
+            code::INVALID_REQUEST,
+            "Method Not Allowed: GET needs a session (2026-07-28 has no GET stream; use subscriptions/listen)",
+        );
+        response
+            .headers_mut()
+            .insert(ALLOW, http::HeaderValue::from_static("POST"));
+        return response;
+    }
+    let session = match find_session(gw, headers, scope, principal) {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
+    session.attach_stream(tx);
+    let (out, body) = mpsc::channel::<Bytes>(256);
+    tokio::spawn(stream_session(rx, out, None));
+    stream_response(body)
+}
+
+/// Copies a session's messages to an SSE body, with keep-alive comments, until either
+/// side goes away.
+async fn stream_session(
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    out: mpsc::Sender<Bytes>,
+    event: Option<&'static str>,
+) {
+    let mut keepalive = tokio::time::interval(KEEPALIVE);
+    keepalive.tick().await;
+    loop {
+        tokio::select! {
+            message = rx.recv() => {
+                let Some(message) = message else { break };
+                if out.send(Bytes::from(sse::event_bytes(None, event, &message))).await.is_err() {
+                    break;
+                }
+            }
+            _ = keepalive.tick() => {
+                if out.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() {
+                    break;
+                }
+            }
+            () = out.closed() => break,
+        }
+    }
+}
+
+/// `DELETE /mcp`: ends a session.
+fn delete(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    scope: &Scope,
+    principal: Option<&str>,
+) -> Response<Body> {
+    let session = match find_session(gw, headers, scope, principal) {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    gw.sessions.end(&session.id);
+    tracing::info!(session = %session.id, "session ended by the client");
+    empty(StatusCode::OK)
+}
+
+// ---------- legacy HTTP+SSE (2024-11-05) ----------
+
+/// `GET /sse`: opens a legacy session; the first event names where to POST.
+async fn legacy_stream(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::GET {
+        return refuse(
+            StatusCode::METHOD_NOT_ALLOWED,
+            code::INVALID_REQUEST,
+            "use GET /sse, then POST to the endpoint it names",
+        );
+    }
+    let (principal, scope) = match admit(&gw, req.headers(), None) {
+        Ok(admitted) => admitted,
+        Err(response) => return response,
+    };
+    let session = match gw
+        .sessions
+        .open(version::V2024_11_05, scope, principal, true)
+    {
+        Ok(session) => session,
+        Err(full) => {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                code::INTERNAL_ERROR,
+                &format!("too many sessions ({})", full.0),
+            );
+        }
+    };
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
+    session.attach_stream(tx);
+    let (out, body) = mpsc::channel::<Bytes>(256);
+    let endpoint = format!("/messages?session_id={}", session.id);
+    let _ = out.try_send(Bytes::from(sse::event_bytes(
+        None,
+        Some("endpoint"),
+        endpoint.as_bytes(),
+    )));
+    tracing::info!(session = %session.id, "legacy SSE session opened");
+    tokio::spawn(async move {
+        stream_session(rx, out, Some("message")).await;
+        // The stream is the session: when it goes, the session goes.
+        gw.sessions.end(&session.id);
+    });
+    stream_response(body)
+}
+
+/// `POST /messages?session_id=…`: a legacy client's message; answers go on its stream.
+async fn legacy_post(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::POST {
+        return refuse(
+            StatusCode::METHOD_NOT_ALLOWED,
+            code::INVALID_REQUEST,
+            "POST messages here",
+        );
+    }
+    let (principal, _) = match admit(&gw, req.headers(), None) {
+        Ok(admitted) => admitted,
+        Err(response) => return response,
+    };
+    let session_id = req
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            matches!(k, "session_id" | "sessionId").then(|| v.to_owned())
+        });
+    let Some(session) = session_id
+        .and_then(|id| gw.sessions.get(&id, principal.as_deref()))
+        .filter(|s| s.legacy)
+    else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            code::SESSION_NOT_FOUND,
+            "Session not found: open GET /sse first",
+        );
+    };
+    let bytes = match read_body(&gw, req.into_body()).await {
+        Ok(bytes) => bytes,
+        Err(response) => return response,
+    };
+    let message = match parse(&bytes) {
+        Ok(message) => message,
+        Err(response) => return response,
+    };
+    let ctx = Ctx {
+        scope: session.scope.clone(),
+        version: session.version(),
+        session: Some(session.clone()),
+    };
+    match message.kind() {
+        Kind::Request if message.method() == mcp::INITIALIZE => {
+            let (version, result) = gw.initialize(&session.scope, message.params.as_deref());
+            session.set_version(version);
+            let id = message.id.clone().unwrap_or(Id::Num(0));
+            session.push_wait(jsonrpc::result(&id, &result)).await;
+        }
+        Kind::Request => {
+            let Some(events) = session.stream_sender() else {
+                return refuse(
+                    StatusCode::NOT_FOUND,
+                    code::SESSION_NOT_FOUND,
+                    "Session not found: its stream is closed",
+                );
+            };
+            let id = message.id.clone();
+            let task = tokio::spawn(async move {
+                let answer = gw.request(&ctx, &message, &events).await;
+                let _ = events.send(answer).await;
+            });
+            if let Some(id) = id {
+                session.start(id.clone(), task.abort_handle());
+                let session = session.clone();
+                tokio::spawn(async move {
+                    let _ = task.await;
+                    session.finish(&id);
+                });
+            }
+        }
+        Kind::Notification => gw.notification(&ctx, &message).await,
+        Kind::Result | Kind::Error => gw.client_response(&ctx, message).await,
+    }
+    empty(StatusCode::ACCEPTED)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            ACCEPT,
+            "application/json, text/event-stream".parse().unwrap(),
+        );
+        assert!(accepts(&h, "application/json") && accepts(&h, "text/event-stream"));
+        h.insert(ACCEPT, "application/json;q=0.9".parse().unwrap());
+        assert!(!accepts(&h, "text/event-stream"));
+        h.insert(ACCEPT, "*/*".parse().unwrap());
+        assert!(accepts(&h, "text/event-stream"));
+        h.insert(ACCEPT, "text/*".parse().unwrap());
+        assert!(accepts(&h, "text/event-stream") && !accepts(&h, "application/json"));
+    }
+
+    #[test]
+    fn encoded_header_values() {
+        assert_eq!(header_value("=?base64?w7xiZXI=?="), Some("über".into()));
+        assert_eq!(header_value("plain"), Some("plain".into()));
+    }
+}

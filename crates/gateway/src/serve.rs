@@ -1,0 +1,259 @@
+//! `mcp-edge serve`: load the routes file, start every route, open the front door.
+//!
+//! A routes file `check` refuses is refused here with the same diagnostics; so is one
+//! whose secrets cannot be read. Routes start in the background: a tool server that
+//! fails to start is retried with backoff and reported, while the rest serve.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use mcp_edge_config::model::{Config, Endpoint};
+use mcp_edge_config::{MaybeSecret, Severity, Source};
+use mcp_edge_protocol::Message;
+use mcp_edge_router::{Plan, Transport};
+use mcp_edge_transport::{ServerInfo, Sink, Stdio, StdioConfig};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::core::{ClientRt, Gateway, RouteEvent};
+use crate::session::Sessions;
+use crate::upstream::{RouteRt, Upstream};
+
+/// Sessions per process before `initialize` is refused.
+const MAX_SESSIONS: usize = 100_000;
+/// A session with no activity and no open stream for this long is ended.
+const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+
+/// Loads and validates a routes file for running: every diagnostic is printed, and
+/// errors (including secrets and files missing on this machine) refuse it.
+pub fn load(path: &Path) -> Result<(Config, Plan), String> {
+    let source: Source = mcp_edge_config::read(path).map_err(|e| {
+        format!(
+            "cannot read {}: {e} (pass the routes file, or set {})",
+            path.display(),
+            mcp_edge_config::ROUTES_ENV
+        )
+    })?;
+    let (config, mut diags) = mcp_edge_config::parse(&source);
+    let mut plan = None;
+    if let Some(config) = &config {
+        let (p, more) = mcp_edge_router::plan(config);
+        plan = p;
+        diags.extend(more);
+        diags.extend(mcp_edge_config::environment_diagnostics(config));
+    }
+    let errors = diags.iter().filter(|d| d.is_error()).count();
+    for d in &diags {
+        let located = source.locate(d);
+        match d.severity {
+            Severity::Error => eprintln!("{located}\n"),
+            Severity::Warning => tracing::warn!("{located}"),
+        }
+    }
+    match (config, plan) {
+        (Some(config), Some(plan)) if errors == 0 => Ok((config, plan)),
+        _ => Err(format!(
+            "{}: refused ({errors} errors); `mcp-edge check` explains each",
+            source.name()
+        )),
+    }
+}
+
+/// Forwards what routes report outside calls to the gateway's event loop.
+struct ChannelSink(mpsc::Sender<RouteEvent>);
+
+impl Sink for ChannelSink {
+    fn notification(&self, route: &str, message: Message) {
+        let _ = self.0.try_send(RouteEvent::Notification {
+            route: route.to_owned(),
+            message,
+        });
+    }
+
+    fn availability(&self, route: &str, info: Option<Arc<ServerInfo>>) {
+        let _ = self.0.try_send(RouteEvent::Availability {
+            route: route.to_owned(),
+            up: info.is_some(),
+        });
+    }
+}
+
+/// The program a route launches; `mcp-edge` means this very binary.
+fn program(name: &str) -> PathBuf {
+    if name == "mcp-edge"
+        && let Ok(me) = std::env::current_exe()
+    {
+        return me;
+    }
+    PathBuf::from(name)
+}
+
+/// Builds the gateway and starts every route. Must run inside a tokio runtime.
+pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
+    let (events_tx, mut events_rx) = mpsc::channel::<RouteEvent>(1024);
+    let sink: Arc<dyn Sink> = Arc::new(ChannelSink(events_tx));
+    let mut routes = Vec::new();
+    for (route, planned) in config.routes.iter().zip(&plan.routes) {
+        let upstream = match (&planned.transport, &route.endpoint) {
+            (Transport::Stdio(command), Endpoint::Command(_)) => {
+                let mut env = Vec::new();
+                for (key, value) in &command.env {
+                    let value = match value {
+                        MaybeSecret::Plain(v) => v.clone(),
+                        MaybeSecret::Secret(reference) => reference
+                            .resolve()
+                            .map_err(|e| format!("route `{}` env {key}: {e}", route.name))?
+                            .expose()
+                            .to_owned(),
+                    };
+                    env.push((key.clone(), value));
+                }
+                let mut cfg =
+                    StdioConfig::new(&route.name, program(&command.program), command.args.clone());
+                cfg.env = env;
+                cfg.cwd = command.cwd.clone();
+                cfg.max_message_bytes = config.gateway.max_message_bytes;
+                cfg.max_in_flight = route.policies.concurrency.max_in_flight.get();
+                cfg.queue = route.policies.concurrency.queue;
+                Upstream::Stdio(Stdio::spawn(cfg, sink.clone()))
+            }
+            _ => Upstream::NotServed(format!(
+                "{} upstreams are not served by this build yet (network transports are the next step); the route is listed but its calls fail",
+                planned.transport.label()
+            )),
+        };
+        routes.push(Arc::new(RouteRt {
+            name: route.name.clone(),
+            prefix: route.naming.prefix.clone(),
+            naming: route.naming.clone(),
+            boundary: planned.boundary,
+            transport: planned.transport.label(),
+            endpoint: planned.transport.endpoint(),
+            timeout: route.policies.timeout,
+            upstream,
+        }));
+    }
+    let mut clients = Vec::new();
+    for client in &config.clients {
+        let token = client
+            .token
+            .resolve()
+            .map_err(|e| format!("client `{}` token: {e}", client.name))?;
+        clients.push(ClientRt {
+            name: client.name.as_str().into(),
+            token,
+            grant: client.routes.clone(),
+        });
+    }
+    let gateway = Arc::new(Gateway::new(
+        routes,
+        &config.gateway.name_separator,
+        clients,
+        config.gateway.allowed_origins.clone(),
+        config.gateway.max_message_bytes,
+        Sessions::new(MAX_SESSIONS, SESSION_IDLE),
+    ));
+    let gw = Arc::downgrade(&gateway);
+    tokio::spawn(async move {
+        while let Some(event) = events_rx.recv().await {
+            let Some(gw) = gw.upgrade() else { break };
+            gw.route_event(event);
+        }
+    });
+    let gw = Arc::downgrade(&gateway);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let Some(gw) = gw.upgrade() else { break };
+            let swept = gw.sessions.sweep();
+            if swept > 0 {
+                tracing::info!(swept, "ended idle sessions");
+            }
+        }
+    });
+    Ok(gateway)
+}
+
+/// Stops every route's tool server as the spec says.
+pub async fn shutdown_routes(gw: &Gateway) {
+    let stops = gw.routes.iter().map(|r| r.shutdown());
+    futures_util::future::join_all(stops).await;
+}
+
+async fn signal() {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// `mcp-edge serve`.
+pub async fn serve(path: &Path) -> Result<(), String> {
+    let (config, plan) = load(path)?;
+    if config.gateway.listen.tls.is_some() {
+        return Err("[gateway] tls is configured, but this build does not serve TLS yet; refusing to serve plaintext instead".into());
+    }
+    let gw = build(&config, &plan)?;
+    let addr: SocketAddr = config.gateway.listen.addr;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e} (change [gateway] listen)"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    for route in gw.routes.iter() {
+        tracing::info!(route = %route.name, boundary = %route.boundary, transport = %route.transport, endpoint = %route.endpoint, "route");
+    }
+    tracing::info!("mcp-edge listening on http://{local}/mcp (and /mcp/{{route}}, /sse)");
+    // Tests and scripts read this line to learn the port when listen uses port 0.
+    eprintln!("mcp-edge: listening on http://{local}/mcp");
+
+    let graceful = GracefulShutdown::new();
+    let shutdown = signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let gw = gw.clone();
+                let service = service_fn(move |req| crate::http::handle(gw.clone(), req));
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!("connection ended: {e}");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    tracing::info!("shutting down: no new connections; finishing requests in flight");
+    drop(listener);
+    for session in gw.sessions.all() {
+        gw.sessions.end(&session.id);
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+    shutdown_routes(&gw).await;
+    tracing::info!("stopped");
+    Ok(())
+}

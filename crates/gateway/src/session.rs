@@ -1,0 +1,278 @@
+//! Client sessions (session era): what one client negotiated and what is in flight.
+//!
+//! A session is bound to the principal that opened it and to the endpoint it was opened
+//! on (`/mcp` or `/mcp/{route}`); a request that presents its id with another principal
+//! or on another endpoint is answered as for an unknown session. Sessions idle past a
+//! limit are swept; the store has a cap so that a flood of `initialize` cannot grow
+//! memory without bound.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use mcp_edge_protocol::Id;
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use crate::scope::Scope;
+use crate::upstream::RouteRt;
+
+/// What a tool server asked the client, awaiting the client's answer.
+pub struct Ask {
+    /// The route whose tool server asked.
+    pub route: Arc<RouteRt>,
+    /// The tool server's own id for the request.
+    pub upstream_id: Id,
+}
+
+/// One client session.
+pub struct Session {
+    /// The id the client presents in `Mcp-Session-Id`.
+    pub id: String,
+    version: Mutex<&'static str>,
+    /// The routes the session sees.
+    pub scope: Scope,
+    /// Who opened it (`None`: anonymous).
+    pub principal: Option<Arc<str>>,
+    /// Opened by a legacy HTTP+SSE client: every answer goes on its event stream.
+    pub legacy: bool,
+    initialized: AtomicBool,
+    stream: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
+    inflight: Mutex<HashMap<Id, AbortHandle>>,
+    asks: Mutex<HashMap<Id, Ask>>,
+    next_ask: AtomicU64,
+    subscriptions: Mutex<HashSet<String>>,
+    last_seen: Mutex<Instant>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Session {
+    /// The negotiated protocol version.
+    pub fn version(&self) -> &'static str {
+        *lock(&self.version)
+    }
+
+    /// Sets the version (a legacy HTTP+SSE session learns it at `initialize`).
+    pub fn set_version(&self, version: &'static str) {
+        *lock(&self.version) = version;
+    }
+
+    /// The sender of the session's stream, for answers that must follow it.
+    pub fn stream_sender(&self) -> Option<mpsc::Sender<Vec<u8>>> {
+        lock(&self.stream).clone()
+    }
+
+    /// Marks the session initialized (`notifications/initialized` arrived).
+    pub fn set_initialized(&self) {
+        self.initialized.store(true, Ordering::Release);
+    }
+
+    /// Whether the client finished the handshake.
+    pub fn is_initialized(&self) -> bool {
+        self.initialized.load(Ordering::Acquire)
+    }
+
+    /// Records activity.
+    pub fn touch(&self) {
+        *lock(&self.last_seen) = Instant::now();
+    }
+
+    /// Attaches the stream that carries messages not tied to a request (the GET stream,
+    /// the legacy SSE stream, or stdout). Replaces, and so closes, any previous one.
+    pub fn attach_stream(&self, tx: mpsc::Sender<Vec<u8>>) {
+        *lock(&self.stream) = Some(tx);
+    }
+
+    /// Whether a stream is attached.
+    pub fn has_stream(&self) -> bool {
+        lock(&self.stream)
+            .as_ref()
+            .is_some_and(|tx| !tx.is_closed())
+    }
+
+    /// Sends a message on the session's stream; false when there is none or it is full.
+    pub fn push(&self, message: Vec<u8>) -> bool {
+        let tx = lock(&self.stream).clone();
+        tx.is_some_and(|tx| tx.try_send(message).is_ok())
+    }
+
+    /// Sends a message on the session's stream, waiting for room (for responses on a
+    /// legacy stream, which must not be dropped).
+    pub async fn push_wait(&self, message: Vec<u8>) -> bool {
+        let tx = lock(&self.stream).clone();
+        match tx {
+            Some(tx) => tx.send(message).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Registers a request in flight, so `notifications/cancelled` can stop it.
+    pub fn start(&self, id: Id, handle: AbortHandle) {
+        lock(&self.inflight).insert(id, handle);
+    }
+
+    /// Forgets a finished request.
+    pub fn finish(&self, id: &Id) {
+        lock(&self.inflight).remove(id);
+    }
+
+    /// Cancels a request in flight; false if it is unknown (finished already, say).
+    pub fn cancel(&self, id: &Id) -> bool {
+        match lock(&self.inflight).remove(id) {
+            Some(handle) => {
+                handle.abort();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Remembers a tool server's request and returns the id the client sees for it.
+    pub fn ask(&self, ask: Ask) -> Id {
+        let n = self.next_ask.fetch_add(1, Ordering::Relaxed);
+        let id = Id::Str(format!("edge-{n}").into());
+        lock(&self.asks).insert(id.clone(), ask);
+        id
+    }
+
+    /// Takes back a tool server's request by the id the client answered.
+    pub fn answer(&self, id: &Id) -> Option<Ask> {
+        lock(&self.asks).remove(id)
+    }
+
+    /// Subscribes to updates of a resource.
+    pub fn subscribe(&self, uri: &str, on: bool) {
+        let mut subs = lock(&self.subscriptions);
+        if on {
+            subs.insert(uri.to_owned());
+        } else {
+            subs.remove(uri);
+        }
+    }
+
+    /// Whether the session subscribed to `uri`.
+    pub fn subscribed(&self, uri: &str) -> bool {
+        lock(&self.subscriptions).contains(uri)
+    }
+
+    /// Stops everything in flight and closes the stream.
+    pub fn close(&self) {
+        for (_, handle) in lock(&self.inflight).drain() {
+            handle.abort();
+        }
+        lock(&self.stream).take();
+    }
+}
+
+/// Why a session could not be opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full(pub usize);
+
+/// All sessions of this process.
+pub struct Sessions {
+    map: Mutex<HashMap<String, Arc<Session>>>,
+    max: usize,
+    idle: Duration,
+}
+
+impl Sessions {
+    /// A store for at most `max` sessions, each swept after `idle` without activity.
+    pub fn new(max: usize, idle: Duration) -> Self {
+        Sessions {
+            map: Mutex::new(HashMap::new()),
+            max,
+            idle,
+        }
+    }
+
+    /// Opens a session.
+    pub fn open(
+        &self,
+        version: &'static str,
+        scope: Scope,
+        principal: Option<Arc<str>>,
+        legacy: bool,
+    ) -> Result<Arc<Session>, Full> {
+        let mut bytes = [0u8; 16];
+        rand::rng().fill(&mut bytes);
+        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let session = Arc::new(Session {
+            id: id.clone(),
+            version: Mutex::new(version),
+            scope,
+            principal,
+            legacy,
+            initialized: AtomicBool::new(false),
+            stream: Mutex::new(None),
+            inflight: Mutex::new(HashMap::new()),
+            asks: Mutex::new(HashMap::new()),
+            next_ask: AtomicU64::new(1),
+            subscriptions: Mutex::new(HashSet::new()),
+            last_seen: Mutex::new(Instant::now()),
+        });
+        let mut map = lock(&self.map);
+        if map.len() >= self.max {
+            return Err(Full(self.max));
+        }
+        map.insert(id, session.clone());
+        Ok(session)
+    }
+
+    /// The session with this id, if it exists and belongs to `principal`.
+    pub fn get(&self, id: &str, principal: Option<&str>) -> Option<Arc<Session>> {
+        let session = lock(&self.map).get(id).cloned()?;
+        (session.principal.as_deref() == principal).then(|| {
+            session.touch();
+            session
+        })
+    }
+
+    /// Ends a session; false if it did not exist.
+    pub fn end(&self, id: &str) -> bool {
+        let removed = lock(&self.map).remove(id);
+        match removed {
+            Some(session) => {
+                session.close();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Every session, for broadcasting.
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        lock(&self.map).values().cloned().collect()
+    }
+
+    /// How many sessions are open.
+    pub fn len(&self) -> usize {
+        lock(&self.map).len()
+    }
+
+    /// Whether no session is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes sessions idle past the limit that hold no open stream.
+    pub fn sweep(&self) -> usize {
+        let now = Instant::now();
+        let mut map = lock(&self.map);
+        let before = map.len();
+        map.retain(|_, s| {
+            let idle = now.saturating_duration_since(*lock(&s.last_seen)) > self.idle;
+            let keep = !idle || s.has_stream();
+            if !keep {
+                s.close();
+            }
+            keep
+        });
+        before - map.len()
+    }
+}

@@ -1,0 +1,101 @@
+//! `mcp-edge stdio`: mcp-edge itself as a stdio MCP server, for agents that can only
+//! launch a command. It routes to the configured tool servers (with their TLS and
+//! credentials) exactly as the HTTP front door does. Logs go to stderr; stdout carries
+//! only MCP messages.
+
+use std::sync::Arc;
+
+use mcp_edge_protocol::jsonrpc;
+use mcp_edge_protocol::ndjson::{self, Line, LineReader};
+use mcp_edge_protocol::{Id, Kind, Message, mcp, version};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use crate::core::{Ctx, Gateway};
+
+/// Serves one client on stdin/stdout until stdin closes.
+pub async fn serve(gw: Arc<Gateway>, route: Option<&str>) -> Result<(), String> {
+    let scope = gw
+        .scope(None, route)
+        .map_err(|_| format!("no route named `{}`", route.unwrap_or_default()))?;
+    let session = gw
+        .sessions
+        .open(version::LATEST_SESSION, scope, None, false)
+        .map_err(|_| "no session could be opened".to_owned())?;
+    let (out, mut outgoing) = mpsc::channel::<Vec<u8>>(256);
+    session.attach_stream(out.clone());
+    let writer = tokio::spawn(async move {
+        let mut stdout = tokio::io::stdout();
+        while let Some(message) = outgoing.recv().await {
+            if stdout.write_all(&ndjson::frame(&message)).await.is_err() {
+                break;
+            }
+            let _ = stdout.flush().await;
+        }
+    });
+    let mut lines = LineReader::new(tokio::io::stdin(), gw.max_message_bytes);
+    while let Some(line) = lines
+        .next()
+        .await
+        .map_err(|e| format!("reading stdin: {e}"))?
+    {
+        let bytes = match line {
+            Line::Message(bytes) => bytes,
+            Line::Oversized(n) => {
+                let error = jsonrpc::error(
+                    None,
+                    jsonrpc::code::INVALID_REQUEST,
+                    &format!("message of {n} bytes is larger than the limit"),
+                    None,
+                );
+                let _ = out.send(error).await;
+                continue;
+            }
+        };
+        let message = match Message::parse(&bytes) {
+            Ok(message) => message,
+            Err(e) => {
+                let _ = out
+                    .send(jsonrpc::error(e.id(), e.code(), &e.to_string(), None))
+                    .await;
+                continue;
+            }
+        };
+        let ctx = Ctx {
+            scope: session.scope.clone(),
+            version: session.version(),
+            session: Some(session.clone()),
+        };
+        match message.kind() {
+            Kind::Request if message.method() == mcp::INITIALIZE => {
+                let (version, result) = gw.initialize(&session.scope, message.params.as_deref());
+                session.set_version(version);
+                let id = message.id.clone().unwrap_or(Id::Num(0));
+                let _ = out.send(jsonrpc::result(&id, &result)).await;
+            }
+            Kind::Request => {
+                let gw = gw.clone();
+                let out = out.clone();
+                let id = message.id.clone();
+                let task = tokio::spawn(async move {
+                    let answer = gw.request(&ctx, &message, &out).await;
+                    let _ = out.send(answer).await;
+                });
+                if let Some(id) = id {
+                    session.start(id.clone(), task.abort_handle());
+                    let session = session.clone();
+                    tokio::spawn(async move {
+                        let _ = task.await;
+                        session.finish(&id);
+                    });
+                }
+            }
+            Kind::Notification => gw.notification(&ctx, &message).await,
+            Kind::Result | Kind::Error => gw.client_response(&ctx, message).await,
+        }
+    }
+    gw.sessions.end(&session.id);
+    drop(out);
+    let _ = writer.await;
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! A route at run time: its naming, its policies and the connector to its tool server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcp_edge_config::Boundary;
+use mcp_edge_config::model::Naming;
+use mcp_edge_protocol::Id;
+use mcp_edge_transport::{Call, Reply, ServerInfo, Stdio, UpstreamError};
+
+/// A route, ready to take calls.
+pub struct RouteRt {
+    /// The route's name.
+    pub name: String,
+    /// Its tool prefix (empty: none).
+    pub prefix: String,
+    /// Tool filters.
+    pub naming: Naming,
+    /// The boundary it crosses.
+    pub boundary: Boundary,
+    /// The transport label (`stdio`, `https auto`, …).
+    pub transport: String,
+    /// The endpoint, safe to print.
+    pub endpoint: String,
+    /// The per-call deadline.
+    pub timeout: Duration,
+    /// The connector.
+    pub upstream: Upstream,
+}
+
+/// How a route reaches its tool server.
+pub enum Upstream {
+    /// A supervised child process.
+    Stdio(Stdio),
+    /// A transport this build does not serve yet; the reason is given to callers.
+    NotServed(String),
+}
+
+impl RouteRt {
+    /// Makes a call.
+    pub async fn call(&self, call: Call) -> Result<Reply, UpstreamError> {
+        match &self.upstream {
+            Upstream::Stdio(stdio) => stdio.call(call).await,
+            Upstream::NotServed(why) => Err(UpstreamError::Unavailable {
+                reason: why.clone(),
+                retry_in: None,
+            }),
+        }
+    }
+
+    /// What the tool server said about itself, while it is up.
+    pub fn info(&self) -> Option<Arc<ServerInfo>> {
+        match &self.upstream {
+            Upstream::Stdio(stdio) => stdio.status().info,
+            Upstream::NotServed(_) => None,
+        }
+    }
+
+    /// Whether the tool server offers a capability (`tools`, `resources`, `prompts`, …).
+    /// Unknown while it is down: assumed yes, so its calls fail with a clear error.
+    pub fn offers(&self, capability: &str) -> bool {
+        self.info()
+            .is_none_or(|info| info.has_capability(capability))
+    }
+
+    /// Answers a request the tool server made.
+    pub async fn respond(&self, id: &Id, reply: Reply) {
+        if let Upstream::Stdio(stdio) = &self.upstream {
+            stdio.respond(id, reply).await;
+        }
+    }
+
+    /// Stops the tool server.
+    pub async fn shutdown(&self) {
+        if let Upstream::Stdio(stdio) = &self.upstream {
+            stdio.shutdown().await;
+        }
+    }
+}

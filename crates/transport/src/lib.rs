@@ -1,0 +1,187 @@
+//! Upstream connectors: how mcp-edge talks to tool servers.
+//!
+//! Every connector offers the same shape: [`Call`] in, [`Reply`] or [`UpstreamError`]
+//! out, with the call's notifications (progress, logs) and the tool server's requests
+//! (sampling, elicitation, roots) delivered on the call's event channel. Ids and
+//! progress tokens are rewritten inside the connector, so many client sessions can
+//! share one tool server and each sees only its own traffic.
+//!
+//! - [`stdio`]: a supervised child process speaking newline-delimited JSON-RPC.
+//!
+//! Dropping a call's future cancels it: the tool server gets `notifications/cancelled`.
+
+pub mod stdio;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcp_edge_protocol::Message;
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+pub use stdio::{Stdio, StdioConfig};
+
+/// One call to a tool server.
+#[derive(Debug)]
+pub struct Call {
+    /// The method.
+    pub method: String,
+    /// The parameters, raw. A `_meta.progressToken` in them is mapped by the connector.
+    pub params: Option<Box<RawValue>>,
+    /// When the caller stops waiting.
+    pub deadline: Instant,
+    /// Where the call's notifications and the tool server's requests go.
+    pub events: Option<mpsc::Sender<CallEvent>>,
+}
+
+/// Something that happens during a call.
+#[derive(Debug)]
+pub enum CallEvent {
+    /// A notification for this call (progress with the caller's token, a log message).
+    Notification(Message),
+    /// A request from the tool server (sampling, elicitation, roots) that the caller's
+    /// client should answer; the answer goes back with [`Upstream::respond`]-style calls
+    /// using the request's id.
+    Request(Message),
+}
+
+/// What the tool server answered.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// A `result`, raw.
+    Result(Box<RawValue>),
+    /// An `error` object, raw.
+    Error(Box<RawValue>),
+}
+
+/// Why a call got no answer from the tool server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UpstreamError {
+    /// Not running: never started, or restarting. Says why and when it is tried again.
+    Unavailable {
+        /// The last failure, in words.
+        reason: String,
+        /// When the next start is due, if one is scheduled.
+        retry_in: Option<Duration>,
+    },
+    /// The tool server did not answer in time; it was sent `notifications/cancelled`.
+    Timeout(Duration),
+    /// The tool server died with the call in flight.
+    Crashed(String),
+    /// Too many calls in flight and waiting already.
+    Busy {
+        /// The in-flight limit.
+        max_in_flight: u32,
+        /// The queue limit.
+        queue: u32,
+    },
+    /// The tool server broke the protocol.
+    Protocol(String),
+    /// The connector is shut down.
+    Closed,
+}
+
+impl UpstreamError {
+    /// A short machine-readable reason, for `error.data.reason` and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            UpstreamError::Unavailable { .. } | UpstreamError::Closed => "upstream_unavailable",
+            UpstreamError::Timeout(_) => "timeout",
+            UpstreamError::Crashed(_) => "upstream_crashed",
+            UpstreamError::Busy { .. } => "busy",
+            UpstreamError::Protocol(_) => "upstream_protocol",
+        }
+    }
+
+    /// When the caller may try again, if known.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            UpstreamError::Unavailable { retry_in, .. } => *retry_in,
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpstreamError::Unavailable {
+                reason,
+                retry_in: Some(d),
+            } => {
+                write!(
+                    f,
+                    "tool server unavailable: {reason}; next start in {}ms",
+                    d.as_millis()
+                )
+            }
+            UpstreamError::Unavailable {
+                reason,
+                retry_in: None,
+            } => {
+                write!(f, "tool server unavailable: {reason}")
+            }
+            UpstreamError::Timeout(d) => write!(
+                f,
+                "the tool server did not answer within {}ms; the call was cancelled",
+                d.as_millis()
+            ),
+            UpstreamError::Crashed(why) => write!(f, "the tool server died during the call: {why}"),
+            UpstreamError::Busy {
+                max_in_flight,
+                queue,
+            } => write!(
+                f,
+                "busy: {max_in_flight} calls in flight and {queue} waiting already"
+            ),
+            UpstreamError::Protocol(why) => write!(f, "the tool server broke the protocol: {why}"),
+            UpstreamError::Closed => f.write_str("the route is shutting down"),
+        }
+    }
+}
+
+impl std::error::Error for UpstreamError {}
+
+/// What a tool server said about itself when the connection was set up.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    /// The negotiated protocol version.
+    pub protocol_version: String,
+    /// Which era the tool server speaks.
+    pub era: mcp_edge_protocol::version::Era,
+    /// Its `capabilities` object, raw.
+    pub capabilities: Box<RawValue>,
+    /// Its `serverInfo` object, raw (`{}` when it sent none).
+    pub server_info: Box<RawValue>,
+    /// Its `instructions`, if any.
+    pub instructions: Option<String>,
+}
+
+impl ServerInfo {
+    /// Whether the capabilities object has `key` (e.g. `"tools"`).
+    pub fn has_capability(&self, key: &str) -> bool {
+        mcp_edge_protocol::RawObject::parse(self.capabilities.get())
+            .map(|caps| caps.get(key).is_some_and(|v| v.get() != "null"))
+            .unwrap_or(false)
+    }
+}
+
+/// Where a connector sends what is not part of any call.
+pub trait Sink: Send + Sync + 'static {
+    /// A notification not tied to a call (list changes, resource updates, logs).
+    fn notification(&self, route: &str, message: Message);
+    /// The route came up (with what it said about itself) or went down.
+    fn availability(&self, route: &str, info: Option<Arc<ServerInfo>>);
+}
+
+/// A sink that drops everything (for tests and tools that only make calls).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoSink;
+
+impl Sink for NoSink {
+    fn notification(&self, _: &str, _: Message) {}
+    fn availability(&self, _: &str, _: Option<Arc<ServerInfo>>) {}
+}

@@ -1,0 +1,358 @@
+//! One live connection to a child: the pending-call table, id and progress-token
+//! rewriting, and the dispatch of everything the child writes.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use mcp_edge_protocol::jsonrpc::{self, code};
+use mcp_edge_protocol::version::{META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, V2026_07_28};
+use mcp_edge_protocol::{Id, Kind, Message, RawObject, mcp, ndjson};
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::{Call, CallEvent, Reply, Sink, UpstreamError};
+
+/// Lines of stderr kept for crash reports.
+const STDERR_TAIL: usize = 20;
+
+struct Pending {
+    reply: oneshot::Sender<Result<Reply, UpstreamError>>,
+    events: Option<mpsc::Sender<CallEvent>>,
+    /// The caller's own progress token, restored on the way back.
+    progress_token: Option<Box<RawValue>>,
+    started: Instant,
+}
+
+pub(super) struct Conn {
+    route: Arc<str>,
+    tx: mpsc::Sender<Bytes>,
+    pending: Mutex<HashMap<i64, Pending>>,
+    next_id: AtomicI64,
+    /// The child speaks the stateless era: every request carries the version in `_meta`.
+    stateless: AtomicBool,
+    sink: Arc<dyn Sink>,
+    stderr_tail: Mutex<VecDeque<String>>,
+}
+
+impl Conn {
+    pub(super) fn new(route: Arc<str>, tx: mpsc::Sender<Bytes>, sink: Arc<dyn Sink>) -> Self {
+        Conn {
+            route,
+            tx,
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicI64::new(1),
+            stateless: AtomicBool::new(false),
+            sink,
+            stderr_tail: Mutex::new(VecDeque::with_capacity(STDERR_TAIL)),
+        }
+    }
+
+    fn pending(&self) -> MutexGuard<'_, HashMap<i64, Pending>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn set_stateless(&self) {
+        self.stateless.store(true, Ordering::Release);
+    }
+
+    /// The ids in flight, for log lines.
+    pub(super) fn in_flight(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self.pending().keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    pub(super) fn note_stderr(&self, line: &str) {
+        let mut tail = self
+            .stderr_tail
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if tail.len() == STDERR_TAIL {
+            tail.pop_front();
+        }
+        tail.push_back(line.chars().take(500).collect());
+    }
+
+    /// The last lines the child wrote to stderr, joined.
+    pub(super) fn stderr_tail(&self) -> String {
+        let tail = self
+            .stderr_tail
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        tail.iter().cloned().collect::<Vec<_>>().join(" | ")
+    }
+
+    /// Sends one message; false when the child's stdin is gone.
+    pub(super) async fn send(&self, message: Vec<u8>) -> bool {
+        self.tx
+            .send(Bytes::from(ndjson::frame(&message)))
+            .await
+            .is_ok()
+    }
+
+    pub(super) async fn respond(&self, id: &Id, reply: Reply) {
+        let message = match reply {
+            Reply::Result(result) => jsonrpc::result(id, &result),
+            Reply::Error(error) => Message {
+                id: Some(id.clone()),
+                method: None,
+                params: None,
+                result: None,
+                error: Some(error),
+            }
+            .to_bytes(),
+        };
+        self.send(message).await;
+    }
+
+    /// Fails every call in flight (the child is gone).
+    pub(super) fn fail_all(&self, error: &UpstreamError) {
+        let drained: Vec<Pending> = self.pending().drain().map(|(_, p)| p).collect();
+        for pending in drained {
+            let _ = pending.reply.send(Err(error.clone()));
+        }
+    }
+
+    /// Makes one call on this connection.
+    pub(super) async fn call(self: &Arc<Self>, call: Call) -> Result<Reply, UpstreamError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (params, progress_token) = self.prepare(call.params, id);
+        let (reply, answer) = oneshot::channel();
+        let started = Instant::now();
+        self.pending().insert(
+            id,
+            Pending {
+                reply,
+                events: call.events,
+                progress_token,
+                started,
+            },
+        );
+        // From here on, leaving early (timeout, or the caller dropping this future)
+        // cancels the call upstream.
+        let mut guard = CancelOnDrop {
+            conn: self.clone(),
+            id,
+            armed: true,
+        };
+        let request = jsonrpc::request(&Id::Num(id), &call.method, params.as_deref());
+        if !self.send(request).await {
+            guard.armed = false;
+            self.pending().remove(&id);
+            return Err(UpstreamError::Crashed(self.died_message()));
+        }
+        match tokio::time::timeout_at(call.deadline, answer).await {
+            Ok(Ok(result)) => {
+                guard.armed = false;
+                result
+            }
+            Ok(Err(_)) => {
+                guard.armed = false;
+                Err(UpstreamError::Crashed(self.died_message()))
+            }
+            Err(_) => Err(UpstreamError::Timeout(started.elapsed())),
+        }
+    }
+
+    fn died_message(&self) -> String {
+        let tail = self.stderr_tail();
+        if tail.is_empty() {
+            "the connection closed".to_owned()
+        } else {
+            format!("the connection closed; stderr: {tail}")
+        }
+    }
+
+    /// Maps the caller's progress token to this call's id, and adds the stateless-era
+    /// `_meta` keys when the child needs them.
+    fn prepare(
+        &self,
+        params: Option<Box<RawValue>>,
+        id: i64,
+    ) -> (Option<Box<RawValue>>, Option<Box<RawValue>>) {
+        let stateless = self.stateless.load(Ordering::Acquire);
+        let has_meta = params
+            .as_ref()
+            .is_some_and(|p| p.get().contains("\"_meta\""));
+        if !stateless && !has_meta {
+            return (params, None);
+        }
+        let text = params.as_ref().map_or("{}", |p| p.get());
+        let Ok(mut object) = RawObject::parse(text) else {
+            return (params, None);
+        };
+        let mut meta = object
+            .get("_meta")
+            .and_then(|m| RawObject::parse(m.get()).ok())
+            .unwrap_or_default();
+        let token = meta.get("progressToken").map(RawValue::to_owned);
+        if token.is_some() {
+            meta.set_value("progressToken", &id);
+        }
+        if stateless {
+            if meta.get(META_PROTOCOL_VERSION).is_none() {
+                meta.set_value(META_PROTOCOL_VERSION, V2026_07_28);
+            }
+            if meta.get(META_CLIENT_CAPABILITIES).is_none() {
+                meta.set(META_CLIENT_CAPABILITIES, jsonrpc::empty_object());
+            }
+        }
+        object.set("_meta", meta.to_raw());
+        (Some(object.to_raw()), token)
+    }
+
+    /// Handles one line the child wrote.
+    pub(super) fn dispatch(&self, message: Message) {
+        match message.kind() {
+            Kind::Result | Kind::Error => self.on_response(message),
+            Kind::Request => self.on_request(message),
+            Kind::Notification => self.on_notification(message),
+        }
+    }
+
+    fn on_response(&self, message: Message) {
+        let Some(Id::Num(id)) = message.id else {
+            tracing::warn!(route = %self.route, id = ?message.id, "response with an id mcp-edge never sent; dropped");
+            return;
+        };
+        let Some(pending) = self.pending().remove(&id) else {
+            tracing::debug!(route = %self.route, id, "late response to a cancelled or timed-out call; dropped");
+            return;
+        };
+        let reply = match (message.result, message.error) {
+            (Some(result), _) => Ok(Reply::Result(result)),
+            (None, Some(error)) => Ok(Reply::Error(error)),
+            (None, None) => Err(UpstreamError::Protocol(
+                "a response without result or error".into(),
+            )),
+        };
+        let _ = pending.reply.send(reply);
+    }
+
+    /// The events channel of the newest call that has one: where requests and
+    /// notifications the child does not tie to a call are sent.
+    fn newest_caller(&self) -> (usize, Option<mpsc::Sender<CallEvent>>) {
+        let pending = self.pending();
+        let with_events = pending.values().filter(|p| p.events.is_some());
+        let count = with_events.clone().count();
+        let newest = with_events
+            .max_by_key(|p| p.started)
+            .and_then(|p| p.events.clone());
+        (count, newest)
+    }
+
+    fn on_request(&self, message: Message) {
+        if message.method() == mcp::PING {
+            if let Some(id) = &message.id {
+                let pong = jsonrpc::result(id, &jsonrpc::empty_object());
+                let _ = self.tx.try_send(Bytes::from(ndjson::frame(&pong)));
+            }
+            return;
+        }
+        // Over stdio a server request carries no link to the call that caused it; it
+        // goes to the client of the newest call that can take events.
+        let message = match self.newest_caller() {
+            (_, Some(events)) => match events.try_send(CallEvent::Request(message)) {
+                Ok(()) => return,
+                Err(e) => match e.into_inner() {
+                    CallEvent::Request(m) | CallEvent::Notification(m) => m,
+                },
+            },
+            _ => message,
+        };
+        tracing::warn!(route = %self.route, method = message.method(), "tool server request with no client to answer it; refused");
+        if let Some(id) = &message.id {
+            let refusal = jsonrpc::error(
+                Some(id),
+                code::METHOD_NOT_FOUND,
+                "no client is waiting on this tool server, so nobody can answer this request",
+                None,
+            );
+            let _ = self.tx.try_send(Bytes::from(ndjson::frame(&refusal)));
+        }
+    }
+
+    fn on_notification(&self, mut message: Message) {
+        match message.method() {
+            mcp::PROGRESS => {
+                let Some(params) = &message.params else {
+                    return;
+                };
+                let Ok(mut object) = RawObject::parse(params.get()) else {
+                    return;
+                };
+                let id = object
+                    .get("progressToken")
+                    .and_then(|t| serde_json::from_str::<Id>(t.get()).ok());
+                let id = match id {
+                    Some(Id::Num(n)) => n,
+                    Some(Id::Str(s)) => match s.parse() {
+                        Ok(n) => n,
+                        Err(_) => return,
+                    },
+                    None => return,
+                };
+                let target = {
+                    let pending = self.pending();
+                    pending
+                        .get(&id)
+                        .and_then(|p| Some((p.events.clone()?, p.progress_token.clone()?)))
+                };
+                if let Some((events, token)) = target {
+                    object.set("progressToken", token);
+                    message.params = Some(object.to_raw());
+                    let _ = events.try_send(CallEvent::Notification(message));
+                }
+            }
+            // Logs and cancellations of the tool server's own requests carry no link to a
+            // call; when exactly one call can take them, they are surely its.
+            mcp::LOG_MESSAGE | mcp::CANCELLED => {
+                if let (1, Some(events)) = self.newest_caller() {
+                    if let Err(e) = events.try_send(CallEvent::Notification(message))
+                        && let CallEvent::Notification(m) = e.into_inner()
+                    {
+                        self.sink.notification(&self.route, m);
+                    }
+                } else {
+                    self.sink.notification(&self.route, message);
+                }
+            }
+            _ => self.sink.notification(&self.route, message),
+        }
+    }
+}
+
+/// Cancels a call upstream when its future is dropped before the answer came.
+struct CancelOnDrop {
+    conn: Arc<Conn>,
+    id: i64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if self.conn.pending().remove(&self.id).is_none() {
+            return;
+        }
+        let params = jsonrpc::raw(&serde_json::json!({
+            "requestId": self.id,
+            "reason": "mcp-edge: the caller timed out or went away",
+        }));
+        let cancel = jsonrpc::notification(mcp::CANCELLED, Some(&params));
+        let frame = Bytes::from(ndjson::frame(&cancel));
+        if let Err(mpsc::error::TrySendError::Full(frame)) = self.conn.tx.try_send(frame)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let tx = self.conn.tx.clone();
+            runtime.spawn(async move {
+                let _ = tx.send(frame).await;
+            });
+        }
+    }
+}

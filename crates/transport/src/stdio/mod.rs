@@ -1,0 +1,333 @@
+//! A tool server as a supervised child process, spoken to over stdio.
+//!
+//! One [`Stdio`] owns one route's child. It spawns it with the configured arguments,
+//! environment and working directory; opens the MCP connection (`initialize`, or
+//! `server/discover` for a stateless-era server); serves any number of concurrent calls
+//! from any number of client sessions, rewriting ids so each caller sees its own; and
+//! keeps the child alive:
+//!
+//! - a crash fails the calls in flight at once, with the exit status and the tail of
+//!   stderr, and the child is restarted with exponential backoff and jitter;
+//! - a watchdog pings the child and restarts it when it stops answering;
+//! - a call that times out (or whose caller goes away) is cancelled upstream with
+//!   `notifications/cancelled`;
+//! - at most `max_in_flight` calls run at once and at most `queue` wait: beyond that a
+//!   call fails fast with [`UpstreamError::Busy`] instead of growing memory;
+//! - stderr is logged line by line with the route and the ids in flight;
+//! - shutdown closes stdin, waits, then sends SIGTERM, then SIGKILL.
+
+mod conn;
+mod supervisor;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
+use tokio::time::Instant;
+
+use crate::{Call, Reply, ServerInfo, Sink, UpstreamError};
+use conn::Conn;
+
+/// How to run one stdio tool server.
+#[derive(Debug, Clone)]
+pub struct StdioConfig {
+    /// The route's name, for logs and errors.
+    pub route: String,
+    /// The program: a path, or a name looked up in `PATH`.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Environment variables set for the child (secrets already resolved). The child
+    /// inherits only a minimal environment besides (see [`INHERITED_ENV`]).
+    pub env: Vec<(String, String)>,
+    /// Its working directory.
+    pub cwd: Option<PathBuf>,
+    /// The largest message accepted from the child.
+    pub max_message_bytes: usize,
+    /// Calls in flight at once.
+    pub max_in_flight: u32,
+    /// Calls waiting for a slot before new ones are refused.
+    pub queue: u32,
+    /// How long the child may take to answer `initialize`.
+    pub init_timeout: Duration,
+    /// How often the watchdog pings an idle child; zero disables it.
+    pub ping_interval: Duration,
+    /// How long a ping may take before the child counts as hung.
+    pub ping_timeout: Duration,
+    /// First restart delay; doubles per consecutive failure, with jitter.
+    pub backoff_base: Duration,
+    /// Largest restart delay.
+    pub backoff_max: Duration,
+    /// How long shutdown waits after closing stdin, and again after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+impl StdioConfig {
+    /// A configuration with mcp-edge's defaults for everything but the command.
+    pub fn new(route: impl Into<String>, program: impl Into<PathBuf>, args: Vec<String>) -> Self {
+        StdioConfig {
+            route: route.into(),
+            program: program.into(),
+            args,
+            env: Vec::new(),
+            cwd: None,
+            max_message_bytes: 4 * 1024 * 1024,
+            max_in_flight: 64,
+            queue: 128,
+            init_timeout: Duration::from_secs(20),
+            ping_interval: Duration::from_secs(15),
+            ping_timeout: Duration::from_secs(10),
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Environment variables a child inherits from mcp-edge. Everything else (the gateway's
+/// own tokens and keys above all) stays out unless the route's `env` sets it.
+pub const INHERITED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TERM",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "SYSTEMROOT",
+    "PYTHONIOENCODING",
+];
+
+/// What the supervisor is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Spawning the child and opening the connection.
+    Starting,
+    /// Serving calls.
+    Ready,
+    /// Waiting to restart after a failure.
+    Backoff {
+        /// When the next attempt starts.
+        until: Instant,
+    },
+    /// Shut down.
+    Stopped,
+}
+
+/// A snapshot for health reporting.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// The phase.
+    pub phase: Phase,
+    /// The child's pid while one runs.
+    pub pid: Option<u32>,
+    /// How many times the child was (re)started after the first.
+    pub restarts: u64,
+    /// The last failure and when it happened.
+    pub last_error: Option<(SystemTime, String)>,
+    /// Calls in flight.
+    pub in_flight: usize,
+    /// Calls waiting for a slot.
+    pub waiting: usize,
+    /// What the tool server said about itself, while ready.
+    pub info: Option<Arc<ServerInfo>>,
+}
+
+/// A supervised stdio tool server. Cheap to clone; all clones share the child.
+#[derive(Clone)]
+pub struct Stdio {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Stdio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stdio")
+            .field("route", &self.shared.cfg.route)
+            .finish()
+    }
+}
+
+struct Shared {
+    cfg: StdioConfig,
+    sink: Arc<dyn Sink>,
+    state: Mutex<State>,
+    phase: watch::Sender<Phase>,
+    permits: Semaphore,
+    waiting: AtomicUsize,
+    shutdown: Notify,
+    stopped: watch::Sender<bool>,
+}
+
+#[derive(Default)]
+struct State {
+    conn: Option<Arc<Conn>>,
+    info: Option<Arc<ServerInfo>>,
+    pid: Option<u32>,
+    restarts: u64,
+    last_error: Option<(SystemTime, String)>,
+    shutting_down: bool,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock leaves plain data behind; keep serving.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Stdio {
+    /// Starts supervising the tool server. Must be called inside a tokio runtime.
+    pub fn spawn(cfg: StdioConfig, sink: Arc<dyn Sink>) -> Stdio {
+        let permits = Semaphore::new(cfg.max_in_flight.max(1) as usize);
+        let shared = Arc::new(Shared {
+            cfg,
+            sink,
+            state: Mutex::new(State::default()),
+            phase: watch::Sender::new(Phase::Starting),
+            permits,
+            waiting: AtomicUsize::new(0),
+            shutdown: Notify::new(),
+            stopped: watch::Sender::new(false),
+        });
+        tokio::spawn(supervisor::run(shared.clone()));
+        Stdio { shared }
+    }
+
+    /// The route this serves.
+    pub fn route(&self) -> &str {
+        &self.shared.cfg.route
+    }
+
+    /// Makes one call.
+    pub async fn call(&self, call: Call) -> Result<Reply, UpstreamError> {
+        let _permit = self.acquire(call.deadline).await?;
+        let conn = self.connection(call.deadline).await?;
+        conn.call(call).await
+    }
+
+    /// Sends a notification to the tool server (e.g. `notifications/roots/list_changed`).
+    pub async fn notify(&self, method: &str, params: Option<&serde_json::value::RawValue>) {
+        let conn = self.shared.state().conn.clone();
+        if let Some(conn) = conn {
+            conn.send(mcp_edge_protocol::jsonrpc::notification(method, params))
+                .await;
+        }
+    }
+
+    /// Answers a request the tool server made (delivered as [`crate::CallEvent::Request`]).
+    pub async fn respond(&self, id: &mcp_edge_protocol::Id, reply: Reply) {
+        let conn = self.shared.state().conn.clone();
+        if let Some(conn) = conn {
+            conn.respond(id, reply).await;
+        }
+    }
+
+    /// Waits until the tool server is ready, or `deadline`.
+    pub async fn ready(&self, deadline: Instant) -> Result<Arc<ServerInfo>, UpstreamError> {
+        self.connection(deadline).await?;
+        self.shared
+            .state()
+            .info
+            .clone()
+            .ok_or(UpstreamError::Unavailable {
+                reason: "restarting".to_owned(),
+                retry_in: None,
+            })
+    }
+
+    /// A snapshot of the supervisor's state.
+    pub fn status(&self) -> Status {
+        let phase = self.shared.phase.borrow().clone();
+        let state = self.shared.state();
+        let max = self.shared.cfg.max_in_flight.max(1) as usize;
+        Status {
+            phase,
+            pid: state.pid,
+            restarts: state.restarts,
+            last_error: state.last_error.clone(),
+            in_flight: max - self.shared.permits.available_permits(),
+            waiting: self.shared.waiting.load(Ordering::Relaxed),
+            info: state.info.clone(),
+        }
+    }
+
+    /// Shuts the child down as the spec says (close stdin, wait, SIGTERM, wait, SIGKILL)
+    /// and waits until it is gone. Calls in flight fail with [`UpstreamError::Closed`].
+    pub async fn shutdown(&self) {
+        self.shared.state().shutting_down = true;
+        self.shared.shutdown.notify_one();
+        let mut stopped = self.shared.stopped.subscribe();
+        let _ = stopped.wait_for(|s| *s).await;
+    }
+
+    async fn acquire(&self, deadline: Instant) -> Result<SemaphorePermit<'_>, UpstreamError> {
+        if let Ok(permit) = self.shared.permits.try_acquire() {
+            return Ok(permit);
+        }
+        let cfg = &self.shared.cfg;
+        let busy = UpstreamError::Busy {
+            max_in_flight: cfg.max_in_flight,
+            queue: cfg.queue,
+        };
+        let waiting = &self.shared.waiting;
+        if waiting.fetch_add(1, Ordering::AcqRel) >= cfg.queue as usize {
+            waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(busy);
+        }
+        let result = tokio::time::timeout_at(deadline, self.shared.permits.acquire()).await;
+        waiting.fetch_sub(1, Ordering::AcqRel);
+        match result {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(UpstreamError::Closed),
+            Err(_) => Err(busy),
+        }
+    }
+
+    /// The live connection; waits for a start in progress, or a restart due before
+    /// `deadline`, and fails fast otherwise.
+    async fn connection(&self, deadline: Instant) -> Result<Arc<Conn>, UpstreamError> {
+        let mut phase = self.shared.phase.subscribe();
+        loop {
+            let current = phase.borrow_and_update().clone();
+            match current {
+                Phase::Ready => {
+                    if let Some(conn) = self.shared.state().conn.clone() {
+                        return Ok(conn);
+                    }
+                }
+                Phase::Stopped => return Err(UpstreamError::Closed),
+                Phase::Backoff { until } if until > deadline => {
+                    return Err(UpstreamError::Unavailable {
+                        reason: self.last_error(),
+                        retry_in: Some(until.saturating_duration_since(Instant::now())),
+                    });
+                }
+                Phase::Starting | Phase::Backoff { .. } => {}
+            }
+            match tokio::time::timeout_at(deadline, phase.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(UpstreamError::Closed),
+                Err(_) => {
+                    return Err(UpstreamError::Unavailable {
+                        reason: format!("still starting ({})", self.last_error()),
+                        retry_in: None,
+                    });
+                }
+            }
+        }
+    }
+
+    fn last_error(&self) -> String {
+        self.shared
+            .state()
+            .last_error
+            .as_ref()
+            .map_or_else(|| "not started yet".to_owned(), |(_, e)| e.clone())
+    }
+}

@@ -1,0 +1,505 @@
+//! The child's life: spawn, open the MCP connection, watch, restart, shut down.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::process::{ExitStatus, Stdio as Pipe};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use mcp_edge_protocol::ndjson::{Line, LineReader};
+use mcp_edge_protocol::version::{
+    self, Era, LATEST_SESSION, META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION,
+};
+use mcp_edge_protocol::{Message, RawObject, jsonrpc, mcp};
+use rand::Rng;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::conn::Conn;
+use super::{INHERITED_ENV, Phase, Shared, StdioConfig};
+use crate::{Call, Reply, ServerInfo, UpstreamError};
+
+/// A child that stays up this long has its restart backoff reset.
+const HEALTHY_UPTIME: Duration = Duration::from_secs(30);
+
+struct Running {
+    child: Child,
+    pid: Option<u32>,
+    conn: Arc<Conn>,
+    reader: JoinHandle<()>,
+    stderr: JoinHandle<()>,
+    close_stdin: Option<oneshot::Sender<()>>,
+}
+
+enum End {
+    Exited(std::io::Result<ExitStatus>),
+    StdoutClosed,
+    Hung(UpstreamError),
+    Shutdown,
+}
+
+pub(super) async fn run(shared: Arc<Shared>) {
+    let route = shared.cfg.route.clone();
+    let mut failures: u32 = 0;
+    loop {
+        if shared.state().shutting_down {
+            break;
+        }
+        shared.phase.send_replace(Phase::Starting);
+        let started = Instant::now();
+        let failure = match spawn(&shared) {
+            Err(reason) => reason,
+            Ok(mut running) => match open(&shared, &mut running).await {
+                Err(reason) => {
+                    running
+                        .conn
+                        .fail_all(&UpstreamError::Crashed(reason.clone()));
+                    stop(&shared.cfg, &mut running).await;
+                    reason
+                }
+                Ok(info) => {
+                    {
+                        let mut state = shared.state();
+                        state.conn = Some(running.conn.clone());
+                        state.pid = running.pid;
+                        state.info = Some(info.clone());
+                    }
+                    tracing::info!(route = %route, pid = running.pid, version = %info.protocol_version, "tool server ready");
+                    shared.phase.send_replace(Phase::Ready);
+                    shared.sink.availability(&route, Some(info));
+                    let end = serve(&shared, &mut running).await;
+                    {
+                        let mut state = shared.state();
+                        state.conn = None;
+                        state.info = None;
+                    }
+                    shared.sink.availability(&route, None);
+                    match end {
+                        End::Shutdown => {
+                            running.conn.fail_all(&UpstreamError::Closed);
+                            stop(&shared.cfg, &mut running).await;
+                            shared.state().pid = None;
+                            break;
+                        }
+                        End::Hung(why) => {
+                            let reason =
+                                format!("did not answer the watchdog's ping ({why}); killed it");
+                            running
+                                .conn
+                                .fail_all(&UpstreamError::Crashed(reason.clone()));
+                            let _ = running.child.start_kill();
+                            let _ = running.child.wait().await;
+                            reason
+                        }
+                        End::StdoutClosed => {
+                            let status = tokio::time::timeout(
+                                Duration::from_millis(500),
+                                running.child.wait(),
+                            )
+                            .await;
+                            let reason = exit_reason(&mut running, status.ok()).await;
+                            running
+                                .conn
+                                .fail_all(&UpstreamError::Crashed(reason.clone()));
+                            stop(&shared.cfg, &mut running).await;
+                            reason
+                        }
+                        End::Exited(status) => {
+                            let reason = exit_reason(&mut running, Some(status)).await;
+                            running
+                                .conn
+                                .fail_all(&UpstreamError::Crashed(reason.clone()));
+                            reason
+                        }
+                    }
+                }
+            },
+        };
+        if shared.state().shutting_down {
+            break;
+        }
+        if started.elapsed() >= HEALTHY_UPTIME {
+            failures = 0;
+        }
+        let delay = backoff(&shared.cfg, failures);
+        failures = failures.saturating_add(1);
+        tracing::error!(route = %route, retry_in_ms = delay.as_millis() as u64, "tool server failed: {failure}");
+        {
+            let mut state = shared.state();
+            state.pid = None;
+            state.restarts += 1;
+            state.last_error = Some((SystemTime::now(), failure));
+        }
+        let until = Instant::now() + delay;
+        shared.phase.send_replace(Phase::Backoff { until });
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => {}
+            () = shared.shutdown.notified() => break,
+        }
+    }
+    shared.phase.send_replace(Phase::Stopped);
+    shared.stopped.send_replace(true);
+}
+
+/// Exponential backoff with jitter: `base * 2^failures`, capped, then scaled by a
+/// random factor in [0.5, 1.0] so that many gateways do not restart in step.
+pub(super) fn backoff(cfg: &StdioConfig, failures: u32) -> Duration {
+    let exp = cfg
+        .backoff_base
+        .saturating_mul(1u32 << failures.min(20))
+        .min(cfg.backoff_max);
+    exp.mul_f64(rand::rng().random_range(0.5..=1.0))
+}
+
+fn spawn(shared: &Arc<Shared>) -> Result<Running, String> {
+    let cfg = &shared.cfg;
+    let program = cfg.program.display();
+    if let Some(cwd) = &cfg.cwd
+        && !cwd.is_dir()
+    {
+        return Err(format!(
+            "working directory {} does not exist (check `cwd` in routes.toml)",
+            cwd.display()
+        ));
+    }
+    let mut command = Command::new(&cfg.program);
+    command.args(&cfg.args).env_clear();
+    for key in INHERITED_ENV {
+        if let Some(value) = std::env::var_os(key) {
+            command.env(key, value);
+        }
+    }
+    command.envs(cfg.env.iter().map(|(k, v)| (k, v)));
+    if let Some(cwd) = &cfg.cwd {
+        command.current_dir(cwd);
+    }
+    command
+        .stdin(Pipe::piped())
+        .stdout(Pipe::piped())
+        .stderr(Pipe::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!(
+            "program `{program}` was not found (ENOENT): check `command` in routes.toml, or that it is on PATH"
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "program `{program}` cannot be executed (EACCES): check that it is a program and has execute permission"
+        ),
+        _ => format!("could not start `{program}`: {e}"),
+    })?;
+    let pid = child.id();
+    let (Some(stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err("the child's stdio pipes were not set up".to_owned());
+    };
+    tracing::info!(route = %cfg.route, pid, program = %program, "spawned tool server");
+    let route: Arc<str> = cfg.route.as_str().into();
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    let (close_stdin, closed) = oneshot::channel();
+    let conn = Arc::new(Conn::new(route.clone(), tx, shared.sink.clone()));
+    tokio::spawn(write_loop(stdin, rx, closed));
+    let stderr = tokio::spawn(stderr_loop(route.clone(), pid, stderr, conn.clone()));
+    let reader = tokio::spawn(read_loop(
+        route,
+        stdout,
+        conn.clone(),
+        cfg.max_message_bytes,
+    ));
+    Ok(Running {
+        child,
+        pid,
+        conn,
+        reader,
+        stderr,
+        close_stdin: Some(close_stdin),
+    })
+}
+
+async fn write_loop(
+    stdin: ChildStdin,
+    mut rx: mpsc::Receiver<Bytes>,
+    mut closed: oneshot::Receiver<()>,
+) {
+    let mut stdin = tokio::io::BufWriter::new(stdin);
+    loop {
+        let first = tokio::select! {
+            m = rx.recv() => m,
+            _ = &mut closed => None,
+        };
+        let Some(first) = first else { break };
+        if stdin.write_all(&first).await.is_err() {
+            break;
+        }
+        // Write whatever else is queued before one flush.
+        while let Ok(more) = rx.try_recv() {
+            if stdin.write_all(&more).await.is_err() {
+                return;
+            }
+        }
+        if stdin.flush().await.is_err() {
+            break;
+        }
+    }
+    // Dropping stdin closes it: the spec's first step of shutdown.
+}
+
+async fn read_loop(route: Arc<str>, stdout: ChildStdout, conn: Arc<Conn>, max: usize) {
+    let mut lines = LineReader::new(stdout, max);
+    loop {
+        match lines.next().await {
+            Ok(Some(Line::Message(bytes))) => match Message::parse(&bytes) {
+                Ok(message) => conn.dispatch(message),
+                Err(e) => {
+                    let preview: String =
+                        String::from_utf8_lossy(&bytes).chars().take(200).collect();
+                    tracing::warn!(route = %route, "skipped a line on stdout that is not a JSON-RPC message ({e}): {preview}");
+                }
+            },
+            Ok(Some(Line::Oversized(n))) => {
+                tracing::warn!(route = %route, bytes = n, max, "skipped a message larger than the limit");
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(route = %route, "reading the tool server's stdout failed: {e}");
+                break;
+            }
+        }
+    }
+}
+
+async fn stderr_loop(route: Arc<str>, pid: Option<u32>, stderr: ChildStderr, conn: Arc<Conn>) {
+    let mut lines = LineReader::new(stderr, 64 * 1024);
+    while let Ok(Some(line)) = lines.next().await {
+        match line {
+            Line::Message(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                conn.note_stderr(&text);
+                // The spec: stderr is for logs, not errors.
+                tracing::info!(target: "mcp_edge::stderr", route = %route, pid, in_flight = ?conn.in_flight(), "{text}");
+            }
+            Line::Oversized(n) => {
+                tracing::info!(target: "mcp_edge::stderr", route = %route, pid, "({n} bytes of stderr in one line, skipped)");
+            }
+        }
+    }
+}
+
+/// Opens the MCP connection: `initialize` (session era, which dual-era servers also
+/// accept and which legacy servers require first), then `server/discover` when a
+/// stateless-only server refuses `initialize`.
+async fn open(shared: &Shared, running: &mut Running) -> Result<Arc<ServerInfo>, String> {
+    let cfg = &shared.cfg;
+    let deadline = Instant::now() + cfg.init_timeout;
+    let params = jsonrpc::raw(&json!({
+        "protocolVersion": LATEST_SESSION,
+        "capabilities": { "roots": { "listChanged": true }, "sampling": {}, "elicitation": {} },
+        "clientInfo": { "name": "mcp-edge", "version": env!("CARGO_PKG_VERSION") },
+    }));
+    let reply = handshake(running, mcp::INITIALIZE, params, deadline).await?;
+    match reply {
+        Reply::Result(result) => {
+            let info = session_info(&result)?;
+            running
+                .conn
+                .send(jsonrpc::notification(mcp::INITIALIZED, None))
+                .await;
+            Ok(Arc::new(info))
+        }
+        Reply::Error(init_error) => {
+            let params = jsonrpc::raw(&json!({
+                "_meta": {
+                    META_PROTOCOL_VERSION: version::V2026_07_28,
+                    META_CLIENT_CAPABILITIES: {},
+                }
+            }));
+            match handshake(running, mcp::DISCOVER, params, deadline).await? {
+                Reply::Result(result) => {
+                    running.conn.set_stateless();
+                    stateless_info(&result)
+                }
+                Reply::Error(_) => Err(format!(
+                    "the tool server refused initialize: {}",
+                    init_error.get()
+                )),
+            }
+        }
+    }
+}
+
+async fn handshake(
+    running: &mut Running,
+    method: &str,
+    params: Box<serde_json::value::RawValue>,
+    deadline: Instant,
+) -> Result<Reply, String> {
+    let call = running.conn.call(Call {
+        method: method.to_owned(),
+        params: Some(params),
+        deadline,
+        events: None,
+    });
+    tokio::select! {
+        reply = call => reply.map_err(|e| match e {
+            UpstreamError::Timeout(d) => format!("no answer to {method} within {}ms", d.as_millis()),
+            other => format!("{method} failed: {other}"),
+        }),
+        status = running.child.wait() => {
+            Err(exit_reason(running, Some(status)).await)
+        }
+    }
+}
+
+fn session_info(result: &serde_json::value::RawValue) -> Result<ServerInfo, String> {
+    let object = RawObject::parse(result.get())
+        .map_err(|e| format!("initialize result is not an object: {e}"))?;
+    let version = object.get_str("protocolVersion").unwrap_or_default();
+    if version::era(&version) != Some(Era::Session) {
+        return Err(format!(
+            "the tool server answered initialize with protocol version `{version}`, which mcp-edge does not speak (it speaks {})",
+            version::supported().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    Ok(ServerInfo {
+        protocol_version: version,
+        era: Era::Session,
+        capabilities: object
+            .get("capabilities")
+            .map_or_else(jsonrpc::empty_object, |v| v.to_owned()),
+        server_info: object
+            .get("serverInfo")
+            .map_or_else(jsonrpc::empty_object, |v| v.to_owned()),
+        instructions: object.get_str("instructions"),
+    })
+}
+
+fn stateless_info(result: &serde_json::value::RawValue) -> Result<Arc<ServerInfo>, String> {
+    let object = RawObject::parse(result.get())
+        .map_err(|e| format!("server/discover result is not an object: {e}"))?;
+    let supported: Vec<String> = object
+        .get("supportedVersions")
+        .and_then(|v| serde_json::from_str(v.get()).ok())
+        .unwrap_or_default();
+    let Some(version) = supported
+        .iter()
+        .find(|v| version::era(v) == Some(Era::Stateless))
+    else {
+        return Err(format!(
+            "the tool server supports {supported:?}, none of which mcp-edge speaks"
+        ));
+    };
+    let server_info = object
+        .get("_meta")
+        .and_then(|m| RawObject::parse(m.get()).ok())
+        .and_then(|m| {
+            m.get("io.modelcontextprotocol/serverInfo")
+                .map(|v| v.to_owned())
+        })
+        .or_else(|| object.get("serverInfo").map(|v| v.to_owned()))
+        .unwrap_or_else(jsonrpc::empty_object);
+    Ok(Arc::new(ServerInfo {
+        protocol_version: version.clone(),
+        era: Era::Stateless,
+        capabilities: object
+            .get("capabilities")
+            .map_or_else(jsonrpc::empty_object, |v| v.to_owned()),
+        server_info,
+        instructions: object.get_str("instructions"),
+    }))
+}
+
+/// Serves until the child exits, hangs, closes stdout, or shutdown is asked for.
+async fn serve(shared: &Shared, running: &mut Running) -> End {
+    type Ping = Pin<Box<dyn Future<Output = Result<Reply, UpstreamError>> + Send>>;
+    let cfg = &shared.cfg;
+    let watchdog = !cfg.ping_interval.is_zero();
+    let mut next_ping = Instant::now() + cfg.ping_interval;
+    let mut ping: Option<Ping> = None;
+    loop {
+        tokio::select! {
+            status = running.child.wait() => return End::Exited(status),
+            _ = &mut running.reader => return End::StdoutClosed,
+            () = shared.shutdown.notified() => return End::Shutdown,
+            () = tokio::time::sleep_until(next_ping), if watchdog && ping.is_none() => {
+                let conn = running.conn.clone();
+                let deadline = Instant::now() + cfg.ping_timeout;
+                ping = Some(Box::pin(async move {
+                    conn.call(Call { method: mcp::PING.to_owned(), params: None, deadline, events: None }).await
+                }));
+            }
+            result = async {
+                match ping.as_mut() {
+                    Some(p) => p.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                ping = None;
+                next_ping = Instant::now() + cfg.ping_interval;
+                match result {
+                    // Any answer, even an error, shows the child is alive and reading.
+                    Ok(_) => {}
+                    Err(e @ UpstreamError::Timeout(_)) => return End::Hung(e),
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn exit_reason(running: &mut Running, status: Option<std::io::Result<ExitStatus>>) -> String {
+    // Let stderr drain so the tail has the child's last words.
+    let _ = tokio::time::timeout(Duration::from_millis(300), &mut running.stderr).await;
+    let status = match status {
+        Some(Ok(status)) => describe(status),
+        Some(Err(e)) => format!("could not be waited for ({e})"),
+        None => "closed its stdout".to_owned(),
+    };
+    let tail = running.conn.stderr_tail();
+    if tail.is_empty() {
+        format!("the tool server {status}")
+    } else {
+        format!("the tool server {status}; stderr: {tail}")
+    }
+}
+
+fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(signal)) => format!("was killed by signal {signal}"),
+        _ => format!("exited ({status})"),
+    }
+}
+
+/// Shutdown as the spec says: close stdin, wait; SIGTERM, wait; SIGKILL.
+async fn stop(cfg: &StdioConfig, running: &mut Running) {
+    if let Some(close) = running.close_stdin.take() {
+        let _ = close.send(());
+    }
+    if tokio::time::timeout(cfg.shutdown_grace, running.child.wait())
+        .await
+        .is_ok()
+    {
+        return;
+    }
+    if let Some(pid) = running.pid.and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        if tokio::time::timeout(cfg.shutdown_grace, running.child.wait())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+    }
+    tracing::warn!(route = %cfg.route, pid = running.pid, "tool server ignored stdin close and SIGTERM; killing it");
+    let _ = running.child.start_kill();
+    let _ = running.child.wait().await;
+}
