@@ -94,3 +94,485 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
     dir
 }
+
+// ---------- a running gateway ----------
+
+/// `mcp-edge serve` running on a routes file in a scratch directory, on an ephemeral
+/// port. Killed when dropped.
+pub struct Gateway {
+    child: std::process::Child,
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// The scratch directory holding its routes.toml.
+    pub dir: PathBuf,
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Gateway {
+    /// Starts a gateway on `routes` (TOML). A `[gateway]` table with ephemeral ports
+    /// is prepended unless the text has its own. `{mcp_edge}` in the text is replaced
+    /// with the path of the mcp-edge binary; `{repo}` with the repository root.
+    pub fn start(name: &str, routes: &str) -> Gateway {
+        Gateway::start_with_env(name, routes, &[])
+    }
+
+    /// Like [`Gateway::start`], with extra environment variables.
+    pub fn start_with_env(name: &str, routes: &str, env: &[(&str, &str)]) -> Gateway {
+        use std::io::BufRead;
+        let dir = scratch_dir(name);
+        let mut text = routes
+            .replace("{mcp_edge}", &mcp_edge().display().to_string())
+            .replace("{repo}", &repo_root().display().to_string());
+        if !text.contains("[gateway]") {
+            text =
+                format!("[gateway]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n{text}");
+        }
+        std::fs::write(dir.join("routes.toml"), text)
+            .unwrap_or_else(|e| panic!("write routes.toml: {e}"));
+        let mut child = Command::new(mcp_edge())
+            .current_dir(&dir)
+            .env("MCP_EDGE_LOG", "info,mcp_edge_transport=debug")
+            .envs(env.iter().copied())
+            .args(["serve", "routes.toml"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn mcp-edge serve: {e}"));
+        let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    if let Some(rest) = line.strip_prefix("mcp-edge: listening on http://") {
+                        let addr = rest.trim_end_matches("/mcp").to_owned();
+                        let _ = tx.send(addr);
+                    }
+                    logs.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(line);
+                }
+            });
+        }
+        let addr = match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok(addr) => addr
+                .parse()
+                .unwrap_or_else(|e| panic!("bad address {addr}: {e}")),
+            Err(_) => {
+                let _ = child.kill();
+                let logs = logs
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .join("\n");
+                panic!("mcp-edge serve did not start within 30s; its log:\n{logs}");
+            }
+        };
+        Gateway {
+            child,
+            addr,
+            dir,
+            logs,
+        }
+    }
+
+    /// Everything logged so far.
+    pub fn logs(&self) -> String {
+        self.logs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .join("\n")
+    }
+
+    /// Waits until a log line contains `needle`; panics with the log after `timeout`.
+    pub async fn wait_log(&self, needle: &str, timeout: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if self.logs().contains(needle) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!(
+            "no log line with {needle:?} within {timeout:?}; log:\n{}",
+            self.logs()
+        );
+    }
+
+    /// The process id, to signal it.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the process to exit, up to `timeout`; its exit code.
+    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// An MCP client for `path` (`/mcp`, `/mcp/demo`).
+    pub fn client(&self, path: &str) -> Mcp {
+        Mcp::new(self.addr, path)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+// ---------- HTTP ----------
+
+/// A complete HTTP response.
+#[derive(Debug)]
+pub struct Resp {
+    /// The status code.
+    pub status: u16,
+    /// The headers.
+    pub headers: http::HeaderMap,
+    /// The body.
+    pub body: bytes::Bytes,
+}
+
+impl Resp {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The JSON-RPC messages in the body: one for a JSON answer, each `data:` event of
+    /// an SSE answer.
+    pub fn messages(&self) -> Vec<serde_json::Value> {
+        if self
+            .header("content-type")
+            .is_some_and(|ct| ct.starts_with("text/event-stream"))
+        {
+            let mut parser = mcp_edge_protocol::sse::Parser::new(16 << 20);
+            parser
+                .feed(&self.body)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|e| !e.data.is_empty())
+                .map(|e| {
+                    serde_json::from_str(&e.data)
+                        .unwrap_or_else(|err| panic!("bad event {:?}: {err}", e.data))
+                })
+                .collect()
+        } else if self.body.is_empty() {
+            Vec::new()
+        } else {
+            vec![self.json()]
+        }
+    }
+}
+
+async fn connect(
+    addr: std::net::SocketAddr,
+) -> hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap_or_else(|e| panic!("handshake: {e}"));
+    tokio::spawn(connection);
+    sender
+}
+
+fn build(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: bytes::Bytes,
+) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.body(http_body_util::Full::new(body))
+        .unwrap_or_else(|e| panic!("request: {e}"))
+}
+
+/// Sends one request and reads the whole response (30 s at most).
+pub async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
+    use http_body_util::BodyExt;
+    let work = async {
+        let mut sender = connect(addr).await;
+        let response = sender
+            .send_request(build(
+                addr,
+                method,
+                path,
+                headers,
+                bytes::Bytes::copy_from_slice(body),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("body: {e}"))
+            .to_bytes();
+        Resp {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), work)
+        .await
+        .unwrap_or_else(|_| panic!("{method} {path} took more than 30s"))
+}
+
+/// An open SSE response, read event by event.
+pub struct EventStream {
+    body: hyper::body::Incoming,
+    parser: mcp_edge_protocol::sse::Parser,
+    queued: std::collections::VecDeque<mcp_edge_protocol::sse::Event>,
+    /// The response status.
+    pub status: u16,
+    /// The response headers.
+    pub headers: http::HeaderMap,
+}
+
+impl EventStream {
+    /// The next event with data, or `None` when the stream ends or `timeout` passes.
+    pub async fn next(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> Option<mcp_edge_protocol::sse::Event> {
+        use http_body_util::BodyExt;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(event) = self.queued.pop_front() {
+                if event.data.is_empty() {
+                    continue;
+                }
+                return Some(event);
+            }
+            let frame = tokio::time::timeout_at(deadline, self.body.frame())
+                .await
+                .ok()??
+                .ok()?;
+            if let Ok(data) = frame.into_data() {
+                self.queued.extend(self.parser.feed(&data).ok()?);
+            }
+        }
+    }
+
+    /// The next event's data as JSON.
+    pub async fn next_json(&mut self, timeout: std::time::Duration) -> Option<serde_json::Value> {
+        let event = self.next(timeout).await?;
+        serde_json::from_str(&event.data).ok()
+    }
+}
+
+/// Sends a request whose answer is a stream and returns it unread.
+pub async fn open_stream(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> EventStream {
+    let mut sender = connect(addr).await;
+    let response = sender
+        .send_request(build(
+            addr,
+            method,
+            path,
+            headers,
+            bytes::Bytes::copy_from_slice(body),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let (parts, body) = response.into_parts();
+    EventStream {
+        body,
+        parser: mcp_edge_protocol::sse::Parser::new(16 << 20),
+        queued: Default::default(),
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+    }
+}
+
+// ---------- an MCP session over raw HTTP ----------
+
+/// A session-era MCP client speaking Streamable HTTP by hand, so tests see every
+/// status, header and message.
+pub struct Mcp {
+    /// The gateway's address.
+    pub addr: std::net::SocketAddr,
+    /// The endpoint path.
+    pub path: String,
+    /// The session id, once initialized.
+    pub session: Option<String>,
+    /// Extra headers on every request (`Authorization`, say).
+    pub headers: Vec<(String, String)>,
+    next_id: i64,
+}
+
+impl Mcp {
+    /// A client for `path` on `addr`; not yet initialized.
+    pub fn new(addr: std::net::SocketAddr, path: &str) -> Mcp {
+        Mcp {
+            addr,
+            path: path.to_owned(),
+            session: None,
+            headers: Vec::new(),
+            next_id: 1,
+        }
+    }
+
+    fn all_headers(&self) -> Vec<(String, String)> {
+        let mut headers = vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            (
+                "accept".to_owned(),
+                "application/json, text/event-stream".to_owned(),
+            ),
+        ];
+        if let Some(session) = &self.session {
+            headers.push(("mcp-session-id".to_owned(), session.clone()));
+        }
+        headers.extend(self.headers.iter().cloned());
+        headers
+    }
+
+    /// POSTs one message; the raw response.
+    pub async fn post(&self, message: &serde_json::Value) -> Resp {
+        let headers = self.all_headers();
+        let refs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        http(
+            self.addr,
+            "POST",
+            &self.path,
+            &refs,
+            message.to_string().as_bytes(),
+        )
+        .await
+    }
+
+    /// Initializes a session (and sends `notifications/initialized`); the result.
+    pub async fn initialize(&mut self) -> serde_json::Value {
+        let resp = self
+            .post(&serde_json::json!({
+                "jsonrpc": "2.0", "id": 0, "method": "initialize",
+                "params": { "protocolVersion": "2025-11-25", "capabilities": { "roots": {} }, "clientInfo": { "name": "mcp-edge-tests", "version": "0" } }
+            }))
+            .await;
+        assert_eq!(
+            resp.status,
+            200,
+            "initialize: {}",
+            String::from_utf8_lossy(&resp.body)
+        );
+        self.session = resp.header("mcp-session-id").map(str::to_owned);
+        assert!(self.session.is_some(), "initialize gave no Mcp-Session-Id");
+        let result = resp.json()["result"].clone();
+        let ack = self
+            .post(&serde_json::json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }))
+            .await;
+        assert_eq!(ack.status, 202);
+        result
+    }
+
+    /// Sends a request; every message of the answer (events, then the response).
+    pub async fn rpc(&mut self, method: &str, params: serde_json::Value) -> Vec<serde_json::Value> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let resp = self
+            .post(&serde_json::json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }))
+            .await;
+        assert_eq!(
+            resp.status,
+            200,
+            "{method}: {} {}",
+            resp.status,
+            String::from_utf8_lossy(&resp.body)
+        );
+        let messages = resp.messages();
+        assert!(
+            messages.last().is_some_and(|m| m["id"] == id),
+            "{method}: the last message is not the answer: {messages:#?}"
+        );
+        messages
+    }
+
+    /// Sends a request; the answer's `result`, or panics with its error.
+    pub async fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        let answer = self.rpc(method, params).await.pop().unwrap_or_default();
+        assert!(answer.get("error").is_none(), "{method} failed: {answer}");
+        answer["result"].clone()
+    }
+
+    /// Sends a request; the answer's `error` object, or panics if it succeeded.
+    pub async fn error(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        let answer = self.rpc(method, params).await.pop().unwrap_or_default();
+        assert!(
+            answer.get("error").is_some(),
+            "{method} should have failed: {answer}"
+        );
+        answer["error"].clone()
+    }
+
+    /// The names of the tools listed.
+    pub async fn tool_names(&mut self) -> Vec<String> {
+        let result = self.call("tools/list", serde_json::json!({})).await;
+        result["tools"]
+            .as_array()
+            .map(|tools| {
+                tools
+                    .iter()
+                    .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The text of the first content item of a tool result.
+pub fn text(result: &serde_json::Value) -> String {
+    result["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}

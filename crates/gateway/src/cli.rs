@@ -82,6 +82,9 @@ pub struct DemoArgs {
     /// Speak only the stateless 2026-07-28 era (refuse `initialize`).
     #[arg(long)]
     pub stateless: bool,
+    /// Paginate `tools/list` in pages of this many tools.
+    #[arg(long, value_name = "N")]
+    pub page_size: Option<usize>,
 }
 
 /// How `check` prints.
@@ -125,6 +128,7 @@ fn run_stdio(file: &Path, route: Option<&str>) -> Result<(), String> {
     let (config, plan) = serve::load(file)?;
     runtime()?.block_on(async {
         let gw = serve::build(&config, &plan)?;
+        serve::wait_for_routes(&gw).await;
         let result = stdio_front::serve(gw.clone(), route).await;
         serve::shutdown_routes(&gw).await;
         result
@@ -153,6 +157,7 @@ pub fn main() -> ExitCode {
                 garbage: args.garbage,
                 hang: args.hang,
                 stateless: args.stateless,
+                page_size: args.page_size,
             };
             let result = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

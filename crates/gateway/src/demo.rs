@@ -8,10 +8,16 @@
 //!
 //! Fault switches for tests: `--garbage` writes a non-JSON line before every message,
 //! `--hang` stops answering after `initialize`, `--exit-at-start CODE` exits before
-//! reading anything, `--stateless` speaks only 2026-07-28 (refuses `initialize`).
+//! reading anything, `--stateless` speaks only 2026-07-28 (refuses `initialize`),
+//! `--page-size N` paginates `tools/list`.
+//!
+//! The `roots` tool asks the client for its roots (a server-to-client request) and
+//! answers with what the client said. A `notifications/cancelled` stops the request
+//! it names and is logged on stderr, so tests can see that cancellation arrived.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use mcp_edge_protocol::jsonrpc::{self, code};
@@ -20,7 +26,8 @@ use mcp_edge_protocol::version::{self, Era};
 use mcp_edge_protocol::{Id, Kind, Message, RawObject, mcp};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
 
 /// Fault switches.
 #[derive(Debug, Clone, Copy, Default)]
@@ -31,6 +38,8 @@ pub struct Faults {
     pub hang: bool,
     /// Speak only the stateless era.
     pub stateless: bool,
+    /// Paginate `tools/list` with pages of this many tools.
+    pub page_size: Option<usize>,
 }
 
 /// Serves the demo tools on stdin/stdout until stdin closes.
@@ -52,6 +61,9 @@ pub async fn serve_stdio(faults: Faults) -> std::io::Result<()> {
         faults,
         out: tx,
         initialized: AtomicBool::new(false),
+        running: Mutex::new(HashMap::new()),
+        asked: Mutex::new(HashMap::new()),
+        next_ask: AtomicU64::new(1),
     });
     let mut lines = LineReader::new(tokio::io::stdin(), 4 * 1024 * 1024);
     while let Some(line) = lines.next().await? {
@@ -60,10 +72,28 @@ pub async fn serve_stdio(faults: Faults) -> std::io::Result<()> {
             continue;
         };
         match Message::parse(&bytes) {
-            Ok(message) => {
-                let server = server.clone();
-                tokio::spawn(async move { server.handle(message).await });
-            }
+            Ok(message) => match message.kind() {
+                Kind::Request => {
+                    let id = message.id.clone();
+                    let task = {
+                        let server = server.clone();
+                        tokio::spawn(async move { server.handle(message).await })
+                    };
+                    if let Some(id) = id {
+                        server
+                            .lock_running()
+                            .insert(id.clone(), task.abort_handle());
+                        let server = server.clone();
+                        tokio::spawn(async move {
+                            let _ = task.await;
+                            server.lock_running().remove(&id);
+                        });
+                    }
+                }
+                Kind::Notification if message.method() == mcp::CANCELLED => server.cancel(&message),
+                Kind::Notification => {}
+                Kind::Result | Kind::Error => server.answered(message),
+            },
             Err(e) => {
                 server
                     .send(jsonrpc::error(e.id(), e.code(), &e.to_string(), None))
@@ -80,9 +110,76 @@ struct Server {
     faults: Faults,
     out: mpsc::Sender<Vec<u8>>,
     initialized: AtomicBool,
+    running: Mutex<HashMap<Id, AbortHandle>>,
+    asked: Mutex<HashMap<Id, oneshot::Sender<Message>>>,
+    next_ask: AtomicU64,
 }
 
 impl Server {
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<Id, AbortHandle>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn cancel(&self, message: &Message) {
+        let id = message
+            .params
+            .as_ref()
+            .and_then(|p| RawObject::parse(p.get()).ok())
+            .and_then(|p| {
+                p.get("requestId")
+                    .and_then(|v| serde_json::from_str::<Id>(v.get()).ok())
+            });
+        let Some(id) = id else { return };
+        let found = self.lock_running().remove(&id);
+        if let Some(handle) = found {
+            handle.abort();
+        }
+        eprintln!("demo-tools: cancelled request {id}");
+    }
+
+    fn answered(&self, message: Message) {
+        let Some(id) = message.id.clone() else { return };
+        let waiter = self
+            .asked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(message);
+        }
+    }
+
+    /// Sends a request to the client and waits for its answer.
+    async fn ask(&self, method: &str, params: Value) -> Result<Value, (i32, String)> {
+        let n = self.next_ask.fetch_add(1, Ordering::Relaxed);
+        let id = Id::Str(format!("demo-{n}").into());
+        let (tx, rx) = oneshot::channel();
+        self.asked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.clone(), tx);
+        self.send(jsonrpc::request(&id, method, Some(&jsonrpc::raw(&params))))
+            .await;
+        let answer = tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .map_err(|_| {
+                (
+                    code::INTERNAL_ERROR,
+                    format!("the client did not answer {method}"),
+                )
+            })?
+            .map_err(|_| (code::INTERNAL_ERROR, "the answer was lost".to_owned()))?;
+        match (answer.result, answer.error) {
+            (Some(result), _) => serde_json::from_str(result.get())
+                .map_err(|e| (code::INTERNAL_ERROR, e.to_string())),
+            (None, Some(error)) => Err((
+                code::INTERNAL_ERROR,
+                format!("the client refused {method}: {}", error.get()),
+            )),
+            _ => Err((code::INTERNAL_ERROR, "an empty answer".to_owned())),
+        }
+    }
+
     async fn send(&self, message: Vec<u8>) {
         let _ = self.out.send(message).await;
     }
@@ -153,7 +250,20 @@ impl Server {
                 "missing _meta io.modelcontextprotocol/protocolVersion (2026-07-28 requires it on every request)".into(),
             )),
             mcp::PING => Ok(json!({})),
-            mcp::TOOLS_LIST => Ok(json!({ "tools": tools() })),
+            mcp::TOOLS_LIST => {
+                let all = tools();
+                let all = all.as_array().cloned().unwrap_or_default();
+                let Some(size) = self.faults.page_size else {
+                    return Ok(json!({ "tools": all }));
+                };
+                let start: usize = params["cursor"].as_str().and_then(|c| c.parse().ok()).unwrap_or(0);
+                let page: Vec<Value> = all.iter().skip(start).take(size.max(1)).cloned().collect();
+                let mut result = json!({ "tools": page });
+                if start + size.max(1) < all.len() {
+                    result["nextCursor"] = json!((start + size.max(1)).to_string());
+                }
+                Ok(result)
+            }
             mcp::TOOLS_CALL => self.call_tool(params).await,
             mcp::RESOURCES_LIST => Ok(json!({ "resources": [{
                 "uri": "demo://readme", "name": "readme", "mimeType": "text/plain",
@@ -245,6 +355,14 @@ impl Server {
                 result["isError"] = json!(true);
                 Ok(result)
             }
+            "roots" => {
+                let answer = self.ask("roots/list", json!({})).await?;
+                let uris: Vec<&str> = answer["roots"]
+                    .as_array()
+                    .map(|roots| roots.iter().filter_map(|r| r["uri"].as_str()).collect())
+                    .unwrap_or_default();
+                Ok(text(format!("roots: {}", uris.join(", "))))
+            }
             "crash" => {
                 eprintln!("demo-tools: crashing on request");
                 std::process::exit(3);
@@ -291,11 +409,10 @@ fn tools() -> Value {
           "annotations": { "readOnlyHint": true } },
         { "name": "fail", "description": "Returns an error result",
           "inputSchema": object(json!({ "message": { "type": "string" } }), json!([])) },
+        { "name": "roots", "description": "Asks the client for its roots and lists them",
+          "inputSchema": object(json!({}), json!([])) },
         { "name": "crash", "description": "Exits the tool server process (for testing supervision)",
           "inputSchema": object(json!({}), json!([])),
           "annotations": { "destructiveHint": true } },
     ])
 }
-
-/// `RawObject` is re-exported for callers that build on the demo's results.
-pub type DemoObject<'a> = RawObject<'a>;

@@ -181,6 +181,13 @@ pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
     Ok(gateway)
 }
 
+/// Gives every route its first start attempt (bounded), so that the first clients see
+/// every route that can start rather than whichever won the race.
+pub async fn wait_for_routes(gw: &Gateway) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    futures_util::future::join_all(gw.routes.iter().map(|r| r.first_attempt(deadline))).await;
+}
+
 /// Stops every route's tool server as the spec says.
 pub async fn shutdown_routes(gw: &Gateway) {
     let stops = gw.routes.iter().map(|r| r.shutdown());
@@ -206,6 +213,7 @@ pub async fn serve(path: &Path) -> Result<(), String> {
         return Err("[gateway] tls is configured, but this build does not serve TLS yet; refusing to serve plaintext instead".into());
     }
     let gw = build(&config, &plan)?;
+    wait_for_routes(&gw).await;
     let addr: SocketAddr = config.gateway.listen.addr;
     let listener = TcpListener::bind(addr)
         .await

@@ -63,6 +63,13 @@ impl RouteRt {
             .is_none_or(|info| info.has_capability(capability))
     }
 
+    /// Waits for the route's first start attempt (see [`Stdio::first_attempt`]).
+    pub async fn first_attempt(&self, deadline: tokio::time::Instant) {
+        if let Upstream::Stdio(stdio) = &self.upstream {
+            stdio.first_attempt(deadline).await;
+        }
+    }
+
     /// Answers a request the tool server made.
     pub async fn respond(&self, id: &Id, reply: Reply) {
         if let Upstream::Stdio(stdio) = &self.upstream {

@@ -241,6 +241,14 @@ impl Stdio {
             })
     }
 
+    /// Waits until the first start attempt has finished, ready or failed (never for
+    /// the retries after it), or `deadline`. The gateway waits for this before it
+    /// announces that it listens, so its first clients see every route that can start.
+    pub async fn first_attempt(&self, deadline: Instant) {
+        let mut phase = self.shared.phase.subscribe();
+        let _ = tokio::time::timeout_at(deadline, phase.wait_for(|p| *p != Phase::Starting)).await;
+    }
+
     /// A snapshot of the supervisor's state.
     pub fn status(&self) -> Status {
         let phase = self.shared.phase.borrow().clone();

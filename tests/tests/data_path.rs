@@ -1,0 +1,908 @@
+//! The data path end to end: the real `mcp-edge serve`, real child processes (the
+//! built-in demo tools with their fault switches), real sockets on 127.0.0.1.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::time::{Duration, Instant};
+
+use mcp_edge_tests::{Gateway, Mcp, http, open_stream, text};
+use serde_json::{Value, json};
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+fn demo(name: &str, flags: &str) -> String {
+    let args: Vec<String> = std::iter::once("demo-tools".to_owned())
+        .chain(std::iter::once("--stdio".to_owned()))
+        .chain(flags.split_whitespace().map(str::to_owned))
+        .collect();
+    format!(
+        "[[route]]\nname = \"{name}\"\ncommand = \"{{mcp_edge}}\"\nargs = {}\n",
+        serde_json::to_string(&args).unwrap()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregates_routes_and_routes_calls_back() {
+    let routes = format!(
+        "{}tools = {{ exclude = [\"crash\"] }}\n{}{}",
+        demo("a", ""),
+        demo("b", "--stateless"),
+        demo("c", "--page-size 2"),
+    );
+    let gw = Gateway::start("aggregate", &routes);
+    let mut mcp = gw.client("/mcp");
+    let init = mcp.initialize().await;
+    assert_eq!(init["protocolVersion"], "2025-11-25");
+    assert_eq!(init["serverInfo"]["name"], "mcp-edge");
+    let instructions = init["instructions"].as_str().unwrap();
+    assert!(
+        instructions.contains("## a (`a__*`)") && instructions.contains("## c (`c__*`)"),
+        "{instructions}"
+    );
+
+    // tools/list merges every route; c's tools come over three upstream pages, which
+    // the gateway walks with its own cursor.
+    let mut names = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let params = cursor
+            .as_ref()
+            .map_or(json!({}), |c| json!({ "cursor": c }));
+        let result = mcp.call("tools/list", params).await;
+        pages += 1;
+        names.extend(
+            result["tools"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["name"].as_str().unwrap().to_owned()),
+        );
+        match result["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+        assert!(pages < 10, "pagination does not end");
+    }
+    assert!(pages >= 3, "c paginates in pages of 2: {pages} pages");
+    for expected in [
+        "a__echo", "a__roots", "b__echo", "b__crash", "c__echo", "c__crash",
+    ] {
+        assert!(
+            names.contains(&expected.to_owned()),
+            "{expected} missing from {names:?}"
+        );
+    }
+    assert!(
+        !names.contains(&"a__crash".to_owned()),
+        "a excludes crash: {names:?}"
+    );
+    assert_eq!(names.len(), 5 + 6 + 6, "{names:?}");
+
+    // Calls find their route by prefix; b speaks only 2026-07-28 and is bridged.
+    assert_eq!(
+        text(
+            &mcp.call(
+                "tools/call",
+                json!({ "name": "a__echo", "arguments": { "message": "to a" } })
+            )
+            .await
+        ),
+        "to a"
+    );
+    let sum = mcp
+        .call(
+            "tools/call",
+            json!({ "name": "b__add", "arguments": { "a": 2, "b": 40 } }),
+        )
+        .await;
+    assert_eq!(sum["structuredContent"]["sum"], 42.0);
+    let failed = mcp
+        .call("tools/call", json!({ "name": "c__fail", "arguments": {} }))
+        .await;
+    assert_eq!(failed["isError"], true);
+
+    // A filtered or unknown tool is an unknown tool, not a call.
+    for name in ["a__crash", "zz__echo", "echo"] {
+        let error = mcp
+            .error("tools/call", json!({ "name": name, "arguments": {} }))
+            .await;
+        assert_eq!(error["code"], -32602, "{name}: {error}");
+        assert!(
+            error["message"].as_str().unwrap().contains("Unknown tool"),
+            "{error}"
+        );
+    }
+
+    // Prompts, resources, completions route back too.
+    let prompts = mcp.call("prompts/list", json!({})).await;
+    assert!(
+        prompts["prompts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "a__greet")
+    );
+    let greeting = mcp
+        .call(
+            "prompts/get",
+            json!({ "name": "b__greet", "arguments": { "name": "Ada" } }),
+        )
+        .await;
+    assert_eq!(
+        greeting["messages"][0]["content"]["text"],
+        "Say hello to Ada."
+    );
+    let read = mcp
+        .call("resources/read", json!({ "uri": "demo://echo/hello" }))
+        .await;
+    assert_eq!(read["contents"][0]["text"], "hello");
+    let completion = mcp
+        .call("completion/complete", json!({ "ref": { "type": "ref/prompt", "name": "c__greet" }, "argument": { "name": "name", "value": "A" } }))
+        .await;
+    assert_eq!(completion["completion"]["values"], json!(["Ada", "Alan"]));
+    let error = mcp
+        .error("tools/list", json!({ "cursor": "not-a-cursor" }))
+        .await;
+    assert_eq!(error["code"], -32602);
+    let error = mcp.error("no/such/method", json!({})).await;
+    assert_eq!(error["code"], -32601);
+
+    // /mcp/{route}: one route as its own server, names unprefixed.
+    let mut single = gw.client("/mcp/b");
+    single.initialize().await;
+    let names = single.tool_names().await;
+    assert!(
+        names.contains(&"echo".to_owned()) && !names.iter().any(|n| n.contains("__")),
+        "{names:?}"
+    );
+    assert_eq!(
+        text(
+            &single
+                .call(
+                    "tools/call",
+                    json!({ "name": "echo", "arguments": { "message": "direct" } })
+                )
+                .await
+        ),
+        "direct"
+    );
+    let unknown = http(
+        gw.addr,
+        "POST",
+        "/mcp/nope",
+        &[
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+        ],
+        br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_streams_before_the_result_and_tokens_map_back_per_client() {
+    let gw = Gateway::start("progress", &demo("d", ""));
+    let mut one = gw.client("/mcp");
+    let mut two = gw.client("/mcp");
+    one.initialize().await;
+    two.initialize().await;
+    let params = json!({ "name": "d__slow", "arguments": { "seconds": 0.6, "steps": 3 }, "_meta": { "progressToken": 7 } });
+    let (a, b) = tokio::join!(
+        one.rpc("tools/call", params.clone()),
+        two.rpc("tools/call", params)
+    );
+    for messages in [a, b] {
+        let progress: Vec<&Value> = messages
+            .iter()
+            .filter(|m| m["method"] == "notifications/progress")
+            .collect();
+        assert_eq!(
+            progress.len(),
+            3,
+            "each client sees exactly its own progress: {messages:#?}"
+        );
+        for (i, p) in progress.iter().enumerate() {
+            assert_eq!(
+                p["params"]["progressToken"], 7,
+                "the client's own token comes back"
+            );
+            assert_eq!(p["params"]["progress"], i as u64 + 1);
+        }
+        assert_eq!(text(&messages.last().unwrap()["result"]), "done after 0.6s");
+    }
+    // A log message is not tied to a call over stdio; with one call in flight it is
+    // surely that call's, and travels on its stream.
+    let alone = one
+        .rpc(
+            "tools/call",
+            json!({ "name": "d__slow", "arguments": { "seconds": 0.1, "steps": 1 } }),
+        )
+        .await;
+    assert!(
+        alone.iter().any(|m| m["method"] == "notifications/message"),
+        "the log message is relayed: {alone:#?}"
+    );
+    // Without notifications the answer is plain JSON.
+    let resp = one.post(&json!({ "jsonrpc": "2.0", "id": 99, "method": "tools/call", "params": { "name": "d__echo", "arguments": { "message": "x" } } })).await;
+    assert_eq!(resp.header("content-type"), Some("application/json"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tool_server_asks_the_client_that_called() {
+    let gw = Gateway::start("ask", &demo("d", ""));
+    let mut mcp = gw.client("/mcp");
+    mcp.initialize().await;
+    let session = mcp.session.clone().unwrap();
+    let headers = [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-session-id", session.as_str()),
+    ];
+    let call = json!({ "jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": { "name": "d__roots", "arguments": {} } });
+    let mut stream = open_stream(
+        gw.addr,
+        "POST",
+        "/mcp",
+        &headers,
+        call.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(stream.status, 200);
+    let ask = stream
+        .next_json(SECS(10))
+        .await
+        .expect("the roots/list request arrives on the call's stream");
+    assert_eq!(ask["method"], "roots/list");
+    let ask_id = ask["id"].clone();
+    assert!(
+        ask_id.as_str().unwrap().starts_with("edge-"),
+        "the gateway's own id: {ask}"
+    );
+    let answer = json!({ "jsonrpc": "2.0", "id": ask_id, "result": { "roots": [{ "uri": "file:///work", "name": "work" }] } });
+    let posted = http(
+        gw.addr,
+        "POST",
+        "/mcp",
+        &headers,
+        answer.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(posted.status, 202);
+    let result = stream.next_json(SECS(10)).await.expect("the call's answer");
+    assert_eq!(result["id"], 5);
+    assert_eq!(text(&result["result"]), "roots: file:///work");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_fails_calls_in_flight_at_once_and_the_route_comes_back() {
+    let routes = format!("{}timeout = \"20s\"\n", demo("d", ""));
+    let gw = Gateway::start("crash", &routes);
+    let mut slow = gw.client("/mcp");
+    let mut crasher = gw.client("/mcp");
+    slow.initialize().await;
+    crasher.initialize().await;
+    let started = Instant::now();
+    let (in_flight, _) = tokio::join!(
+        slow.rpc(
+            "tools/call",
+            json!({ "name": "d__slow", "arguments": { "seconds": 15, "steps": 1 } })
+        ),
+        async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            crasher.post(&json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": "d__crash", "arguments": {} } })).await
+        }
+    );
+    let error = &in_flight.last().unwrap()["error"];
+    assert!(
+        started.elapsed() < SECS(8),
+        "the call in flight failed after {:?}, not at once",
+        started.elapsed()
+    );
+    assert_eq!(error["data"]["route"], "d");
+    assert_eq!(error["data"]["reason"], "upstream_crashed", "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("exited with code 3") && message.contains("crashing on request"),
+        "{message}"
+    );
+    gw.wait_log("demo-tools: crashing on request", SECS(5))
+        .await;
+
+    // Restarted with backoff: a later call succeeds.
+    let deadline = Instant::now() + SECS(15);
+    loop {
+        let answer = slow
+            .rpc(
+                "tools/call",
+                json!({ "name": "d__echo", "arguments": { "message": "back" } }),
+            )
+            .await;
+        let answer = answer.last().unwrap();
+        if answer.get("result").is_some() {
+            assert_eq!(text(&answer["result"]), "back");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the route did not come back: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_route_never_breaks_the_others() {
+    let routes = format!(
+        "{}[[route]]\nname = \"missing\"\ncommand = \"/nonexistent/mcp-server\"\n\n[[route]]\nname = \"noexec\"\ncommand = \"{{repo}}/README.md\"\n\n{}",
+        demo("ok", ""),
+        demo("dies", "--exit-at-start 7"),
+    );
+    let gw = Gateway::start("broken", &routes);
+    gw.wait_log("exiting at start with code 7", SECS(10)).await;
+    let mut mcp = gw.client("/mcp");
+    mcp.initialize().await;
+    let names = mcp.tool_names().await;
+    assert!(
+        names.iter().all(|n| n.starts_with("ok__")) && names.len() == 6,
+        "{names:?}"
+    );
+    assert_eq!(
+        text(
+            &mcp.call(
+                "tools/call",
+                json!({ "name": "ok__echo", "arguments": { "message": "fine" } })
+            )
+            .await
+        ),
+        "fine"
+    );
+
+    let error = mcp
+        .error(
+            "tools/call",
+            json!({ "name": "missing__x", "arguments": {} }),
+        )
+        .await;
+    assert_eq!(error["data"]["route"], "missing");
+    assert_eq!(error["data"]["reason"], "upstream_unavailable");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("program `/nonexistent/mcp-server` was not found (ENOENT)"),
+        "{error}"
+    );
+
+    let error = mcp
+        .error(
+            "tools/call",
+            json!({ "name": "noexec__x", "arguments": {} }),
+        )
+        .await;
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be executed (EACCES)"),
+        "{error}"
+    );
+
+    let error = mcp
+        .error("tools/call", json!({ "name": "dies__x", "arguments": {} }))
+        .await;
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("exited with code 7") && message.contains("exiting at start with code 7"),
+        "{message}"
+    );
+    assert!(
+        error["data"]["retry_after_ms"].is_u64(),
+        "says when it is tried again: {error}"
+    );
+    assert!(
+        gw.logs().contains("tool server failed"),
+        "the failure is logged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_tool_server_times_out_and_is_told_to_cancel() {
+    let routes = format!(
+        "{}timeout = \"1s\"\n{}timeout = \"600ms\"\n",
+        demo("hung", "--hang"),
+        demo("slow", "")
+    );
+    let gw = Gateway::start("hang", &routes);
+    let mut mcp = gw.client("/mcp");
+    mcp.initialize().await;
+    let started = Instant::now();
+    let error = mcp
+        .error(
+            "tools/call",
+            json!({ "name": "hung__echo", "arguments": { "message": "?" } }),
+        )
+        .await;
+    assert!(started.elapsed() < SECS(5), "took {:?}", started.elapsed());
+    assert_eq!(error["code"], -32003);
+    assert_eq!(error["data"]["reason"], "timeout");
+
+    // A call that outlives its timeout is cancelled upstream: the tool server says so.
+    let error = mcp
+        .error(
+            "tools/call",
+            json!({ "name": "slow__slow", "arguments": { "seconds": 5, "steps": 1 } }),
+        )
+        .await;
+    assert_eq!(error["data"]["reason"], "timeout");
+    gw.wait_log("demo-tools: cancelled request", SECS(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cancellation_reaches_the_tool_server() {
+    let gw = Gateway::start("cancel", &demo("d", ""));
+    let mut mcp = gw.client("/mcp");
+    mcp.initialize().await;
+    let slow = json!({ "jsonrpc": "2.0", "id": 41, "method": "tools/call", "params": { "name": "d__slow", "arguments": { "seconds": 10, "steps": 1 } } });
+    let (answer, _) = tokio::join!(mcp.post(&slow), async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let cancel = json!({ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": 41, "reason": "changed my mind" } });
+        let resp = mcp.post(&cancel).await;
+        assert_eq!(resp.status, 202);
+    });
+    assert_eq!(answer.status, 200);
+    gw.wait_log("demo-tools: cancelled request", SECS(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_stdout_is_logged_and_skipped() {
+    let gw = Gateway::start("garbage", &demo("g", "--garbage"));
+    let mut mcp = gw.client("/mcp");
+    mcp.initialize().await;
+    for i in 0..5 {
+        let message = format!("message {i}");
+        assert_eq!(
+            text(
+                &mcp.call(
+                    "tools/call",
+                    json!({ "name": "g__echo", "arguments": { "message": message } })
+                )
+                .await
+            ),
+            message
+        );
+    }
+    gw.wait_log(
+        "skipped a line on stdout that is not a JSON-RPC message",
+        SECS(5),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_front_door_refuses_bad_input_clearly() {
+    let routes = format!(
+        "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nmax_message_bytes = 2048\nallowed_origins = [\"https://console.example.com\"]\n\n{}",
+        demo("d", "")
+    );
+    let gw = Gateway::start("door", &routes);
+    let addr = gw.addr;
+    let json_headers = [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+    ];
+    let post = |headers: Vec<(&'static str, String)>, body: Vec<u8>| async move {
+        let refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        http(addr, "POST", "/mcp", &refs, &body).await
+    };
+    let std_headers = || {
+        json_headers
+            .iter()
+            .map(|(k, v)| (*k, (*v).to_owned()))
+            .collect::<Vec<_>>()
+    };
+    let ping = br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#.to_vec();
+
+    let r = post(std_headers(), ping.clone()).await;
+    assert_eq!(
+        r.status,
+        400,
+        "no session: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Mcp-Session-Id")
+    );
+
+    let mut h = std_headers();
+    h.push(("mcp-session-id", "0123456789abcdef".into()));
+    let r = post(h, ping.clone()).await;
+    assert_eq!(r.status, 404, "unknown session");
+
+    let r = post(std_headers(), b"{not json".to_vec()).await;
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].as_i64()),
+        (400, Some(-32700))
+    );
+    assert!(r.json()["id"].is_null());
+
+    let r = post(
+        std_headers(),
+        br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#.to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].as_i64()),
+        (400, Some(-32600))
+    );
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("batches are not supported")
+    );
+
+    let r = post(
+        std_headers(),
+        br#"{"jsonrpc":"1.0","id":9,"method":"ping"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (
+            r.status,
+            r.json()["error"]["code"].as_i64(),
+            r.json()["id"].as_i64()
+        ),
+        (400, Some(-32600), Some(9))
+    );
+
+    let r = post(std_headers(), vec![b' '; 4096]).await;
+    assert_eq!(r.status, 413);
+
+    let r = post(
+        vec![
+            ("content-type", "text/plain".into()),
+            ("accept", "application/json, text/event-stream".into()),
+        ],
+        ping.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 415);
+
+    let r = post(
+        vec![
+            ("content-type", "application/json".into()),
+            ("accept", "application/json".into()),
+        ],
+        ping.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 406);
+
+    let mut h = std_headers();
+    h.push(("origin", "https://evil.example".into()));
+    let r = post(h, ping.clone()).await;
+    assert_eq!(r.status, 403);
+
+    // Loopback and configured origins are fine.
+    for origin in ["http://localhost:3000", "https://console.example.com"] {
+        let mut mcp = Mcp::new(addr, "/mcp");
+        mcp.headers.push(("origin".into(), origin.into()));
+        mcp.initialize().await;
+    }
+
+    let r = http(addr, "GET", "/nope", &[], b"").await;
+    assert_eq!(r.status, 404);
+    let r = http(addr, "PUT", "/mcp", &json_headers, b"").await;
+    assert_eq!(r.status, 405);
+    let r = http(addr, "GET", "/mcp", &[("accept", "text/event-stream")], b"").await;
+    assert_eq!(r.status, 405, "GET without a session");
+
+    // DELETE ends a session; afterwards it is unknown.
+    let mut mcp = Mcp::new(addr, "/mcp");
+    mcp.initialize().await;
+    let session = mcp.session.clone().unwrap();
+    let r = http(
+        addr,
+        "DELETE",
+        "/mcp",
+        &[("mcp-session-id", session.as_str())],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = mcp
+        .post(&json!({ "jsonrpc": "2.0", "id": 2, "method": "ping" }))
+        .await;
+    assert_eq!(r.status, 404);
+
+    // After all that, the gateway still serves.
+    let mut mcp = Mcp::new(addr, "/mcp");
+    mcp.initialize().await;
+    assert_eq!(mcp.call("ping", json!({})).await, json!({}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateless_2026_clients_are_checked_and_served() {
+    let gw = Gateway::start("stateless", &demo("d", ""));
+    let addr = gw.addr;
+    let meta = json!({ "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {} });
+    let send = |method: &'static str, params: Value, extra: Vec<(&'static str, &'static str)>| {
+        let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+        async move {
+            let mut headers = vec![
+                ("content-type", "application/json"),
+                ("accept", "application/json, text/event-stream"),
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", method),
+            ];
+            headers.extend(extra);
+            http(addr, "POST", "/mcp", &headers, body.to_string().as_bytes()).await
+        }
+    };
+    let r = send("server/discover", json!({ "_meta": meta }), vec![]).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let discover = &r.json()["result"];
+    assert_eq!(discover["resultType"], "complete");
+    assert!(
+        discover["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("2026-07-28"))
+    );
+    assert_eq!(
+        discover["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+        "mcp-edge"
+    );
+
+    let r = send("tools/list", json!({ "_meta": meta }), vec![]).await;
+    let list = &r.json()["result"];
+    assert_eq!(
+        (
+            list["resultType"].as_str(),
+            list["ttlMs"].as_u64(),
+            list["cacheScope"].as_str()
+        ),
+        (Some("complete"), Some(0), Some("private"))
+    );
+
+    let r = send(
+        "tools/call",
+        json!({ "_meta": meta, "name": "d__echo", "arguments": { "message": "modern" } }),
+        vec![("mcp-name", "d__echo")],
+    )
+    .await;
+    let result = &r.json()["result"];
+    assert_eq!(
+        (text(result), result["resultType"].as_str()),
+        ("modern".to_owned(), Some("complete"))
+    );
+
+    let r = send(
+        "tools/call",
+        json!({ "_meta": meta, "name": "d__echo", "arguments": {} }),
+        vec![("mcp-name", "d__add")],
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].as_i64()),
+        (400, Some(-32020)),
+        "Mcp-Name mismatch"
+    );
+    let r = send(
+        "tools/call",
+        json!({ "_meta": meta, "name": "d__echo", "arguments": {} }),
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].as_i64()),
+        (400, Some(-32020)),
+        "Mcp-Name missing"
+    );
+
+    let old = json!({ "io.modelcontextprotocol/protocolVersion": "2030-01-01" });
+    let r = send("tools/list", json!({ "_meta": old }), vec![]).await;
+    let body = r.json();
+    assert_eq!(
+        (r.status, body["error"]["code"].as_i64()),
+        (400, Some(-32022))
+    );
+    assert!(
+        body["error"]["data"]["supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("2026-07-28"))
+    );
+
+    let r = send("no/such/method", json!({ "_meta": meta }), vec![]).await;
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].as_i64()),
+        (404, Some(-32601))
+    );
+
+    // The Mcp-Method header must match the body.
+    let body =
+        json!({ "jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": { "_meta": meta } });
+    let r = http(
+        addr,
+        "POST",
+        "/mcp",
+        &[
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+        ],
+        body.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].as_i64()),
+        (400, Some(-32020))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_edge_stdio_serves_an_agent_on_stdin_and_stdout() {
+    use std::io::{BufRead, Write};
+    let dir = mcp_edge_tests::scratch_dir("stdio-front");
+    let routes = demo("d", "").replace(
+        "{mcp_edge}",
+        &mcp_edge_tests::mcp_edge().display().to_string(),
+    );
+    std::fs::write(dir.join("routes.toml"), routes).unwrap();
+    let mut child = std::process::Command::new(mcp_edge_tests::mcp_edge())
+        .current_dir(&dir)
+        .args(["stdio", "routes.toml"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(serde_json::from_str(&line).expect("stdout carries only JSON-RPC"));
+        }
+    });
+    let mut send = |v: Value| writeln!(stdin, "{v}").unwrap();
+    let recv = |id: i64| loop {
+        let m = rx.recv_timeout(SECS(20)).expect("an answer on stdout");
+        if m["id"] == id {
+            return m;
+        }
+    };
+    send(
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": { "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "t", "version": "0" } } }),
+    );
+    assert_eq!(recv(1)["result"]["protocolVersion"], "2025-06-18");
+    send(json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }));
+    send(
+        json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": { "name": "d__add", "arguments": { "a": 1, "b": 2 } } }),
+    );
+    assert_eq!(recv(2)["result"]["structuredContent"]["sum"], 3.0);
+    send(json!("garbage"));
+    send(json!({ "jsonrpc": "2.0", "id": 3, "method": "tools/list" }));
+    assert_eq!(recv(3)["result"]["tools"].as_array().unwrap().len(), 6);
+    drop(send);
+    drop(stdin);
+    let deadline = Instant::now() + SECS(15);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(
+                status.success(),
+                "exits cleanly when stdin closes: {status}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mcp-edge stdio did not exit after stdin closed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_sse_clients_get_the_endpoint_event_and_answers_on_the_stream() {
+    let gw = Gateway::start("legacy", &demo("d", ""));
+    let mut stream = open_stream(
+        gw.addr,
+        "GET",
+        "/sse",
+        &[("accept", "text/event-stream")],
+        b"",
+    )
+    .await;
+    assert_eq!(stream.status, 200);
+    let endpoint = stream.next(SECS(5)).await.unwrap();
+    assert_eq!(endpoint.kind(), "endpoint");
+    assert!(
+        endpoint.data.starts_with("/messages?session_id="),
+        "{}",
+        endpoint.data
+    );
+    let post = |body: Value| {
+        let path = endpoint.data.clone();
+        async move {
+            http(
+                gw.addr,
+                "POST",
+                &path,
+                &[("content-type", "application/json")],
+                body.to_string().as_bytes(),
+            )
+            .await
+        }
+    };
+    let r = post(json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": { "protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": { "name": "t", "version": "0" } } })).await;
+    assert_eq!(r.status, 202);
+    let init = stream.next(SECS(5)).await.unwrap();
+    assert_eq!(init.kind(), "message");
+    let init: Value = serde_json::from_str(&init.data).unwrap();
+    assert_eq!(init["result"]["protocolVersion"], "2024-11-05");
+    post(json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })).await;
+    post(json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": { "name": "d__echo", "arguments": { "message": "old but gold" } } })).await;
+    let answer = stream.next_json(SECS(10)).await.unwrap();
+    assert_eq!(text(&answer["result"]), "old but gold", "{answer}");
+    let r = http(
+        gw.addr,
+        "POST",
+        "/messages?session_id=nope",
+        &[("content-type", "application/json")],
+        b"{}",
+    )
+    .await;
+    assert_eq!(r.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_list_changes_reach_open_streams_when_a_route_restarts() {
+    let gw = Gateway::start("list-changed", &demo("d", ""));
+    let mut mcp = gw.client("/mcp");
+    mcp.initialize().await;
+    let session = mcp.session.clone().unwrap();
+    let mut stream = open_stream(
+        gw.addr,
+        "GET",
+        "/mcp",
+        &[
+            ("accept", "text/event-stream"),
+            ("mcp-session-id", session.as_str()),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(stream.status, 200);
+    let _ = mcp.post(&json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": "d__crash", "arguments": {} } })).await;
+    let mut seen = Vec::new();
+    while let Some(message) = stream.next_json(SECS(10)).await {
+        seen.push(message["method"].as_str().unwrap_or_default().to_owned());
+        if seen
+            .iter()
+            .filter(|m| *m == "notifications/tools/list_changed")
+            .count()
+            >= 2
+        {
+            break;
+        }
+    }
+    assert!(
+        seen.iter()
+            .filter(|m| *m == "notifications/tools/list_changed")
+            .count()
+            >= 2,
+        "down, then up again: {seen:?}"
+    );
+}
