@@ -303,10 +303,10 @@ async fn a_crash_fails_calls_in_flight_at_once_and_the_route_comes_back() {
     assert_eq!(error["data"]["route"], "d");
     assert_eq!(error["data"]["reason"], "upstream_crashed", "{error}");
     let message = error["message"].as_str().unwrap();
-    assert!(
-        message.contains("exited with code 3") && message.contains("crashing on request"),
-        "{message}"
-    );
+    assert!(message.contains("exited with code 3"), "{message}");
+    // What the child said on stderr may concern other clients' calls: it goes to the
+    // log, not into errors that every client of the route sees.
+    assert!(!message.contains("crashing on request"), "{message}");
     gw.wait_log("demo-tools: crashing on request", SECS(5))
         .await;
 
@@ -794,7 +794,7 @@ async fn mcp_edge_stdio_serves_an_agent_on_stdin_and_stdout() {
     send(json!("garbage"));
     send(json!({ "jsonrpc": "2.0", "id": 3, "method": "tools/list" }));
     assert_eq!(recv(3)["result"]["tools"].as_array().unwrap().len(), 6);
-    drop(send);
+
     drop(stdin);
     let deadline = Instant::now() + SECS(15);
     loop {

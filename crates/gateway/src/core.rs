@@ -55,6 +55,8 @@ pub struct Gateway {
     pub allowed_origins: Vec<String>,
     /// The largest message accepted.
     pub max_message_bytes: usize,
+    /// The agents' listener is on loopback: `Host` must name loopback too.
+    pub loopback_listener: bool,
     resources: Mutex<ResourceIndex>,
 }
 
@@ -151,6 +153,7 @@ impl Gateway {
             clients,
             allowed_origins,
             max_message_bytes,
+            loopback_listener: false,
             resources: Mutex::new(ResourceIndex::default()),
         }
     }
@@ -215,19 +218,51 @@ impl Gateway {
         })
     }
 
-    fn capabilities(&self, scope: &Scope) -> Box<RawValue> {
-        if scope.single
-            && let Some(info) = scope.routes.first().and_then(|r| r.info())
-        {
-            return info.capabilities.clone();
+    /// What the client may use: for one route, what its tool server offers; for the
+    /// merged server, the union of what the routes offer (all of it while none is up,
+    /// so clients still ask and get clear errors). The stateless era has no list-change
+    /// notifications, subscriptions or log levels; `tasks` is not relayed yet.
+    fn capabilities(&self, scope: &Scope, stateless: bool) -> Value {
+        let infos: Vec<_> = scope.routes.iter().filter_map(|r| r.info()).collect();
+        let mut caps = if scope.single && !infos.is_empty() {
+            serde_json::from_str::<Value>(infos[0].capabilities.get()).unwrap_or_else(|_| json!({}))
+        } else if infos.is_empty() {
+            json!({ "tools": {}, "resources": {}, "prompts": {}, "logging": {}, "completions": {} })
+        } else {
+            let mut union = json!({});
+            for info in &infos {
+                let offered: Value =
+                    serde_json::from_str(info.capabilities.get()).unwrap_or_default();
+                for key in ["tools", "resources", "prompts", "logging", "completions"] {
+                    if offered.get(key).is_some_and(|v| !v.is_null()) {
+                        union[key] = json!({});
+                    }
+                }
+                if offered["resources"]["subscribe"] == true {
+                    union["resources"]["subscribe"] = json!(true);
+                }
+            }
+            union
+        };
+        if let Some(map) = caps.as_object_mut() {
+            map.remove("tasks");
+            map.remove("experimental");
         }
-        jsonrpc::raw(&json!({
-            "tools": { "listChanged": true },
-            "resources": { "subscribe": true, "listChanged": true },
-            "prompts": { "listChanged": true },
-            "logging": {},
-            "completions": {},
-        }))
+        for key in ["tools", "resources", "prompts"] {
+            if let Some(cap) = caps.get_mut(key).and_then(Value::as_object_mut) {
+                if stateless {
+                    cap.remove("listChanged");
+                    cap.remove("subscribe");
+                } else if !scope.single {
+                    // The gateway tells clients when a route comes or goes.
+                    cap.insert("listChanged".into(), json!(true));
+                }
+            }
+        }
+        if stateless && let Some(map) = caps.as_object_mut() {
+            map.remove("logging");
+        }
+        caps
     }
 
     fn instructions(scope: &Scope) -> Option<String> {
@@ -269,7 +304,7 @@ impl Gateway {
         let version = version::negotiate(&requested);
         let mut result = json!({
             "protocolVersion": version,
-            "capabilities": serde_json::from_str::<Value>(self.capabilities(scope).get()).unwrap_or_default(),
+            "capabilities": self.capabilities(scope, false),
             "serverInfo": Self::server_info(),
         });
         if let Some(instructions) = Self::instructions(scope) {
@@ -282,7 +317,7 @@ impl Gateway {
         let mut result = json!({
             "resultType": "complete",
             "supportedVersions": version::supported().collect::<Vec<_>>(),
-            "capabilities": serde_json::from_str::<Value>(self.capabilities(scope).get()).unwrap_or_default(),
+            "capabilities": self.capabilities(scope, true),
             "ttlMs": 0,
             "cacheScope": "private",
             "_meta": { "io.modelcontextprotocol/serverInfo": Self::server_info() },
@@ -457,21 +492,31 @@ impl Gateway {
         events: Option<&mpsc::Sender<Vec<u8>>>,
     ) -> Result<Box<RawValue>, ErrorObject> {
         let (tx, mut rx) = mpsc::channel(32);
+        // Only a call whose client can hear events asks for them: the connector hands a
+        // tool server's requests only to a call that can take them.
         let call = route.call(Call {
             method: method.to_owned(),
             params,
             deadline,
-            events: Some(tx),
+            events: events.is_some().then_some(tx),
         });
         tokio::pin!(call);
+        // The tool server's requests relayed during this call: (client's id, its id).
+        let mut asked: Vec<(Id, Id)> = Vec::new();
         let reply = loop {
             tokio::select! {
                 reply = &mut call => break reply,
-                Some(event) = rx.recv() => self.relay(ctx, route, event, events).await,
+                Some(event) = rx.recv() => self.relay(ctx, route, event, events, &mut asked).await,
             }
         };
         while let Ok(event) = rx.try_recv() {
-            self.relay(ctx, route, event, events).await;
+            self.relay(ctx, route, event, events, &mut asked).await;
+        }
+        // The call is over: its questions can no longer be answered.
+        if let Some(session) = &ctx.session {
+            for (client_id, _) in &asked {
+                session.answer(client_id);
+            }
         }
         match reply {
             Ok(Reply::Result(result)) => Ok(result),
@@ -489,9 +534,35 @@ impl Gateway {
         route: &Arc<RouteRt>,
         event: CallEvent,
         events: Option<&mpsc::Sender<Vec<u8>>>,
+        asked: &mut Vec<(Id, Id)>,
     ) {
         match event {
-            CallEvent::Notification(message) => {
+            CallEvent::Notification(mut message) => {
+                if message.method() == mcp::CANCELLED {
+                    // The tool server withdrew one of its own requests: say so with the
+                    // id the client knows.
+                    let Some(mut params) = message
+                        .params
+                        .as_ref()
+                        .and_then(|p| RawObject::parse(p.get()).ok())
+                    else {
+                        return;
+                    };
+                    let upstream = params
+                        .get("requestId")
+                        .and_then(|v| serde_json::from_str::<Id>(v.get()).ok());
+                    let Some(position) =
+                        asked.iter().position(|(_, u)| Some(u) == upstream.as_ref())
+                    else {
+                        return;
+                    };
+                    let (client_id, _) = asked.remove(position);
+                    if let Some(session) = &ctx.session {
+                        session.answer(&client_id);
+                    }
+                    params.set_value("requestId", &client_id);
+                    message.params = Some(params.to_raw());
+                }
                 if let Some(events) = events {
                     let _ = events.send(message.to_bytes()).await;
                 }
@@ -500,10 +571,12 @@ impl Gateway {
                 let upstream_id = message.id.clone().unwrap_or(Id::Num(0));
                 match (&ctx.session, events) {
                     (Some(session), Some(events)) if !ctx.stateless() => {
-                        message.id = Some(session.ask(Ask {
+                        let client_id = session.ask(Ask {
                             route: route.clone(),
-                            upstream_id,
-                        }));
+                            upstream_id: upstream_id.clone(),
+                        });
+                        asked.push((client_id.clone(), upstream_id));
+                        message.id = Some(client_id);
                         let _ = events.send(message.to_bytes()).await;
                     }
                     _ => {
@@ -675,7 +748,7 @@ impl Gateway {
         // Learn what the routes serve, then look again.
         for method in [mcp::RESOURCES_LIST, mcp::RESOURCE_TEMPLATES_LIST] {
             let mut cursor = None;
-            for _ in 0..100 {
+            for _ in 0..10 {
                 match self.list(ctx, method, cursor.as_deref()).await {
                     Ok(result) => {
                         let next = RawObject::parse(result.get())
@@ -890,7 +963,12 @@ impl Gateway {
                         .unwrap_or_default();
                     self.broadcast(&route, &message.to_bytes(), |s| s.subscribed(&uri));
                 }
-                mcp::LOG_MESSAGE => self.broadcast(&route, &message.to_bytes(), |_| true),
+                // A log the connector could not tie to one call may concern any client's
+                // work: it stays in the gateway's log rather than going to every client.
+                mcp::LOG_MESSAGE => {
+                    let params = message.params.as_ref().map_or("", |p| p.get());
+                    tracing::info!(route = %route, "tool server log: {params}");
+                }
                 other => {
                     tracing::debug!(route = %route, method = other, "notification from the tool server dropped");
                 }

@@ -544,14 +544,33 @@ async fn respond(gw: Arc<Gateway>, ctx: Ctx, message: Message) -> Response<Body>
     let session = ctx.session.clone();
     let id = message.id.clone();
     let stateless = ctx.stateless();
-    let mut task: JoinHandle<Vec<u8>> =
-        tokio::spawn(async move { gw.request(&ctx, &message, &events_tx).await });
-    let tracker = Inflight::start(session, id.clone(), &task);
+    // The request's own task keeps it registered for `notifications/cancelled` until it
+    // ends, whatever happens to this HTTP exchange; the gate makes sure it is
+    // registered before it can finish.
+    let tracker = Inflight {
+        session: session.clone(),
+        id: id.clone(),
+    };
+    let (go, gate) = tokio::sync::oneshot::channel::<()>();
+    let mut task: JoinHandle<Vec<u8>> = tokio::spawn(async move {
+        let _tracker = tracker;
+        let _ = gate.await;
+        gw.request(&ctx, &message, &events_tx).await
+    });
+    if let (Some(session), Some(id)) = (&session, &id) {
+        session.start(id.clone(), task.abort_handle());
+    }
+    let _ = go.send(());
+    // In the stateless era, a client that goes away cancels its request.
+    let abort = AbortOnDrop(stateless.then(|| task.abort_handle()));
     tokio::select! {
         biased;
         answer = &mut task => {
-            drop(tracker);
-            let answer = answer_bytes(answer, id.as_ref());
+            abort.disarm();
+            let Some(answer) = answer_bytes(answer, id.as_ref()) else {
+                // Cancelled by the client: no answer, as the spec asks.
+                return stream_response(mpsc::channel(1).1);
+            };
             let mut queued = Vec::new();
             while let Ok(event) = events.try_recv() {
                 queued.push(event);
@@ -568,24 +587,43 @@ async fn respond(gw: Arc<Gateway>, ctx: Ctx, message: Message) -> Response<Body>
         }
         Some(first) = events.recv() => {
             let (tx, rx) = mpsc::channel::<Bytes>(64);
-            tokio::spawn(pump(first, events, task, tx, tracker, id, stateless));
+            tokio::spawn(pump(first, events, task, tx, abort, id, stateless));
             stream_response(rx)
         }
     }
 }
 
-fn answer_bytes(answer: Result<Vec<u8>, tokio::task::JoinError>, id: Option<&Id>) -> Vec<u8> {
+/// The answer's bytes; `None` when the request was cancelled (it gets no answer).
+fn answer_bytes(
+    answer: Result<Vec<u8>, tokio::task::JoinError>,
+    id: Option<&Id>,
+) -> Option<Vec<u8>> {
     match answer {
-        Ok(bytes) => bytes,
-        Err(e) if e.is_cancelled() => {
-            jsonrpc::error(id, code::INTERNAL_ERROR, "the request was cancelled", None)
-        }
-        Err(_) => jsonrpc::error(
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.is_cancelled() => None,
+        Err(_) => Some(jsonrpc::error(
             id,
             code::INTERNAL_ERROR,
             "mcp-edge failed while handling the request (see its log)",
             None,
-        ),
+        )),
+    }
+}
+
+/// Aborts a task when dropped, unless disarmed.
+struct AbortOnDrop(Option<tokio::task::AbortHandle>);
+
+impl AbortOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.abort();
+        }
     }
 }
 
@@ -596,7 +634,7 @@ async fn pump(
     mut events: mpsc::Receiver<Vec<u8>>,
     mut task: JoinHandle<Vec<u8>>,
     out: mpsc::Sender<Bytes>,
-    tracker: Inflight,
+    abort: AbortOnDrop,
     id: Option<Id>,
     stateless: bool,
 ) {
@@ -615,35 +653,25 @@ async fn pump(
                         connected = out.send(sse_frame(&event)).await.is_ok();
                     }
                 }
-                if connected {
-                    let _ = out.send(sse_frame(&answer_bytes(answer, id.as_ref()))).await;
+                if connected && let Some(answer) = answer_bytes(answer, id.as_ref()) {
+                    let _ = out.send(sse_frame(&answer)).await;
                 }
-                break;
+                abort.disarm();
+                return;
             }
             () = out.closed(), if connected => connected = false,
         }
         if !connected && stateless {
-            task.abort();
-            break;
+            // Dropping `abort` cancels the request.
+            return;
         }
     }
-    drop(tracker);
 }
 
-/// Registers a request with its session for `notifications/cancelled`, and forgets it
-/// when dropped.
+/// Forgets a request in its session when dropped (the request's task holds it).
 struct Inflight {
     session: Option<Arc<Session>>,
     id: Option<Id>,
-}
-
-impl Inflight {
-    fn start(session: Option<Arc<Session>>, id: Option<Id>, task: &JoinHandle<Vec<u8>>) -> Self {
-        if let (Some(session), Some(id)) = (&session, &id) {
-            session.start(id.clone(), task.abort_handle());
-        }
-        Inflight { session, id }
-    }
 }
 
 impl Drop for Inflight {

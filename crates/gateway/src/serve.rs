@@ -151,14 +151,16 @@ pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
             grant: client.routes.clone(),
         });
     }
-    let gateway = Arc::new(Gateway::new(
+    let mut gateway = Gateway::new(
         routes,
         &config.gateway.name_separator,
         clients,
         config.gateway.allowed_origins.clone(),
         config.gateway.max_message_bytes,
         Sessions::new(MAX_SESSIONS, SESSION_IDLE),
-    ));
+    );
+    gateway.loopback_listener = config.gateway.listen.addr.ip().is_loopback();
+    let gateway = Arc::new(gateway);
     let gw = Arc::downgrade(&gateway);
     tokio::spawn(async move {
         while let Some(event) = events_rx.recv().await {
@@ -257,10 +259,14 @@ pub async fn serve(path: &Path) -> Result<(), String> {
     }
     tracing::info!("shutting down: no new connections; finishing requests in flight");
     drop(listener);
+    // Long-lived streams end now; requests in flight get time to finish.
+    for session in gw.sessions.all() {
+        session.close_stream();
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
     for session in gw.sessions.all() {
         gw.sessions.end(&session.id);
     }
-    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
     shutdown_routes(&gw).await;
     tracing::info!("stopped");
     Ok(())

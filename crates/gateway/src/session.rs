@@ -46,7 +46,11 @@ pub struct Session {
     next_ask: AtomicU64,
     subscriptions: Mutex<HashSet<String>>,
     last_seen: Mutex<Instant>,
+    created: Instant,
 }
+
+/// A session that never finished its handshake is ended after this long.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -161,6 +165,16 @@ impl Session {
         lock(&self.subscriptions).contains(uri)
     }
 
+    /// Closes the session's stream (at shutdown), leaving requests in flight alone.
+    pub fn close_stream(&self) {
+        lock(&self.stream).take();
+    }
+
+    /// How many requests are in flight.
+    pub fn in_flight(&self) -> usize {
+        lock(&self.inflight).len()
+    }
+
     /// Stops everything in flight and closes the stream.
     pub fn close(&self) {
         for (_, handle) in lock(&self.inflight).drain() {
@@ -215,6 +229,7 @@ impl Sessions {
             next_ask: AtomicU64::new(1),
             subscriptions: Mutex::new(HashSet::new()),
             last_seen: Mutex::new(Instant::now()),
+            created: Instant::now(),
         });
         let mut map = lock(&self.map);
         if map.len() >= self.max {
@@ -260,14 +275,17 @@ impl Sessions {
         self.len() == 0
     }
 
-    /// Removes sessions idle past the limit that hold no open stream.
+    /// Removes sessions idle past the limit, and sessions that never finished their
+    /// handshake, unless they hold an open stream.
     pub fn sweep(&self) -> usize {
         let now = Instant::now();
         let mut map = lock(&self.map);
         let before = map.len();
         map.retain(|_, s| {
             let idle = now.saturating_duration_since(*lock(&s.last_seen)) > self.idle;
-            let keep = !idle || s.has_stream();
+            let abandoned =
+                !s.is_initialized() && now.saturating_duration_since(s.created) > HANDSHAKE_TIMEOUT;
+            let keep = !(idle || abandoned) || s.has_stream();
             if !keep {
                 s.close();
             }

@@ -94,6 +94,11 @@ pub async fn serve(gw: Arc<Gateway>, route: Option<&str>) -> Result<(), String> 
             Kind::Result | Kind::Error => gw.client_response(&ctx, message).await,
         }
     }
+    // stdin closed: let what is in flight finish (bounded) before stopping.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while session.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     gw.sessions.end(&session.id);
     drop(out);
     let _ = writer.await;

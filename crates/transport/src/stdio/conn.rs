@@ -17,13 +17,14 @@ use crate::{Call, CallEvent, Reply, Sink, UpstreamError};
 
 /// Lines of stderr kept for crash reports.
 const STDERR_TAIL: usize = 20;
+/// How long an answer or notification to the child may wait for room on its stdin.
+const RESPOND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 struct Pending {
     reply: oneshot::Sender<Result<Reply, UpstreamError>>,
     events: Option<mpsc::Sender<CallEvent>>,
     /// The caller's own progress token, restored on the way back.
     progress_token: Option<Box<RawValue>>,
-    started: Instant,
 }
 
 pub(super) struct Conn {
@@ -33,6 +34,8 @@ pub(super) struct Conn {
     next_id: AtomicI64,
     /// The child speaks the stateless era: every request carries the version in `_meta`.
     stateless: AtomicBool,
+    /// The child is gone: no new call may wait on it.
+    closed: AtomicBool,
     sink: Arc<dyn Sink>,
     stderr_tail: Mutex<VecDeque<String>>,
 }
@@ -45,6 +48,7 @@ impl Conn {
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicI64::new(1),
             stateless: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             sink,
             stderr_tail: Mutex::new(VecDeque::with_capacity(STDERR_TAIL)),
         }
@@ -93,6 +97,20 @@ impl Conn {
             .is_ok()
     }
 
+    /// Sends one message unless the child's stdin stays full past `timeout` (a child
+    /// that stopped reading must not hang whoever talks to it).
+    pub(super) async fn send_within(&self, message: Vec<u8>, timeout: std::time::Duration) -> bool {
+        matches!(
+            tokio::time::timeout(timeout, self.send(message)).await,
+            Ok(true)
+        )
+    }
+
+    /// Whether any call is waiting for an answer.
+    pub(super) fn is_idle(&self) -> bool {
+        self.pending().is_empty()
+    }
+
     pub(super) async fn respond(&self, id: &Id, reply: Reply) {
         let message = match reply {
             Reply::Result(result) => jsonrpc::result(id, &result),
@@ -105,12 +123,16 @@ impl Conn {
             }
             .to_bytes(),
         };
-        self.send(message).await;
+        self.send_within(message, RESPOND_TIMEOUT).await;
     }
 
-    /// Fails every call in flight (the child is gone).
+    /// Fails every call in flight and refuses new ones (the child is gone).
     pub(super) fn fail_all(&self, error: &UpstreamError) {
-        let drained: Vec<Pending> = self.pending().drain().map(|(_, p)| p).collect();
+        let drained: Vec<Pending> = {
+            let mut pending = self.pending();
+            self.closed.store(true, Ordering::Release);
+            pending.drain().map(|(_, p)| p).collect()
+        };
         for pending in drained {
             let _ = pending.reply.send(Err(error.clone()));
         }
@@ -122,15 +144,21 @@ impl Conn {
         let (params, progress_token) = self.prepare(call.params, id);
         let (reply, answer) = oneshot::channel();
         let started = Instant::now();
-        self.pending().insert(
-            id,
-            Pending {
-                reply,
-                events: call.events,
-                progress_token,
-                started,
-            },
-        );
+        {
+            let mut pending = self.pending();
+            // Checked under the lock `fail_all` drains with, so no call slips in after it.
+            if self.closed.load(Ordering::Acquire) {
+                return Err(UpstreamError::Crashed("the tool server stopped".to_owned()));
+            }
+            pending.insert(
+                id,
+                Pending {
+                    reply,
+                    events: call.events,
+                    progress_token,
+                },
+            );
+        }
         // From here on, leaving early (timeout, or the caller dropping this future)
         // cancels the call upstream.
         let mut guard = CancelOnDrop {
@@ -139,10 +167,17 @@ impl Conn {
             armed: true,
         };
         let request = jsonrpc::request(&Id::Num(id), &call.method, params.as_deref());
-        if !self.send(request).await {
-            guard.armed = false;
-            self.pending().remove(&id);
-            return Err(UpstreamError::Crashed(self.died_message()));
+        match tokio::time::timeout_at(call.deadline, self.send(request)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                guard.armed = false;
+                self.pending().remove(&id);
+                return Err(UpstreamError::Crashed(
+                    "the tool server's stdin is closed".to_owned(),
+                ));
+            }
+            // The child stopped reading: the guard removes the call.
+            Err(_) => return Err(UpstreamError::Timeout(started.elapsed())),
         }
         match tokio::time::timeout_at(call.deadline, answer).await {
             Ok(Ok(result)) => {
@@ -151,18 +186,9 @@ impl Conn {
             }
             Ok(Err(_)) => {
                 guard.armed = false;
-                Err(UpstreamError::Crashed(self.died_message()))
+                Err(UpstreamError::Crashed("the connection closed".to_owned()))
             }
             Err(_) => Err(UpstreamError::Timeout(started.elapsed())),
-        }
-    }
-
-    fn died_message(&self) -> String {
-        let tail = self.stderr_tail();
-        if tail.is_empty() {
-            "the connection closed".to_owned()
-        } else {
-            format!("the connection closed; stderr: {tail}")
         }
     }
 
@@ -232,46 +258,58 @@ impl Conn {
         let _ = pending.reply.send(reply);
     }
 
-    /// The events channel of the newest call that has one: where requests and
-    /// notifications the child does not tie to a call are sent.
-    fn newest_caller(&self) -> (usize, Option<mpsc::Sender<CallEvent>>) {
+    /// The events channel of the one call that can take events, if exactly one can.
+    ///
+    /// Over stdio a tool server's request or log carries no link to the call that caused
+    /// it. With one candidate it is surely that call's; with several, guessing could
+    /// hand one client's sampling prompt to another, so nothing is guessed.
+    fn only_caller(&self) -> Option<mpsc::Sender<CallEvent>> {
         let pending = self.pending();
-        let with_events = pending.values().filter(|p| p.events.is_some());
-        let count = with_events.clone().count();
-        let newest = with_events
-            .max_by_key(|p| p.started)
-            .and_then(|p| p.events.clone());
-        (count, newest)
+        let mut with_events = pending.values().filter_map(|p| p.events.as_ref());
+        match (with_events.next(), with_events.next()) {
+            (Some(only), None) => Some(only.clone()),
+            _ => None,
+        }
+    }
+
+    /// Writes to the child from the reader task without ever blocking it.
+    fn send_later(&self, message: &[u8]) {
+        let frame = Bytes::from(ndjson::frame(message));
+        if let Err(mpsc::error::TrySendError::Full(frame)) = self.tx.try_send(frame)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let tx = self.tx.clone();
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(RESPOND_TIMEOUT, tx.send(frame)).await;
+            });
+        }
     }
 
     fn on_request(&self, message: Message) {
         if message.method() == mcp::PING {
             if let Some(id) = &message.id {
-                let pong = jsonrpc::result(id, &jsonrpc::empty_object());
-                let _ = self.tx.try_send(Bytes::from(ndjson::frame(&pong)));
+                self.send_later(&jsonrpc::result(id, &jsonrpc::empty_object()));
             }
             return;
         }
-        // Over stdio a server request carries no link to the call that caused it; it
-        // goes to the client of the newest call that can take events.
-        let message = match self.newest_caller() {
-            (_, Some(events)) => match events.try_send(CallEvent::Request(message)) {
+        let message = match self.only_caller() {
+            Some(events) => match events.try_send(CallEvent::Request(message)) {
                 Ok(()) => return,
                 Err(e) => match e.into_inner() {
                     CallEvent::Request(m) | CallEvent::Notification(m) => m,
                 },
             },
-            _ => message,
+            None => message,
         };
-        tracing::warn!(route = %self.route, method = message.method(), "tool server request with no client to answer it; refused");
+        tracing::warn!(route = %self.route, method = message.method(), "tool server request that no single client's call can answer; refused");
         if let Some(id) = &message.id {
             let refusal = jsonrpc::error(
                 Some(id),
                 code::METHOD_NOT_FOUND,
-                "no client is waiting on this tool server, so nobody can answer this request",
+                "mcp-edge cannot tell which client this request is for (it relays a tool server's requests only while exactly one call that can take them is in flight)",
                 None,
             );
-            let _ = self.tx.try_send(Bytes::from(ndjson::frame(&refusal)));
+            self.send_later(&refusal);
         }
     }
 
@@ -310,7 +348,7 @@ impl Conn {
             // Logs and cancellations of the tool server's own requests carry no link to a
             // call; when exactly one call can take them, they are surely its.
             mcp::LOG_MESSAGE | mcp::CANCELLED => {
-                if let (1, Some(events)) = self.newest_caller() {
+                if let Some(events) = self.only_caller() {
                     if let Err(e) = events.try_send(CallEvent::Notification(message))
                         && let CallEvent::Notification(m) = e.into_inner()
                     {
@@ -345,14 +383,6 @@ impl Drop for CancelOnDrop {
             "reason": "mcp-edge: the caller timed out or went away",
         }));
         let cancel = jsonrpc::notification(mcp::CANCELLED, Some(&params));
-        let frame = Bytes::from(ndjson::frame(&cancel));
-        if let Err(mpsc::error::TrySendError::Full(frame)) = self.conn.tx.try_send(frame)
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            let tx = self.conn.tx.clone();
-            runtime.spawn(async move {
-                let _ = tx.send(frame).await;
-            });
-        }
+        self.conn.send_later(&cancel);
     }
 }

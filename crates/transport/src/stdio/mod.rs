@@ -31,7 +31,7 @@ use crate::{Call, Reply, ServerInfo, Sink, UpstreamError};
 use conn::Conn;
 
 /// How to run one stdio tool server.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StdioConfig {
     /// The route's name, for logs and errors.
     pub route: String,
@@ -52,7 +52,8 @@ pub struct StdioConfig {
     pub queue: u32,
     /// How long the child may take to answer `initialize`.
     pub init_timeout: Duration,
-    /// How often the watchdog pings an idle child; zero disables it.
+    /// How often the watchdog pings the child while no call is in flight (calls in flight
+    /// have their own deadlines; a busy child is not a hung one); zero disables it.
     pub ping_interval: Duration,
     /// How long a ping may take before the child counts as hung.
     pub ping_timeout: Duration,
@@ -62,6 +63,20 @@ pub struct StdioConfig {
     pub backoff_max: Duration,
     /// How long shutdown waits after closing stdin, and again after SIGTERM.
     pub shutdown_grace: Duration,
+}
+
+impl std::fmt::Debug for StdioConfig {
+    /// Environment values may be resolved secrets: only their names are shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("StdioConfig")
+            .field("route", &self.route)
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("env", &env)
+            .field("cwd", &self.cwd)
+            .finish_non_exhaustive()
+    }
 }
 
 impl StdioConfig {

@@ -79,7 +79,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                         state.info = None;
                     }
                     shared.sink.availability(&route, None);
-                    match end {
+                    let failure = match end {
                         End::Shutdown => {
                             running.conn.fail_all(&UpstreamError::Closed);
                             stop(&shared.cfg, &mut running).await;
@@ -87,13 +87,13 @@ pub(super) async fn run(shared: Arc<Shared>) {
                             break;
                         }
                         End::Hung(why) => {
-                            let reason =
-                                format!("did not answer the watchdog's ping ({why}); killed it");
+                            let reason = format!(
+                                "the tool server did not answer the watchdog's ping ({why}); killed it"
+                            );
                             running
                                 .conn
                                 .fail_all(&UpstreamError::Crashed(reason.clone()));
-                            let _ = running.child.start_kill();
-                            let _ = running.child.wait().await;
+                            kill(&mut running).await;
                             reason
                         }
                         End::StdoutClosed => {
@@ -102,7 +102,8 @@ pub(super) async fn run(shared: Arc<Shared>) {
                                 running.child.wait(),
                             )
                             .await;
-                            let reason = exit_reason(&mut running, status.ok()).await;
+                            let (reason, detail) = exit_reason(&mut running, status.ok()).await;
+                            tracing::warn!(route = %route, "{detail}");
                             running
                                 .conn
                                 .fail_all(&UpstreamError::Crashed(reason.clone()));
@@ -110,13 +111,25 @@ pub(super) async fn run(shared: Arc<Shared>) {
                             reason
                         }
                         End::Exited(status) => {
-                            let reason = exit_reason(&mut running, Some(status)).await;
+                            // The child may have answered just before it exited: read
+                            // what it wrote before failing what is left.
+                            let _ = tokio::time::timeout(
+                                Duration::from_millis(500),
+                                &mut running.reader,
+                            )
+                            .await;
+                            let (reason, detail) = exit_reason(&mut running, Some(status)).await;
+                            tracing::warn!(route = %route, "{detail}");
                             running
                                 .conn
                                 .fail_all(&UpstreamError::Crashed(reason.clone()));
                             reason
                         }
-                    }
+                    };
+                    // Grandchildren (behind `npx`, `sh -c`) may still hold the pipes.
+                    running.reader.abort();
+                    running.stderr.abort();
+                    failure
                 }
             },
         };
@@ -182,6 +195,9 @@ fn spawn(shared: &Arc<Shared>) -> Result<Running, String> {
         .stdin(Pipe::piped())
         .stdout(Pipe::piped())
         .stderr(Pipe::piped())
+        // A group of its own: signals reach wrappers' children too (`npx`, `sh -c`), and
+        // a Ctrl-C at the gateway's terminal is the gateway's to handle, not the child's.
+        .process_group(0)
         .kill_on_drop(true);
     let mut child = command.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!(
@@ -350,7 +366,8 @@ async fn handshake(
             other => format!("{method} failed: {other}"),
         }),
         status = running.child.wait() => {
-            Err(exit_reason(running, Some(status)).await)
+            // A child that dies while starting says why on stderr: that goes in the error.
+            Err(exit_reason(running, Some(status)).await.1)
         }
     }
 }
@@ -426,6 +443,10 @@ async fn serve(shared: &Shared, running: &mut Running) -> End {
             _ = &mut running.reader => return End::StdoutClosed,
             () = shared.shutdown.notified() => return End::Shutdown,
             () = tokio::time::sleep_until(next_ping), if watchdog && ping.is_none() => {
+                if !running.conn.is_idle() {
+                    next_ping = Instant::now() + cfg.ping_interval;
+                    continue;
+                }
                 let conn = running.conn.clone();
                 let deadline = Instant::now() + cfg.ping_timeout;
                 ping = Some(Box::pin(async move {
@@ -451,7 +472,13 @@ async fn serve(shared: &Shared, running: &mut Running) -> End {
     }
 }
 
-async fn exit_reason(running: &mut Running, status: Option<std::io::Result<ExitStatus>>) -> String {
+/// Why the child is gone: a short reason for callers, and the same with the tail of
+/// its stderr for the log (and for start-up failures, where it is what the operator
+/// needs). Mid-call errors leave stderr out: it may hold other clients' data.
+async fn exit_reason(
+    running: &mut Running,
+    status: Option<std::io::Result<ExitStatus>>,
+) -> (String, String) {
     // Let stderr drain so the tail has the child's last words.
     let _ = tokio::time::timeout(Duration::from_millis(300), &mut running.stderr).await;
     let status = match status {
@@ -459,12 +486,26 @@ async fn exit_reason(running: &mut Running, status: Option<std::io::Result<ExitS
         Some(Err(e)) => format!("could not be waited for ({e})"),
         None => "closed its stdout".to_owned(),
     };
+    let short = format!("the tool server {status}");
     let tail = running.conn.stderr_tail();
-    if tail.is_empty() {
-        format!("the tool server {status}")
+    let detail = if tail.is_empty() {
+        short.clone()
     } else {
-        format!("the tool server {status}; stderr: {tail}")
+        format!("{short}; stderr: {tail}")
+    };
+    (short, detail)
+}
+
+fn signal_group(running: &Running, signal: nix::sys::signal::Signal) {
+    if let Some(pid) = running.pid.and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), signal);
     }
+}
+
+async fn kill(running: &mut Running) {
+    signal_group(running, nix::sys::signal::Signal::SIGKILL);
+    let _ = running.child.start_kill();
+    let _ = running.child.wait().await;
 }
 
 fn describe(status: ExitStatus) -> String {
