@@ -85,6 +85,9 @@ pub struct DemoArgs {
     /// Paginate `tools/list` in pages of this many tools.
     #[arg(long, value_name = "N")]
     pub page_size: Option<usize>,
+    /// Fault: keep running after stdin closes.
+    #[arg(long)]
+    pub linger: bool,
 }
 
 /// How `check` prints.
@@ -158,6 +161,7 @@ pub fn main() -> ExitCode {
                 hang: args.hang,
                 stateless: args.stateless,
                 page_size: args.page_size,
+                linger: args.linger,
             };
             let result = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

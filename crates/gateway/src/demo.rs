@@ -9,7 +9,7 @@
 //! Fault switches for tests: `--garbage` writes a non-JSON line before every message,
 //! `--hang` stops answering after `initialize`, `--exit-at-start CODE` exits before
 //! reading anything, `--stateless` speaks only 2026-07-28 (refuses `initialize`),
-//! `--page-size N` paginates `tools/list`.
+//! `--page-size N` paginates `tools/list`, `--linger` keeps running after stdin closes.
 //!
 //! The `roots` tool asks the client for its roots (a server-to-client request) and
 //! answers with what the client said. A `notifications/cancelled` stops the request
@@ -40,6 +40,8 @@ pub struct Faults {
     pub stateless: bool,
     /// Paginate `tools/list` with pages of this many tools.
     pub page_size: Option<usize>,
+    /// Keep running after stdin closes (to test shutdown escalation).
+    pub linger: bool,
 }
 
 /// Serves the demo tools on stdin/stdout until stdin closes.
@@ -100,6 +102,10 @@ pub async fn serve_stdio(faults: Faults) -> std::io::Result<()> {
                     .await;
             }
         }
+    }
+    if faults.linger {
+        eprintln!("demo-tools: stdin closed; lingering, as asked");
+        std::future::pending::<()>().await;
     }
     drop(server);
     let _ = writer.await;
