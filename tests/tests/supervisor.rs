@@ -32,10 +32,10 @@ fn demo(route: &str, flags: &[&str]) -> StdioConfig {
     config(route, &mcp_edge().display().to_string(), &args)
 }
 
-fn call(method: &str, params: Value, within: Duration) -> Call {
+fn call(method: &str, params: &Value, within: Duration) -> Call {
     Call {
         method: method.to_owned(),
-        params: Some(serde_json::value::to_raw_value(&params).unwrap()),
+        params: Some(serde_json::value::to_raw_value(params).unwrap()),
         deadline: Instant::now() + within,
         events: None,
     }
@@ -44,7 +44,7 @@ fn call(method: &str, params: Value, within: Duration) -> Call {
 fn echo(message: &str) -> Call {
     call(
         "tools/call",
-        json!({ "name": "echo", "arguments": { "message": message } }),
+        &json!({ "name": "echo", "arguments": { "message": message } }),
         Duration::from_secs(10),
     )
 }
@@ -97,7 +97,7 @@ async fn calls_beyond_the_in_flight_cap_and_queue_fail_fast_as_busy() {
     let slow = || {
         call(
             "tools/call",
-            json!({ "name": "slow", "arguments": { "seconds": 1.0, "steps": 1 } }),
+            &json!({ "name": "slow", "arguments": { "seconds": 1.0, "steps": 1 } }),
             Duration::from_secs(10),
         )
     };
@@ -219,7 +219,6 @@ async fn ids_and_progress_tokens_map_back_under_concurrency() {
                 handle.block_on(async move {
                     let calls = batch.into_iter().enumerate().map(|(i, (nonce, token))| {
                         let stdio = stdio.clone();
-                        let token = token.clone();
                         async move {
                             let (tx, mut rx) = mpsc::channel(16);
                             let (method, mut params) = if token.is_some() {
@@ -230,7 +229,7 @@ async fn ids_and_progress_tokens_map_back_under_concurrency() {
                             if let Some(token) = &token {
                                 params["_meta"] = json!({ "progressToken": token });
                             }
-                            let mut c = call(method, params, Duration::from_secs(20));
+                            let mut c = call(method, &params, Duration::from_secs(20));
                             c.events = Some(tx);
                             let reply = result(stdio.call(c).await);
                             let mut progress = Vec::new();

@@ -534,3 +534,28 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod arbitrary_input {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The same property as the `envelope` fuzz target, on stable.
+        #[test]
+        fn parsing_never_panics_and_round_trips(
+            data in prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..200),
+                r#"\{"jsonrpc":"2\.0"(,"id":(1|"a"|null|1\.5))?(,"method":"[a-z/]{0,8}")?(,"params":(\{\}|\[\]|3|null))?(,"result":\{\})?(,"error":\{"code":1\})?\}"#
+                    .prop_map(String::into_bytes),
+            ]
+        ) {
+            if let Ok(message) = Message::parse(&data) {
+                let again = Message::parse(&message.to_bytes()).expect("re-serialized message parses");
+                prop_assert_eq!(again.kind(), message.kind());
+                prop_assert_eq!(again.id, message.id);
+                prop_assert_eq!(again.method, message.method);
+            }
+        }
+    }
+}

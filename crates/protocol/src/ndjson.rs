@@ -194,6 +194,16 @@ mod tests {
     }
 
     proptest! {
+        /// The same property as the `ndjson` fuzz target, on stable.
+        #[test]
+        fn arbitrary_bytes_frame_within_the_limit(data in prop::collection::vec(any::<u8>(), 0..400), sizes in prop::collection::vec(1usize..50, 1..4)) {
+            for line in read_all(&data, sizes, 64) {
+                if let Line::Message(bytes) = line {
+                    prop_assert!(bytes.len() <= 64 && !bytes.contains(&b'\n'));
+                }
+            }
+        }
+
         #[test]
         fn any_messages_round_trip_through_framing(
             messages in prop::collection::vec("[a-z{}\":, \\n\\r]{1,40}", 0..20),

@@ -160,3 +160,21 @@ mod tests {
         assert_eq!(escaped.get_str("name").as_deref(), Some("x"));
     }
 }
+
+#[cfg(test)]
+mod arbitrary_input {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The same property as the `raw_object` fuzz target, on stable.
+        #[test]
+        fn reads_and_writes_back_the_same_keys(text in prop_oneof![".{0,80}", r#"\{("[a-z]{0,3}":(1|"x"|\[\]|\{\}|null),?){0,4}\}"#]) {
+            if let Ok(object) = RawObject::parse(&text) {
+                let raw = object.to_raw();
+                let again = RawObject::parse(raw.get()).expect("written object parses");
+                prop_assert!(again.keys().eq(object.keys()));
+            }
+        }
+    }
+}
