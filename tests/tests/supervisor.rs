@@ -261,3 +261,42 @@ async fn ids_and_progress_tokens_map_back_under_concurrency() {
         .unwrap();
     stdio.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_killed_from_outside_mid_call_fails_the_call_at_once_and_restarts() {
+    let stdio = Stdio::spawn(demo("killed", &[]), Arc::new(NoSink));
+    stdio
+        .ready(Instant::now() + Duration::from_secs(10))
+        .await
+        .unwrap();
+    let pid = stdio.status().pid.unwrap();
+    let slow = call(
+        "tools/call",
+        &json!({ "name": "slow", "arguments": { "seconds": 20, "steps": 1 } }),
+        Duration::from_secs(30),
+    );
+    let started = Instant::now();
+    let (outcome, ()) = tokio::join!(stdio.call(slow), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    });
+    match outcome {
+        Err(UpstreamError::Crashed(why)) => assert!(why.contains("killed by signal 9"), "{why}"),
+        other => panic!("expected a crash error, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "failed at once, not after {:?}",
+        started.elapsed()
+    );
+    // The next call waits for the restart and succeeds.
+    let answer = result(stdio.call(echo("again")).await);
+    assert_eq!(answer["content"][0]["text"], "again");
+    assert!(stdio.status().restarts >= 1);
+    assert_ne!(stdio.status().pid, Some(pid));
+    stdio.shutdown().await;
+}
