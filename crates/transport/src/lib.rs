@@ -10,6 +10,7 @@
 //!
 //! Dropping a call's future cancels it: the tool server gets `notifications/cancelled`.
 
+mod params;
 pub mod stdio;
 
 use std::fmt;

@@ -7,8 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use mcp_edge_protocol::jsonrpc::{self, code};
-use mcp_edge_protocol::version::{META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, V2026_07_28};
-use mcp_edge_protocol::{Id, Kind, Message, RawObject, mcp, ndjson};
+use mcp_edge_protocol::{Id, Kind, Message, mcp, ndjson};
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -192,42 +191,8 @@ impl Conn {
         }
     }
 
-    /// Maps the caller's progress token to this call's id, and adds the stateless-era
-    /// `_meta` keys when the child needs them.
-    fn prepare(
-        &self,
-        params: Option<Box<RawValue>>,
-        id: i64,
-    ) -> (Option<Box<RawValue>>, Option<Box<RawValue>>) {
-        let stateless = self.stateless.load(Ordering::Acquire);
-        let has_meta = params
-            .as_ref()
-            .is_some_and(|p| p.get().contains("\"_meta\""));
-        if !stateless && !has_meta {
-            return (params, None);
-        }
-        let text = params.as_ref().map_or("{}", |p| p.get());
-        let Ok(mut object) = RawObject::parse(text) else {
-            return (params, None);
-        };
-        let mut meta = object
-            .get("_meta")
-            .and_then(|m| RawObject::parse(m.get()).ok())
-            .unwrap_or_default();
-        let token = meta.get("progressToken").map(RawValue::to_owned);
-        if token.is_some() {
-            meta.set_value("progressToken", &id);
-        }
-        if stateless {
-            if meta.get(META_PROTOCOL_VERSION).is_none() {
-                meta.set_value(META_PROTOCOL_VERSION, V2026_07_28);
-            }
-            if meta.get(META_CLIENT_CAPABILITIES).is_none() {
-                meta.set(META_CLIENT_CAPABILITIES, jsonrpc::empty_object());
-            }
-        }
-        object.set("_meta", meta.to_raw());
-        (Some(object.to_raw()), token)
+    fn prepare(&self, params: Option<Box<RawValue>>, id: i64) -> (Option<Box<RawValue>>, Option<Box<RawValue>>) {
+        crate::params::prepare(params, id, self.stateless.load(Ordering::Acquire))
     }
 
     /// Handles one line the child wrote.
@@ -316,32 +281,17 @@ impl Conn {
     fn on_notification(&self, mut message: Message) {
         match message.method() {
             mcp::PROGRESS => {
-                let Some(params) = &message.params else {
+                let Some(id) = message.params.as_deref().and_then(crate::params::progress_id) else {
                     return;
-                };
-                let Ok(mut object) = RawObject::parse(params.get()) else {
-                    return;
-                };
-                let id = object
-                    .get("progressToken")
-                    .and_then(|t| serde_json::from_str::<Id>(t.get()).ok());
-                let id = match id {
-                    Some(Id::Num(n)) => n,
-                    Some(Id::Str(s)) => match s.parse() {
-                        Ok(n) => n,
-                        Err(_) => return,
-                    },
-                    None => return,
                 };
                 let target = {
                     let pending = self.pending();
-                    pending
-                        .get(&id)
-                        .and_then(|p| Some((p.events.clone()?, p.progress_token.clone()?)))
+                    pending.get(&id).and_then(|p| Some((p.events.clone()?, p.progress_token.clone()?)))
                 };
-                if let Some((events, token)) = target {
-                    object.set("progressToken", token);
-                    message.params = Some(object.to_raw());
+                if let Some((events, token)) = target
+                    && let Some(params) = message.params.as_deref().and_then(|p| crate::params::restore_token(p, token))
+                {
+                    message.params = Some(params);
                     let _ = events.try_send(CallEvent::Notification(message));
                 }
             }
