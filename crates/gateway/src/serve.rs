@@ -13,11 +13,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use mcp_edge_config::Protocol;
 use mcp_edge_config::model::{Config, Endpoint};
 use mcp_edge_config::{MaybeSecret, Severity, Source};
 use mcp_edge_protocol::Message;
 use mcp_edge_router::{Plan, Transport};
-use mcp_edge_transport::{ServerInfo, Sink, Stdio, StdioConfig};
+use mcp_edge_transport::{Http, HttpConfig, ServerInfo, Sink, Stdio, StdioConfig};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -94,6 +95,71 @@ fn program(name: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The headers a route sends upstream: its bearer token and extra headers, secrets
+/// resolved and marked sensitive (hyper never prints them).
+fn route_headers(
+    route: &mcp_edge_config::Route,
+) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, String> {
+    let mut headers = Vec::new();
+    let value = |text: &str, what: &str| {
+        let mut v = http::HeaderValue::from_str(text)
+            .map_err(|_| format!("route `{}` {what}: not a valid header value", route.name))?;
+        v.set_sensitive(true);
+        Ok::<_, String>(v)
+    };
+    if let Some(bearer) = &route.auth.bearer {
+        let secret = bearer
+            .resolve()
+            .map_err(|e| format!("route `{}` auth.bearer: {e}", route.name))?;
+        headers.push((
+            http::header::AUTHORIZATION,
+            value(&format!("Bearer {}", secret.expose()), "auth.bearer")?,
+        ));
+    }
+    for (name, text) in &route.auth.headers {
+        let text = match text {
+            MaybeSecret::Plain(t) => t.clone(),
+            MaybeSecret::Secret(reference) => reference
+                .resolve()
+                .map_err(|e| format!("route `{}` header {name}: {e}", route.name))?
+                .expose()
+                .to_owned(),
+        };
+        let name = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("route `{}`: bad header name {name}", route.name))?;
+        headers.push((name, value(&text, "header")?));
+    }
+    Ok(headers)
+}
+
+fn http_upstream(
+    config: &Config,
+    route: &mcp_edge_config::Route,
+    url: &url::Url,
+    sink: Arc<dyn Sink>,
+) -> Result<Http, String> {
+    let uri: http::Uri = url
+        .as_str()
+        .parse()
+        .map_err(|e| format!("route `{}`: {e}", route.name))?;
+    let mut cfg = HttpConfig::new(&route.name, uri);
+    cfg.headers = route_headers(route)?;
+    cfg.max_message_bytes = config.gateway.max_message_bytes;
+    if url.scheme() == "https" {
+        let tls = route.tls.clone();
+        let client_tls = mcp_edge_tls::ClientTls {
+            ca: tls.as_ref().and_then(|t| t.ca.clone()),
+            client_identity: tls.as_ref().and_then(|t| t.client_identity.clone()),
+            insecure_skip_verify: tls.as_ref().is_some_and(|t| t.insecure_skip_verify),
+        };
+        let config = mcp_edge_tls::client_config(&client_tls, &[b"h2", b"http/1.1"])
+            .map_err(|e| format!("route `{}` TLS: {e}", route.name))?;
+        cfg.tls = Some(config);
+        cfg.server_name = tls.and_then(|t| t.server_name);
+    }
+    Ok(Http::new(cfg, sink))
+}
+
 /// Builds the gateway and starts every route. Must run inside a tokio runtime.
 pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
     let (events_tx, mut events_rx) = mpsc::channel::<RouteEvent>(1024);
@@ -123,8 +189,20 @@ pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
                 cfg.queue = route.policies.concurrency.queue;
                 Upstream::Stdio(Stdio::spawn(cfg, sink.clone()))
             }
+            (Transport::Network { url, protocol, .. }, _)
+                if matches!(protocol, Protocol::Auto | Protocol::StreamableHttp)
+                    && matches!(url.scheme(), "http" | "https") =>
+            {
+                match http_upstream(config, route, url, sink.clone()) {
+                    Ok(http) => Upstream::Http(http),
+                    Err(why) => {
+                        tracing::error!(route = %route.name, "{why}");
+                        Upstream::NotServed(why)
+                    }
+                }
+            }
             _ => Upstream::NotServed(format!(
-                "{} upstreams are not served by this build yet (network transports are the next step); the route is listed but its calls fail",
+                "{} upstreams are not served by this build yet; the route is listed but its calls fail",
                 planned.transport.label()
             )),
         };

@@ -6,7 +6,7 @@ use std::time::Duration;
 use mcp_edge_config::Boundary;
 use mcp_edge_config::model::Naming;
 use mcp_edge_protocol::Id;
-use mcp_edge_transport::{Call, Reply, ServerInfo, Stdio, UpstreamError};
+use mcp_edge_transport::{Call, Http, Reply, ServerInfo, Stdio, UpstreamError};
 
 /// A route, ready to take calls.
 pub struct RouteRt {
@@ -32,6 +32,8 @@ pub struct RouteRt {
 pub enum Upstream {
     /// A supervised child process.
     Stdio(Stdio),
+    /// A Streamable HTTP server.
+    Http(Http),
     /// A transport this build does not serve yet; the reason is given to callers.
     NotServed(String),
 }
@@ -41,6 +43,7 @@ impl RouteRt {
     pub async fn call(&self, call: Call) -> Result<Reply, UpstreamError> {
         match &self.upstream {
             Upstream::Stdio(stdio) => stdio.call(call).await,
+            Upstream::Http(http) => http.call(call).await,
             Upstream::NotServed(why) => Err(UpstreamError::Unavailable {
                 reason: why.clone(),
                 retry_in: None,
@@ -52,6 +55,7 @@ impl RouteRt {
     pub fn info(&self) -> Option<Arc<ServerInfo>> {
         match &self.upstream {
             Upstream::Stdio(stdio) => stdio.status().info,
+            Upstream::Http(http) => http.status().info,
             Upstream::NotServed(_) => None,
         }
     }
@@ -65,22 +69,37 @@ impl RouteRt {
 
     /// Waits for the route's first start attempt (see [`Stdio::first_attempt`]).
     pub async fn first_attempt(&self, deadline: tokio::time::Instant) {
-        if let Upstream::Stdio(stdio) = &self.upstream {
-            stdio.first_attempt(deadline).await;
+        match &self.upstream {
+            Upstream::Stdio(stdio) => stdio.first_attempt(deadline).await,
+            Upstream::Http(http) => http.first_attempt(deadline).await,
+            Upstream::NotServed(_) => {}
+        }
+    }
+
+    /// Sends a notification to the tool server.
+    pub async fn notify(&self, method: &str, params: Option<&serde_json::value::RawValue>) {
+        match &self.upstream {
+            Upstream::Stdio(stdio) => stdio.notify(method, params).await,
+            Upstream::Http(http) => http.notify(method, params).await,
+            Upstream::NotServed(_) => {}
         }
     }
 
     /// Answers a request the tool server made.
     pub async fn respond(&self, id: &Id, reply: Reply) {
-        if let Upstream::Stdio(stdio) = &self.upstream {
-            stdio.respond(id, reply).await;
+        match &self.upstream {
+            Upstream::Stdio(stdio) => stdio.respond(id, reply).await,
+            Upstream::Http(http) => http.respond(id, reply).await,
+            Upstream::NotServed(_) => {}
         }
     }
 
-    /// Stops the tool server.
+    /// Stops the tool server (or ends the upstream session).
     pub async fn shutdown(&self) {
-        if let Upstream::Stdio(stdio) = &self.upstream {
-            stdio.shutdown().await;
+        match &self.upstream {
+            Upstream::Stdio(stdio) => stdio.shutdown().await,
+            Upstream::Http(http) => http.shutdown().await,
+            Upstream::NotServed(_) => {}
         }
     }
 }

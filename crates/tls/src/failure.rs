@@ -3,7 +3,9 @@
 use std::error::Error as StdError;
 use std::fmt;
 
-use rustls::{AlertDescription as Alert, CertificateError as Cert, Error as E, PeerIncompatible as P};
+use rustls::{
+    AlertDescription as Alert, CertificateError as Cert, Error as E, PeerIncompatible as P,
+};
 
 /// A handshake failure, classified.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +50,14 @@ fn date(unix: u64) -> String {
     time::OffsetDateTime::from_unix_timestamp(i64::try_from(unix).unwrap_or(i64::MAX))
         .map(|t| {
             let d = t.date();
-            format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", d.year(), u8::from(d.month()), d.day(), t.hour(), t.minute())
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+                d.year(),
+                u8::from(d.month()),
+                d.day(),
+                t.hour(),
+                t.minute()
+            )
         })
         .unwrap_or_else(|_| format!("{unix} (unix time)"))
 }
@@ -103,14 +112,23 @@ impl TlsFailure {
                     not_after: Some(not_after.as_secs()),
                     now: time.as_secs(),
                 },
-                Cert::Expired => TlsFailure::Expired { not_after: None, now: 0 },
+                Cert::Expired => TlsFailure::Expired {
+                    not_after: None,
+                    now: 0,
+                },
                 Cert::NotValidYetContext { time, not_before } => TlsFailure::NotYetValid {
                     not_before: Some(not_before.as_secs()),
                     now: time.as_secs(),
                 },
-                Cert::NotValidYet => TlsFailure::NotYetValid { not_before: None, now: 0 },
+                Cert::NotValidYet => TlsFailure::NotYetValid {
+                    not_before: None,
+                    now: 0,
+                },
                 Cert::UnknownIssuer => TlsFailure::UnknownIssuer,
-                Cert::NotValidForNameContext { expected, presented } => TlsFailure::NameMismatch {
+                Cert::NotValidForNameContext {
+                    expected,
+                    presented,
+                } => TlsFailure::NameMismatch {
                     expected: expected.to_str().into_owned(),
                     presented: presented.clone(),
                 },
@@ -127,7 +145,9 @@ impl TlsFailure {
                 | P::Tls12NotOfferedOrEnabled
                 | P::SupportedVersionsExtensionRequired),
             ) => TlsFailure::ProtocolVersion(format!("{p:?}")),
-            E::AlertReceived(Alert::ProtocolVersion) => TlsFailure::ProtocolVersion("the server sent protocol_version".into()),
+            E::AlertReceived(Alert::ProtocolVersion) => {
+                TlsFailure::ProtocolVersion("the server sent protocol_version".into())
+            }
             E::AlertReceived(
                 a @ (Alert::BadCertificate
                 | Alert::UnsupportedCertificate
@@ -156,7 +176,16 @@ impl TlsFailure {
             let text = e.to_string();
             if let Some(rest) = text.split("received fatal alert: ").nth(1) {
                 let alert = rest.split_whitespace().next().unwrap_or(rest).to_owned();
-                let cert_related = ["BadCertificate", "UnsupportedCertificate", "CertificateRevoked", "CertificateExpired", "CertificateUnknown", "UnknownCA", "AccessDenied", "CertificateRequired"];
+                let cert_related = [
+                    "BadCertificate",
+                    "UnsupportedCertificate",
+                    "CertificateRevoked",
+                    "CertificateExpired",
+                    "CertificateUnknown",
+                    "UnknownCA",
+                    "AccessDenied",
+                    "CertificateRequired",
+                ];
                 return Some(if cert_related.iter().any(|a| alert.starts_with(a)) {
                     TlsFailure::ClientCertificateRejected(alert)
                 } else {
@@ -192,12 +221,21 @@ mod tests {
 
     #[test]
     fn sentences_name_the_dates_and_the_fix() {
-        let expired = TlsFailure::Expired { not_after: Some(1_777_777_777), now: 1_800_000_000 };
+        let expired = TlsFailure::Expired {
+            not_after: Some(1_777_777_777),
+            now: 1_800_000_000,
+        };
         assert_eq!(
             expired.to_string(),
             "the server's certificate expired on 2026-05-03 03:09 UTC (it is now 2027-01-15 08:00 UTC); the server must renew it"
         );
-        let name = TlsFailure::NameMismatch { expected: "a.example".into(), presented: vec!["b.example".into()] };
-        assert!(name.to_string().contains("is for b.example, not a.example; fix the URL, or set tls.server_name"));
+        let name = TlsFailure::NameMismatch {
+            expected: "a.example".into(),
+            presented: vec!["b.example".into()],
+        };
+        assert!(
+            name.to_string()
+                .contains("is for b.example, not a.example; fix the URL, or set tls.server_name")
+        );
     }
 }

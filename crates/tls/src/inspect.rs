@@ -26,7 +26,8 @@ pub struct CertInfo {
 impl CertInfo {
     /// Parses one DER certificate.
     pub fn from_der(der: &[u8]) -> Result<CertInfo, String> {
-        let (_, cert) = X509Certificate::from_der(der).map_err(|e| format!("not an X.509 certificate: {e}"))?;
+        let (_, cert) =
+            X509Certificate::from_der(der).map_err(|e| format!("not an X.509 certificate: {e}"))?;
         let mut sans = Vec::new();
         if let Ok(Some(san)) = cert.subject_alternative_name() {
             for name in &san.value.general_names {
@@ -59,7 +60,11 @@ impl CertInfo {
             sans,
             not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
-            is_ca: cert.basic_constraints().ok().flatten().is_some_and(|bc| bc.value.ca),
+            is_ca: cert
+                .basic_constraints()
+                .ok()
+                .flatten()
+                .is_some_and(|bc| bc.value.ca),
         })
     }
 
@@ -92,6 +97,15 @@ pub fn now() -> i64 {
 /// A unix time as `YYYY-MM-DD HH:MM UTC`.
 pub fn format_time(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
-        .map(|t| format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute()))
+        .map(|t| {
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute()
+            )
+        })
         .unwrap_or_else(|_| format!("{unix} (unix time)"))
 }

@@ -79,7 +79,9 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
 /// Every certificate in a PEM file.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = read(path)?;
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok).collect();
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+        .filter_map(Result::ok)
+        .collect();
     if certs.is_empty() {
         return Err(TlsError::NoPem {
             path: path.to_path_buf(),

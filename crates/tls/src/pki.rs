@@ -3,8 +3,8 @@
 //! expired and not-yet-valid ones.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -29,7 +29,10 @@ pub struct Validity {
 impl Validity {
     /// From five minutes ago (clock skew) for `days`.
     pub fn days(days: i64) -> Validity {
-        Validity { from_days: 0, until_days: days }
+        Validity {
+            from_days: 0,
+            until_days: days,
+        }
     }
 
     fn apply(self, params: &mut CertificateParams) {
@@ -61,12 +64,19 @@ impl Ca {
         let mut params = CertificateParams::default();
         params.distinguished_name = name(cn);
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         validity.apply(&mut params);
         let key = KeyPair::generate()?;
         let key_pem = key.serialize_pem();
         let issuer = CertifiedIssuer::self_signed(params, key)?;
-        let pem = Pem { cert: issuer.pem(), key: key_pem };
+        let pem = Pem {
+            cert: issuer.pem(),
+            key: key_pem,
+        };
         Ok(Ca { issuer, pem })
     }
 
@@ -100,6 +110,9 @@ impl Ca {
         let key = KeyPair::generate()?;
         let issuer: &Issuer<'_, KeyPair> = &self.issuer;
         let cert = params.signed_by(&key, issuer)?;
-        Ok(Pem { cert: cert.pem(), key: key.serialize_pem() })
+        Ok(Pem {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        })
     }
 }

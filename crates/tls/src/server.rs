@@ -33,15 +33,19 @@ pub struct SwappableCert {
 
 impl std::fmt::Debug for SwappableCert {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SwappableCert").field("cert", &self.tls.cert).finish_non_exhaustive()
+        f.debug_struct("SwappableCert")
+            .field("cert", &self.tls.cert)
+            .finish_non_exhaustive()
     }
 }
 
 fn certified(tls: &ServerTls) -> Result<CertifiedKey, TlsError> {
-    CertifiedKey::from_der(load_certs(&tls.cert)?, load_key(&tls.key)?, &provider()).map_err(|source| TlsError::Rustls {
-        context: format!("{} and {}", tls.cert.display(), tls.key.display()),
-        source,
-    })
+    CertifiedKey::from_der(load_certs(&tls.cert)?, load_key(&tls.key)?, &provider()).map_err(
+        |source| TlsError::Rustls {
+            context: format!("{} and {}", tls.cert.display(), tls.key.display()),
+            source,
+        },
+    )
 }
 
 impl SwappableCert {

@@ -7,9 +7,12 @@
 //! share one tool server and each sees only its own traffic.
 //!
 //! - [`stdio`]: a supervised child process speaking newline-delimited JSON-RPC.
+//! - [`http`]: a Streamable HTTP server, either era, over HTTP or HTTPS (rustls).
 //!
 //! Dropping a call's future cancels it: the tool server gets `notifications/cancelled`.
 
+mod handshake;
+pub mod http;
 mod params;
 pub mod stdio;
 
@@ -22,6 +25,7 @@ use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+pub use http::{Http, HttpConfig};
 pub use stdio::{Stdio, StdioConfig};
 
 /// One call to a tool server.
@@ -81,6 +85,10 @@ pub enum UpstreamError {
     },
     /// The tool server broke the protocol.
     Protocol(String),
+    /// The TLS handshake failed; the sentence says why and what to do.
+    Tls(String, mcp_edge_tls::TlsFailure),
+    /// The tool server answered with an HTTP error status.
+    Status(u16, String),
     /// The connector is shut down.
     Closed,
 }
@@ -94,6 +102,8 @@ impl UpstreamError {
             UpstreamError::Crashed(_) => "upstream_crashed",
             UpstreamError::Busy { .. } => "busy",
             UpstreamError::Protocol(_) => "upstream_protocol",
+            UpstreamError::Tls(..) => "tls",
+            UpstreamError::Status(..) => "upstream_status",
         }
     }
 
@@ -139,6 +149,13 @@ impl fmt::Display for UpstreamError {
                 "busy: {max_in_flight} calls in flight and {queue} waiting already"
             ),
             UpstreamError::Protocol(why) => write!(f, "the tool server broke the protocol: {why}"),
+            UpstreamError::Tls(why, _) => f.write_str(why),
+            UpstreamError::Status(status, body) if body.is_empty() => {
+                write!(f, "the tool server answered HTTP {status}")
+            }
+            UpstreamError::Status(status, body) => {
+                write!(f, "the tool server answered HTTP {status}: {body}")
+            }
             UpstreamError::Closed => f.write_str("the route is shutting down"),
         }
     }

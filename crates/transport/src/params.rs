@@ -12,8 +12,14 @@ use mcp_edge_protocol::version::{META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION
 use serde_json::value::RawValue;
 
 /// The params to send, and the caller's progress token if it gave one.
-pub(crate) fn prepare(params: Option<Box<RawValue>>, upstream_id: i64, stateless: bool) -> (Option<Box<RawValue>>, Option<Box<RawValue>>) {
-    let has_meta = params.as_ref().is_some_and(|p| p.get().contains("\"_meta\""));
+pub(crate) fn prepare(
+    params: Option<Box<RawValue>>,
+    upstream_id: i64,
+    stateless: bool,
+) -> (Option<Box<RawValue>>, Option<Box<RawValue>>) {
+    let has_meta = params
+        .as_ref()
+        .is_some_and(|p| p.get().contains("\"_meta\""));
     if !stateless && !has_meta {
         return (params, None);
     }

@@ -191,7 +191,11 @@ impl Conn {
         }
     }
 
-    fn prepare(&self, params: Option<Box<RawValue>>, id: i64) -> (Option<Box<RawValue>>, Option<Box<RawValue>>) {
+    fn prepare(
+        &self,
+        params: Option<Box<RawValue>>,
+        id: i64,
+    ) -> (Option<Box<RawValue>>, Option<Box<RawValue>>) {
         crate::params::prepare(params, id, self.stateless.load(Ordering::Acquire))
     }
 
@@ -281,15 +285,24 @@ impl Conn {
     fn on_notification(&self, mut message: Message) {
         match message.method() {
             mcp::PROGRESS => {
-                let Some(id) = message.params.as_deref().and_then(crate::params::progress_id) else {
+                let Some(id) = message
+                    .params
+                    .as_deref()
+                    .and_then(crate::params::progress_id)
+                else {
                     return;
                 };
                 let target = {
                     let pending = self.pending();
-                    pending.get(&id).and_then(|p| Some((p.events.clone()?, p.progress_token.clone()?)))
+                    pending
+                        .get(&id)
+                        .and_then(|p| Some((p.events.clone()?, p.progress_token.clone()?)))
                 };
                 if let Some((events, token)) = target
-                    && let Some(params) = message.params.as_deref().and_then(|p| crate::params::restore_token(p, token))
+                    && let Some(params) = message
+                        .params
+                        .as_deref()
+                        .and_then(|p| crate::params::restore_token(p, token))
                 {
                     message.params = Some(params);
                     let _ = events.try_send(CallEvent::Notification(message));

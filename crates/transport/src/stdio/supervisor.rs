@@ -8,12 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use mcp_edge_protocol::ndjson::{Line, LineReader};
-use mcp_edge_protocol::version::{
-    self, Era, LATEST_SESSION, META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION,
-};
-use mcp_edge_protocol::{Message, RawObject, jsonrpc, mcp};
+use mcp_edge_protocol::{Message, jsonrpc, mcp};
 use rand::Rng;
-use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 use tokio::sync::{mpsc, oneshot};
@@ -312,15 +308,16 @@ async fn stderr_loop(route: Arc<str>, pid: Option<u32>, stderr: ChildStderr, con
 async fn open(shared: &Shared, running: &mut Running) -> Result<Arc<ServerInfo>, String> {
     let cfg = &shared.cfg;
     let deadline = Instant::now() + cfg.init_timeout;
-    let params = jsonrpc::raw(&json!({
-        "protocolVersion": LATEST_SESSION,
-        "capabilities": { "roots": { "listChanged": true }, "sampling": {}, "elicitation": {} },
-        "clientInfo": { "name": "mcp-edge", "version": env!("CARGO_PKG_VERSION") },
-    }));
-    let reply = handshake(running, mcp::INITIALIZE, params, deadline).await?;
+    let reply = handshake(
+        running,
+        mcp::INITIALIZE,
+        crate::handshake::initialize_params(),
+        deadline,
+    )
+    .await?;
     match reply {
         Reply::Result(result) => {
-            let info = session_info(&result)?;
+            let info = crate::handshake::session_info(&result)?;
             running
                 .conn
                 .send(jsonrpc::notification(mcp::INITIALIZED, None))
@@ -328,16 +325,17 @@ async fn open(shared: &Shared, running: &mut Running) -> Result<Arc<ServerInfo>,
             Ok(Arc::new(info))
         }
         Reply::Error(init_error) => {
-            let params = jsonrpc::raw(&json!({
-                "_meta": {
-                    META_PROTOCOL_VERSION: version::V2026_07_28,
-                    META_CLIENT_CAPABILITIES: {},
-                }
-            }));
-            match handshake(running, mcp::DISCOVER, params, deadline).await? {
+            match handshake(
+                running,
+                mcp::DISCOVER,
+                crate::handshake::discover_params(),
+                deadline,
+            )
+            .await?
+            {
                 Reply::Result(result) => {
                     running.conn.set_stateless();
-                    stateless_info(&result)
+                    crate::handshake::stateless_info(&result).map(Arc::new)
                 }
                 Reply::Error(_) => Err(format!(
                     "the tool server refused initialize: {}",
@@ -370,64 +368,6 @@ async fn handshake(
             Err(exit_reason(running, Some(status)).await.1)
         }
     }
-}
-
-fn session_info(result: &serde_json::value::RawValue) -> Result<ServerInfo, String> {
-    let object = RawObject::parse(result.get())
-        .map_err(|e| format!("initialize result is not an object: {e}"))?;
-    let version = object.get_str("protocolVersion").unwrap_or_default();
-    if version::era(&version) != Some(Era::Session) {
-        return Err(format!(
-            "the tool server answered initialize with protocol version `{version}`, which mcp-edge does not speak (it speaks {})",
-            version::supported().collect::<Vec<_>>().join(", ")
-        ));
-    }
-    Ok(ServerInfo {
-        protocol_version: version,
-        era: Era::Session,
-        capabilities: object
-            .get("capabilities")
-            .map_or_else(jsonrpc::empty_object, |v| v.to_owned()),
-        server_info: object
-            .get("serverInfo")
-            .map_or_else(jsonrpc::empty_object, |v| v.to_owned()),
-        instructions: object.get_str("instructions"),
-    })
-}
-
-fn stateless_info(result: &serde_json::value::RawValue) -> Result<Arc<ServerInfo>, String> {
-    let object = RawObject::parse(result.get())
-        .map_err(|e| format!("server/discover result is not an object: {e}"))?;
-    let supported: Vec<String> = object
-        .get("supportedVersions")
-        .and_then(|v| serde_json::from_str(v.get()).ok())
-        .unwrap_or_default();
-    let Some(version) = supported
-        .iter()
-        .find(|v| version::era(v) == Some(Era::Stateless))
-    else {
-        return Err(format!(
-            "the tool server supports {supported:?}, none of which mcp-edge speaks"
-        ));
-    };
-    let server_info = object
-        .get("_meta")
-        .and_then(|m| RawObject::parse(m.get()).ok())
-        .and_then(|m| {
-            m.get("io.modelcontextprotocol/serverInfo")
-                .map(|v| v.to_owned())
-        })
-        .or_else(|| object.get("serverInfo").map(|v| v.to_owned()))
-        .unwrap_or_else(jsonrpc::empty_object);
-    Ok(Arc::new(ServerInfo {
-        protocol_version: version.clone(),
-        era: Era::Stateless,
-        capabilities: object
-            .get("capabilities")
-            .map_or_else(jsonrpc::empty_object, |v| v.to_owned()),
-        server_info,
-        instructions: object.get_str("instructions"),
-    }))
 }
 
 /// Serves until the child exits, hangs, closes stdout, or shutdown is asked for.

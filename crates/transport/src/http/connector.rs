@@ -1,0 +1,239 @@
+//! A hyper connector that does TLS with rustls itself, so mcp-edge keeps what the
+//! server presented (for certificate-expiry tracking) and can say exactly why a
+//! handshake failed.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::Uri;
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::rt::TokioIo;
+use mcp_edge_tls::TlsFailure;
+use rustls::ClientConfig;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// What a TLS handshake showed: the chain the server presented and what was agreed.
+#[derive(Debug, Clone)]
+pub struct PeerTls {
+    /// The name verified.
+    pub server_name: String,
+    /// Leaf first.
+    pub chain: Arc<Vec<CertificateDer<'static>>>,
+    /// The negotiated ALPN protocol.
+    pub alpn: Option<Vec<u8>>,
+}
+
+/// Called once per new TLS connection (certificate tracking hangs here).
+pub type OnHandshake = Arc<dyn Fn(&PeerTls) + Send + Sync>;
+
+/// Why a connection could not be made.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// TCP (or DNS) failed.
+    Tcp(String),
+    /// The TLS handshake failed.
+    Tls {
+        /// The name verified.
+        server_name: String,
+        /// Why, classified.
+        failure: TlsFailure,
+    },
+    /// The host is not a valid TLS server name.
+    ServerName(String),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Tcp(why) => f.write_str(why),
+            ConnectError::Tls {
+                server_name,
+                failure,
+            } => write!(f, "TLS with {server_name}: {failure}"),
+            ConnectError::ServerName(name) => write!(f, "`{name}` is not a valid TLS server name"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// Plain TCP, or TLS with what the handshake showed.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    tcp: HttpConnector,
+    tls: Option<Arc<ClientConfig>>,
+    server_name: Option<ServerName<'static>>,
+    on_handshake: Option<OnHandshake>,
+}
+
+impl Connector {
+    pub(crate) fn new(
+        tls: Option<Arc<ClientConfig>>,
+        server_name: Option<ServerName<'static>>,
+        on_handshake: Option<OnHandshake>,
+        connect_timeout: std::time::Duration,
+    ) -> Self {
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(connect_timeout));
+        Connector {
+            tcp,
+            tls,
+            server_name,
+            on_handshake,
+        }
+    }
+}
+
+pub(crate) enum Stream {
+    Plain(TokioIo<TcpStream>),
+    Tls(
+        Box<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>,
+        bool,
+    ),
+}
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = Stream;
+    type Error = ConnectError;
+    type Future = Pin<Box<dyn Future<Output = Result<Stream, ConnectError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
+        tower_service::Service::<Uri>::poll_ready(&mut self.tcp, cx)
+            .map_err(|e| ConnectError::Tcp(e.to_string()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let https = uri.scheme_str() == Some("https");
+        let host = uri
+            .host()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let authority = uri
+            .authority()
+            .map_or_else(|| host.clone(), |a| a.to_string());
+        let tls = self.tls.clone();
+        let name = self.server_name.clone();
+        let on_handshake = self.on_handshake.clone();
+        let connecting = tower_service::Service::<Uri>::call(&mut self.tcp, uri);
+        Box::pin(async move {
+            let tcp = connecting
+                .await
+                .map_err(|e| ConnectError::Tcp(tcp_reason(&authority, &e)))?;
+            if !https {
+                return Ok(Stream::Plain(tcp));
+            }
+            let Some(tls) = tls else {
+                return Err(ConnectError::Tcp(
+                    "https:// without a TLS configuration".into(),
+                ));
+            };
+            let name = match name {
+                Some(name) => name,
+                None => ServerName::try_from(host.clone())
+                    .map_err(|_| ConnectError::ServerName(host.clone()))?,
+            };
+            let shown = name.to_str().into_owned();
+            let stream = TlsConnector::from(tls)
+                .connect(name, tcp.into_inner())
+                .await
+                .map_err(|e| ConnectError::Tls {
+                    server_name: shown.clone(),
+                    failure: TlsFailure::find(&e)
+                        .unwrap_or_else(|| TlsFailure::Other(e.to_string())),
+                })?;
+            let (_, session) = stream.get_ref();
+            let peer = PeerTls {
+                server_name: shown,
+                chain: Arc::new(
+                    session
+                        .peer_certificates()
+                        .map(<[_]>::to_vec)
+                        .unwrap_or_default(),
+                ),
+                alpn: session.alpn_protocol().map(<[u8]>::to_vec),
+            };
+            if let Some(hook) = &on_handshake {
+                hook(&peer);
+            }
+            let h2 = peer.alpn.as_deref() == Some(b"h2");
+            Ok(Stream::Tls(Box::new(TokioIo::new(stream)), h2))
+        })
+    }
+}
+
+/// "connection refused", "dns error" and the like, with where.
+fn tcp_reason(authority: &str, error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error.to_string();
+    let mut current = error.source();
+    while let Some(e) = current {
+        cause = e.to_string();
+        current = e.source();
+    }
+    format!("cannot connect to {authority}: {cause}")
+}
+
+impl Connection for Stream {
+    fn connected(&self) -> Connected {
+        match self {
+            Stream::Plain(s) => s.connected(),
+            Stream::Tls(s, h2) => {
+                let connected = s.inner().get_ref().0.connected();
+                if *h2 {
+                    connected.negotiated_h2()
+                } else {
+                    connected
+                }
+            }
+        }
+    }
+}
+
+impl Read for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s, _) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s, _) => Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s, _) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s, _) => Pin::new(&mut **s).poll_shutdown(cx),
+        }
+    }
+}

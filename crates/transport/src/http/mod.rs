@@ -1,0 +1,931 @@
+//! A tool server over Streamable HTTP, in either protocol era.
+//!
+//! One [`Http`] per route owns one pooled hyper client (keep-alive, HTTP/2 when the
+//! server offers it over ALPN, bounded idle pool) and one upstream MCP connection that
+//! every client session of the route shares, ids and progress tokens remapped as for
+//! stdio. The connection is opened on first use and after failures (with jittered
+//! backoff): `server/discover` first (2026-07-28), `initialize` when the server answers
+//! anything else. In the session era a 404 means the upstream session ended: it is
+//! re-initialized once and the call retried; a GET stream carries what the server
+//! sends outside calls.
+//!
+//! Headers are mcp-edge's own: `Host` from the URL, the route's credentials, never the
+//! client's `Authorization` or `Origin`.
+
+pub mod connector;
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use mcp_edge_protocol::jsonrpc::{self, code};
+use mcp_edge_protocol::version::{self, Era};
+use mcp_edge_protocol::{Id, Kind, Message, mcp, sse};
+use rand::Rng;
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use crate::{Call, CallEvent, Reply, ServerInfo, Sink, UpstreamError};
+use connector::Connector;
+pub use connector::{ConnectError, OnHandshake, PeerTls};
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const VERSION_HEADER: &str = "mcp-protocol-version";
+
+/// How to reach one Streamable HTTP tool server.
+#[derive(Clone)]
+pub struct HttpConfig {
+    /// The route's name, for logs and errors.
+    pub route: String,
+    /// The endpoint.
+    pub url: Uri,
+    /// Headers sent on every request: the route's credentials and extras.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// TLS for `https://`.
+    pub tls: Option<Arc<ClientConfig>>,
+    /// The name to verify instead of the URL's host.
+    pub server_name: Option<String>,
+    /// Called on every new TLS connection with what the server presented.
+    pub on_handshake: Option<OnHandshake>,
+    /// The largest message accepted from the server.
+    pub max_message_bytes: usize,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// How long opening the MCP connection may take.
+    pub init_timeout: Duration,
+    /// First delay after a failed connection attempt; doubles, with jitter.
+    pub backoff_base: Duration,
+    /// Largest delay between attempts.
+    pub backoff_max: Duration,
+    /// Idle keep-alive connections kept per host.
+    pub max_idle_connections: usize,
+}
+
+impl std::fmt::Debug for HttpConfig {
+    /// Header values may be credentials: only names are shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("HttpConfig")
+            .field("route", &self.route)
+            .field("url", &self.url)
+            .field("headers", &headers)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpConfig {
+    /// mcp-edge's defaults for everything but the route and URL.
+    pub fn new(route: impl Into<String>, url: Uri) -> Self {
+        HttpConfig {
+            route: route.into(),
+            url,
+            headers: Vec::new(),
+            tls: None,
+            server_name: None,
+            on_handshake: None,
+            max_message_bytes: 4 * 1024 * 1024,
+            connect_timeout: Duration::from_secs(10),
+            init_timeout: Duration::from_secs(20),
+            backoff_base: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(30),
+            max_idle_connections: 64,
+        }
+    }
+}
+
+/// The upstream MCP connection: era, session and what the server said.
+struct Remote {
+    stateless: bool,
+    session: Option<HeaderValue>,
+    version: HeaderValue,
+    info: Arc<ServerInfo>,
+    listener: Mutex<Option<AbortHandle>>,
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        if let Some(listener) = self
+            .listener
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            listener.abort();
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    remote: Option<Arc<Remote>>,
+    last_error: Option<(SystemTime, String)>,
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+struct Shared {
+    cfg: HttpConfig,
+    client: Client<Connector, Full<Bytes>>,
+    sink: Arc<dyn Sink>,
+    next_id: AtomicI64,
+    state: Mutex<State>,
+    connecting: tokio::sync::Mutex<()>,
+    attempted: watch::Sender<bool>,
+    closed: AtomicBool,
+}
+
+/// A Streamable HTTP tool server. Cheap to clone.
+#[derive(Clone)]
+pub struct Http {
+    shared: Arc<Shared>,
+}
+
+/// A snapshot for health reporting.
+#[derive(Debug, Clone)]
+pub struct HttpStatus {
+    /// Whether an MCP connection is open.
+    pub connected: bool,
+    /// What the server said about itself, while connected.
+    pub info: Option<Arc<ServerInfo>>,
+    /// The last failure and when.
+    pub last_error: Option<(SystemTime, String)>,
+    /// Consecutive failed attempts.
+    pub failures: u32,
+}
+
+/// How one exchange went wrong, before it becomes an [`UpstreamError`].
+enum Failure {
+    SessionGone,
+    Upstream(UpstreamError),
+}
+
+impl From<UpstreamError> for Failure {
+    fn from(e: UpstreamError) -> Self {
+        Failure::Upstream(e)
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn connect_error(error: &hyper_util::client::legacy::Error) -> UpstreamError {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(connect) = e.downcast_ref::<ConnectError>() {
+            return match connect {
+                ConnectError::Tls { failure, .. } => {
+                    UpstreamError::Tls(connect.to_string(), failure.clone())
+                }
+                _ => UpstreamError::Unavailable {
+                    reason: connect.to_string(),
+                    retry_in: None,
+                },
+            };
+        }
+        current = e.source();
+    }
+    if let Some(failure) = mcp_edge_tls::TlsFailure::find(error) {
+        return UpstreamError::Tls(failure.to_string(), failure);
+    }
+    UpstreamError::Unavailable {
+        reason: format!("the request failed: {error}"),
+        retry_in: None,
+    }
+}
+
+/// A header value for `Mcp-Name`: as is when it is plain, else `=?base64?…?=`.
+fn name_header(name: &str) -> Option<HeaderValue> {
+    let plain = !name.is_empty()
+        && name.bytes().all(|b| (0x21..=0x7e).contains(&b))
+        && !name.starts_with("=?");
+    if plain {
+        return HeaderValue::from_str(name).ok();
+    }
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(name);
+    HeaderValue::from_str(&format!("=?base64?{encoded}?=")).ok()
+}
+
+impl Http {
+    /// A connector for one route. Connects on first use; must run inside tokio.
+    pub fn new(cfg: HttpConfig, sink: Arc<dyn Sink>) -> Http {
+        let server_name = cfg
+            .server_name
+            .as_ref()
+            .and_then(|n| ServerName::try_from(n.clone()).ok());
+        let connector = Connector::new(
+            cfg.tls.clone(),
+            server_name,
+            cfg.on_handshake.clone(),
+            cfg.connect_timeout,
+        );
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(cfg.max_idle_connections)
+            .build(connector);
+        Http {
+            shared: Arc::new(Shared {
+                cfg,
+                client,
+                sink,
+                next_id: AtomicI64::new(1),
+                state: Mutex::new(State::default()),
+                connecting: tokio::sync::Mutex::new(()),
+                attempted: watch::Sender::new(false),
+                closed: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The route this serves.
+    pub fn route(&self) -> &str {
+        &self.shared.cfg.route
+    }
+
+    /// Opens the connection now (the first attempt), without waiting past `deadline`.
+    pub async fn first_attempt(&self, deadline: Instant) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _ = this
+                .remote(Instant::now() + this.shared.cfg.init_timeout)
+                .await;
+            this.shared.attempted.send_replace(true);
+        });
+        let mut attempted = self.shared.attempted.subscribe();
+        let _ = tokio::time::timeout_at(deadline, attempted.wait_for(|a| *a)).await;
+    }
+
+    /// A snapshot for health reporting.
+    pub fn status(&self) -> HttpStatus {
+        let state = lock(&self.shared.state);
+        HttpStatus {
+            connected: state.remote.is_some(),
+            info: state.remote.as_ref().map(|r| r.info.clone()),
+            last_error: state.last_error.clone(),
+            failures: state.failures,
+        }
+    }
+
+    /// Makes one call.
+    pub async fn call(&self, call: Call) -> Result<Reply, UpstreamError> {
+        let started = Instant::now();
+        let deadline = call.deadline;
+        match tokio::time::timeout_at(deadline, self.call_inner(call)).await {
+            Ok(reply) => reply,
+            Err(_) => Err(UpstreamError::Timeout(started.elapsed())),
+        }
+    }
+
+    async fn call_inner(&self, call: Call) -> Result<Reply, UpstreamError> {
+        let Call {
+            method,
+            params,
+            deadline,
+            events,
+        } = call;
+        for attempt in 0..2 {
+            let remote = self.remote(deadline).await?;
+            let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+            let (params, token) = crate::params::prepare(params.clone(), id, remote.stateless);
+            let body = jsonrpc::request(&Id::Num(id), &method, params.as_deref());
+            let name = mcp::routing_name(&method, params.as_deref());
+            // Leaving before the answer cancels upstream: in the session era with a
+            // notification, in the stateless era by closing the stream (dropping it).
+            let mut guard = CancelOnDrop {
+                http: self.clone(),
+                remote: remote.clone(),
+                id,
+                armed: !remote.stateless,
+            };
+            let outcome = async {
+                let response = self
+                    .send(&remote, body, Some(&method), name.as_deref())
+                    .await?;
+                self.read_reply(&remote, response, id, token, events.as_ref())
+                    .await
+            }
+            .await;
+            guard.armed = false;
+            match outcome {
+                Ok(reply) => return Ok(reply),
+                Err(Failure::SessionGone) if attempt == 0 => {
+                    tracing::info!(route = %self.shared.cfg.route, "upstream session ended (404); initializing a new one");
+                    self.forget(&remote);
+                }
+                Err(Failure::SessionGone) => {
+                    return Err(UpstreamError::Protocol(
+                        "the upstream ended the new session at once".into(),
+                    ));
+                }
+                Err(Failure::Upstream(e)) => return Err(e),
+            }
+        }
+        Err(UpstreamError::Protocol("unreachable".into()))
+    }
+
+    /// Answers a request the tool server made during a call.
+    pub async fn respond(&self, id: &Id, reply: Reply) {
+        let Some(remote) = lock(&self.shared.state).remote.clone() else {
+            return;
+        };
+        let message = match reply {
+            Reply::Result(result) => jsonrpc::result(id, &result),
+            Reply::Error(error) => Message {
+                id: Some(id.clone()),
+                method: None,
+                params: None,
+                result: None,
+                error: Some(error),
+            }
+            .to_bytes(),
+        };
+        let _ = tokio::time::timeout(
+            Duration::from_secs(10),
+            self.send(&remote, message, None, None),
+        )
+        .await;
+    }
+
+    /// Sends a notification to the tool server.
+    pub async fn notify(&self, method: &str, params: Option<&serde_json::value::RawValue>) {
+        let Some(remote) = lock(&self.shared.state).remote.clone() else {
+            return;
+        };
+        let message = jsonrpc::notification(method, params);
+        let _ = tokio::time::timeout(
+            Duration::from_secs(10),
+            self.send(&remote, message, Some(method), None),
+        )
+        .await;
+    }
+
+    /// Ends the upstream session (DELETE, as the spec asks) and stops.
+    pub async fn shutdown(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+        let remote = lock(&self.shared.state).remote.take();
+        if let Some(remote) = remote
+            && let Some(session) = &remote.session
+        {
+            let mut request = Request::builder()
+                .method(Method::DELETE)
+                .uri(self.shared.cfg.url.clone());
+            for (k, v) in &self.shared.cfg.headers {
+                request = request.header(k, v);
+            }
+            if let Ok(request) = request
+                .header(SESSION_HEADER, session)
+                .body(Full::new(Bytes::new()))
+            {
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    self.shared.client.request(request),
+                )
+                .await;
+            }
+        }
+    }
+
+    fn forget(&self, remote: &Arc<Remote>) {
+        let mut state = lock(&self.shared.state);
+        if state
+            .remote
+            .as_ref()
+            .is_some_and(|r| Arc::ptr_eq(r, remote))
+        {
+            state.remote = None;
+        }
+        drop(state);
+        self.shared.sink.availability(&self.shared.cfg.route, None);
+    }
+
+    /// The open connection, opening one if needed (one attempt at a time, with backoff
+    /// after failures: a call made while the next attempt is far off fails at once).
+    async fn remote(&self, deadline: Instant) -> Result<Arc<Remote>, UpstreamError> {
+        enum Next {
+            Ready(Arc<Remote>),
+            Wait(Instant),
+            Fail(UpstreamError),
+            Connect,
+        }
+        loop {
+            let next = {
+                let state = lock(&self.shared.state);
+                match (&state.remote, state.retry_at) {
+                    (Some(remote), _) => Next::Ready(remote.clone()),
+                    (None, Some(at)) if at > Instant::now() && at > deadline => {
+                        Next::Fail(UpstreamError::Unavailable {
+                            reason: state
+                                .last_error
+                                .as_ref()
+                                .map_or_else(|| "not connected".to_owned(), |(_, e)| e.clone()),
+                            retry_in: Some(at.saturating_duration_since(Instant::now())),
+                        })
+                    }
+                    (None, Some(at)) if at > Instant::now() => Next::Wait(at),
+                    (None, _) => Next::Connect,
+                }
+            };
+            match next {
+                Next::Ready(remote) => return Ok(remote),
+                Next::Fail(e) => return Err(e),
+                Next::Wait(at) => {
+                    tokio::time::sleep_until(at).await;
+                    continue;
+                }
+                Next::Connect => {}
+            }
+            if self.shared.closed.load(Ordering::Acquire) {
+                return Err(UpstreamError::Closed);
+            }
+            let _one = self.shared.connecting.lock().await;
+            if let Some(remote) = lock(&self.shared.state).remote.clone() {
+                return Ok(remote);
+            }
+            let limit = deadline.min(Instant::now() + self.shared.cfg.init_timeout);
+            let outcome = match tokio::time::timeout_at(limit, self.connect()).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(UpstreamError::Unavailable {
+                    reason: "no answer to initialize in time".into(),
+                    retry_in: None,
+                }),
+            };
+            match outcome {
+                Ok(remote) => {
+                    {
+                        let mut state = lock(&self.shared.state);
+                        state.remote = Some(remote.clone());
+                        state.failures = 0;
+                        state.retry_at = None;
+                    }
+                    tracing::info!(route = %self.shared.cfg.route, version = %remote.info.protocol_version, "tool server connected");
+                    self.shared
+                        .sink
+                        .availability(&self.shared.cfg.route, Some(remote.info.clone()));
+                    return Ok(remote);
+                }
+                Err(e) => {
+                    let delay = {
+                        let mut state = lock(&self.shared.state);
+                        let exp = self
+                            .shared
+                            .cfg
+                            .backoff_base
+                            .saturating_mul(1u32 << state.failures.min(20))
+                            .min(self.shared.cfg.backoff_max);
+                        let delay = exp.mul_f64(rand::rng().random_range(0.5..=1.0));
+                        state.failures = state.failures.saturating_add(1);
+                        state.retry_at = Some(Instant::now() + delay);
+                        state.last_error = Some((SystemTime::now(), e.to_string()));
+                        delay
+                    };
+                    tracing::warn!(route = %self.shared.cfg.route, retry_in_ms = delay.as_millis() as u64, "cannot connect to the tool server: {e}");
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Opens the MCP connection: 2026-07-28 first, the session era when the server
+    /// answers `server/discover` with anything but a result.
+    async fn connect(&self) -> Result<Arc<Remote>, UpstreamError> {
+        let probe = Remote {
+            stateless: true,
+            session: None,
+            version: HeaderValue::from_static(version::V2026_07_28),
+            info: Arc::new(placeholder_info()),
+            listener: Mutex::new(None),
+        };
+        let body = jsonrpc::request(
+            &Id::Num(0),
+            mcp::DISCOVER,
+            Some(&crate::handshake::discover_params()),
+        );
+        match self.exchange(&probe, body, mcp::DISCOVER).await {
+            Ok((Reply::Result(result), _)) => {
+                if let Ok(info) = crate::handshake::stateless_info(&result) {
+                    return Ok(Arc::new(Remote {
+                        stateless: true,
+                        session: None,
+                        version: HeaderValue::from_static(version::V2026_07_28),
+                        info: Arc::new(info),
+                        listener: Mutex::new(None),
+                    }));
+                }
+            }
+            Err(e @ (UpstreamError::Tls(..) | UpstreamError::Unavailable { .. })) => return Err(e),
+            _ => {}
+        }
+        let start = Remote {
+            stateless: false,
+            session: None,
+            version: HeaderValue::from_static(version::LATEST_SESSION),
+            info: Arc::new(placeholder_info()),
+            listener: Mutex::new(None),
+        };
+        let body = jsonrpc::request(
+            &Id::Num(0),
+            mcp::INITIALIZE,
+            Some(&crate::handshake::initialize_params()),
+        );
+        let (reply, session) = self.exchange(&start, body, mcp::INITIALIZE).await?;
+        let result = match reply {
+            Reply::Result(result) => result,
+            Reply::Error(error) => {
+                return Err(UpstreamError::Protocol(format!(
+                    "the tool server refused initialize: {}",
+                    error.get()
+                )));
+            }
+        };
+        let info = crate::handshake::session_info(&result).map_err(UpstreamError::Protocol)?;
+        let version = HeaderValue::from_str(&info.protocol_version)
+            .map_err(|_| UpstreamError::Protocol("bad protocol version".into()))?;
+        let remote = Arc::new(Remote {
+            stateless: false,
+            session,
+            version,
+            info: Arc::new(info),
+            listener: Mutex::new(None),
+        });
+        let initialized = jsonrpc::notification(mcp::INITIALIZED, None);
+        if let Err(Failure::Upstream(e)) = self
+            .send(&remote, initialized, Some(mcp::INITIALIZED), None)
+            .await
+            .map(drop)
+        {
+            return Err(e);
+        }
+        let listener = tokio::spawn(listen(
+            Arc::downgrade(&self.shared),
+            Arc::downgrade(&remote),
+        ));
+        *remote
+            .listener
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(listener.abort_handle());
+        Ok(remote)
+    }
+
+    /// One request of mcp-edge's own (discover, initialize); the answer and the
+    /// session id the response named.
+    async fn exchange(
+        &self,
+        remote: &Remote,
+        body: Vec<u8>,
+        method: &str,
+    ) -> Result<(Reply, Option<HeaderValue>), UpstreamError> {
+        let response = match self.send(remote, body, Some(method), None).await {
+            Ok(response) => response,
+            Err(Failure::Upstream(e)) => return Err(e),
+            Err(Failure::SessionGone) => {
+                return Err(UpstreamError::Protocol("session refused".into()));
+            }
+        };
+        let session = response.headers().get(SESSION_HEADER).cloned();
+        match self.read_reply(remote, response, 0, None, None).await {
+            Ok(reply) => Ok((reply, session)),
+            Err(Failure::Upstream(e)) => Err(e),
+            Err(Failure::SessionGone) => Err(UpstreamError::Protocol("session refused".into())),
+        }
+    }
+
+    /// POSTs one message with the headers the era asks for.
+    async fn send(
+        &self,
+        remote: &Remote,
+        body: Vec<u8>,
+        method: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<Response<Incoming>, Failure> {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(self.shared.cfg.url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json, text/event-stream");
+        for (k, v) in &self.shared.cfg.headers {
+            request = request.header(k, v);
+        }
+        if method != Some(mcp::INITIALIZE) {
+            request = request.header(VERSION_HEADER, remote.version.clone());
+        }
+        if let Some(session) = &remote.session {
+            request = request.header(SESSION_HEADER, session.clone());
+        }
+        if remote.stateless {
+            if let Some(method) = method.and_then(|m| HeaderValue::from_str(m).ok()) {
+                request = request.header("mcp-method", method);
+            }
+            if let Some(name) = name.and_then(name_header) {
+                request = request.header("mcp-name", name);
+            }
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| UpstreamError::Protocol(format!("could not build the request: {e}")))?;
+        let response = self
+            .shared
+            .client
+            .request(request)
+            .await
+            .map_err(|e| connect_error(&e))?;
+        if response.status() == StatusCode::NOT_FOUND && remote.session.is_some() {
+            return Err(Failure::SessionGone);
+        }
+        Ok(response)
+    }
+
+    /// Reads the answer to request `id`: JSON, or an event stream whose notifications
+    /// and requests go to the caller's events before the answer.
+    async fn read_reply(
+        &self,
+        remote: &Remote,
+        response: Response<Incoming>,
+        id: i64,
+        token: Option<Box<serde_json::value::RawValue>>,
+        events: Option<&tokio::sync::mpsc::Sender<CallEvent>>,
+    ) -> Result<Reply, Failure> {
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let max = self.shared.cfg.max_message_bytes;
+        if status == StatusCode::OK && content_type.starts_with("text/event-stream") {
+            let mut body = response.into_body();
+            let mut parser = sse::Parser::new(max);
+            while let Some(frame) = body.frame().await {
+                let frame = frame
+                    .map_err(|e| UpstreamError::Protocol(format!("the event stream broke: {e}")))?;
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                let parsed = parser.feed(&data).map_err(|e| {
+                    UpstreamError::Protocol(format!("the event stream is unreadable: {e}"))
+                })?;
+                for event in parsed {
+                    if event.data.is_empty() {
+                        continue;
+                    }
+                    let message = match Message::parse(event.data.as_bytes()) {
+                        Ok(message) => message,
+                        Err(e) => {
+                            tracing::warn!(route = %self.shared.cfg.route, "skipped an event that is not JSON-RPC: {e}");
+                            continue;
+                        }
+                    };
+                    if let Some(reply) =
+                        self.on_stream_message(remote, message, id, token.as_deref(), events)
+                    {
+                        return Ok(reply);
+                    }
+                }
+            }
+            return Err(Failure::Upstream(UpstreamError::Protocol(
+                "the event stream ended before the answer".into(),
+            )));
+        }
+        let bytes = Limited::new(response.into_body(), max)
+            .collect()
+            .await
+            .map_err(|e| UpstreamError::Protocol(format!("could not read the answer: {e}")))?
+            .to_bytes();
+        if status == StatusCode::OK || status == StatusCode::ACCEPTED && bytes.is_empty() {
+            if bytes.is_empty() {
+                return Ok(Reply::Result(jsonrpc::empty_object()));
+            }
+            let message = Message::parse(&bytes)
+                .map_err(|e| UpstreamError::Protocol(format!("the answer is not JSON-RPC: {e}")))?;
+            return match (message.result, message.error) {
+                (Some(result), _) => Ok(Reply::Result(result)),
+                (None, Some(error)) => Ok(Reply::Error(error)),
+                _ => Err(Failure::Upstream(UpstreamError::Protocol(
+                    "the answer has no result".into(),
+                ))),
+            };
+        }
+        // A JSON-RPC error body on a 4xx is an answer too (2026-07-28 uses 400 and 404).
+        if status.is_client_error()
+            && let Ok(message) = Message::parse(&bytes)
+            && let Some(error) = message.error
+        {
+            return Ok(Reply::Error(error));
+        }
+        let text: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
+        Err(Failure::Upstream(UpstreamError::Status(
+            status.as_u16(),
+            text,
+        )))
+    }
+
+    /// Handles one message on a request's stream; the answer, when it is the answer.
+    fn on_stream_message(
+        &self,
+        remote: &Remote,
+        mut message: Message,
+        id: i64,
+        token: Option<&serde_json::value::RawValue>,
+        events: Option<&tokio::sync::mpsc::Sender<CallEvent>>,
+    ) -> Option<Reply> {
+        match message.kind() {
+            Kind::Result | Kind::Error => {
+                if message.id != Some(Id::Num(id)) {
+                    tracing::warn!(route = %self.shared.cfg.route, got = ?message.id, "an answer to another request on this stream; dropped");
+                    return None;
+                }
+                Some(match (message.result, message.error) {
+                    (Some(result), _) => Reply::Result(result),
+                    (None, error) => Reply::Error(error.unwrap_or_else(jsonrpc::empty_object)),
+                })
+            }
+            Kind::Notification => {
+                if message.method() == mcp::PROGRESS {
+                    let params = message
+                        .params
+                        .as_deref()
+                        .zip(token)
+                        .and_then(|(p, t)| crate::params::restore_token(p, t.to_owned()));
+                    match params {
+                        Some(params) => message.params = Some(params),
+                        None => return None,
+                    }
+                }
+                match events {
+                    Some(events) => {
+                        let _ = events.try_send(CallEvent::Notification(message));
+                    }
+                    None => self
+                        .shared
+                        .sink
+                        .notification(&self.shared.cfg.route, message),
+                }
+                None
+            }
+            Kind::Request => {
+                match events {
+                    Some(events)
+                        if events.try_send(CallEvent::Request(message.clone())).is_ok() => {}
+                    _ => self.refuse(remote, message.id),
+                }
+                None
+            }
+        }
+    }
+
+    fn refuse(&self, remote: &Remote, id: Option<Id>) {
+        let Some(id) = id else { return };
+        let refusal = jsonrpc::error(
+            Some(&id),
+            code::METHOD_NOT_FOUND,
+            "no client of mcp-edge can answer this request here",
+            None,
+        );
+        let this = self.clone();
+        let remote = Remote {
+            stateless: remote.stateless,
+            session: remote.session.clone(),
+            version: remote.version.clone(),
+            info: remote.info.clone(),
+            listener: Mutex::new(None),
+        };
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(10),
+                this.send(&remote, refusal, None, None),
+            )
+            .await;
+        });
+    }
+}
+
+fn placeholder_info() -> ServerInfo {
+    ServerInfo {
+        protocol_version: String::new(),
+        era: Era::Session,
+        capabilities: jsonrpc::empty_object(),
+        server_info: jsonrpc::empty_object(),
+        instructions: None,
+    }
+}
+
+/// The GET stream of a session-era connection: what the server sends outside calls.
+/// Reconnects with `Last-Event-ID`; stops when the server has none (405) or the
+/// session is gone.
+async fn listen(shared: Weak<Shared>, remote: Weak<Remote>) {
+    let mut last_event: Option<String> = None;
+    let mut delay = Duration::from_secs(1);
+    loop {
+        let (Some(shared), Some(remote)) = (shared.upgrade(), remote.upgrade()) else {
+            return;
+        };
+        let http = Http { shared };
+        let mut request = Request::builder()
+            .method(Method::GET)
+            .uri(http.shared.cfg.url.clone())
+            .header(ACCEPT, "text/event-stream")
+            .header(VERSION_HEADER, remote.version.clone());
+        for (k, v) in &http.shared.cfg.headers {
+            request = request.header(k, v);
+        }
+        if let Some(session) = &remote.session {
+            request = request.header(SESSION_HEADER, session.clone());
+        }
+        if let Some(id) = last_event
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            request = request.header("last-event-id", id);
+        }
+        let Ok(request) = request.body(Full::new(Bytes::new())) else {
+            return;
+        };
+        match http.shared.client.request(request).await {
+            Ok(response) if response.status() == StatusCode::OK => {
+                delay = Duration::from_secs(1);
+                let mut body = response.into_body();
+                let mut parser = sse::Parser::new(http.shared.cfg.max_message_bytes);
+                while let Some(Ok(frame)) = body.frame().await {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    let Ok(parsed) = parser.feed(&data) else {
+                        break;
+                    };
+                    for event in parsed {
+                        if let Some(id) = &event.id {
+                            last_event = Some(id.clone());
+                        }
+                        if let Some(retry) = event.retry {
+                            delay = Duration::from_millis(retry.clamp(100, 60_000));
+                        }
+                        let Ok(message) = Message::parse(event.data.as_bytes()) else {
+                            continue;
+                        };
+                        match message.kind() {
+                            Kind::Notification => http
+                                .shared
+                                .sink
+                                .notification(&http.shared.cfg.route, message),
+                            Kind::Request => http.refuse(&remote, message.id),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            Ok(response) if response.status() == StatusCode::METHOD_NOT_ALLOWED => return,
+            Ok(response) if response.status() == StatusCode::NOT_FOUND => {
+                http.forget(&remote);
+                return;
+            }
+            _ => delay = (delay * 2).min(Duration::from_secs(30)),
+        }
+        drop(remote);
+        drop(http);
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Sends `notifications/cancelled` upstream when a session-era call is abandoned.
+struct CancelOnDrop {
+    http: Http,
+    remote: Arc<Remote>,
+    id: i64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let http = self.http.clone();
+        let remote = self.remote.clone();
+        let params = jsonrpc::raw(
+            &serde_json::json!({ "requestId": self.id, "reason": "mcp-edge: the caller timed out or went away" }),
+        );
+        let message = jsonrpc::notification(mcp::CANCELLED, Some(&params));
+        runtime.spawn(async move {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(10),
+                http.send(&remote, message, Some(mcp::CANCELLED), None),
+            )
+            .await;
+        });
+    }
+}
