@@ -124,8 +124,9 @@ impl Gateway {
             .replace("{mcp_edge}", &mcp_edge().display().to_string())
             .replace("{repo}", &repo_root().display().to_string());
         if !text.contains("[gateway]") {
-            text =
-                format!("[gateway]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n{text}");
+            text = format!(
+                "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nallow_anonymous = true\n\n{text}"
+            );
         }
         std::fs::write(dir.join("routes.toml"), text)
             .unwrap_or_else(|e| panic!("write routes.toml: {e}"));
@@ -310,10 +311,10 @@ fn build(
     headers: &[(&str, &str)],
     body: bytes::Bytes,
 ) -> http::Request<http_body_util::Full<bytes::Bytes>> {
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", addr.to_string());
+    let mut req = http::Request::builder().method(method).uri(path);
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req = req.header("host", addr.to_string());
+    }
     for (k, v) in headers {
         req = req.header(*k, *v);
     }

@@ -141,7 +141,7 @@ fn the_file_comes_from_the_argument_or_mcp_edge_routes() {
     let dir = scratch_dir("check-env");
     std::fs::write(
         dir.join("other.toml"),
-        "[[route]]\nname = \"x\"\ncommand = \"srv\"\n",
+        "[gateway]\nallow_anonymous = true\n[[route]]\nname = \"x\"\ncommand = \"srv\"\n",
     )
     .unwrap();
     let via_env = Command::new(mcp_edge())

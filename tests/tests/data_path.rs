@@ -483,7 +483,7 @@ async fn garbage_on_stdout_is_logged_and_skipped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_front_door_refuses_bad_input_clearly() {
     let routes = format!(
-        "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nmax_message_bytes = 2048\nallowed_origins = [\"https://console.example.com\"]\n\n{}",
+        "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nallow_anonymous = true\nmax_message_bytes = 2048\nallowed_origins = [\"https://console.example.com\"]\n\n{}",
         demo("d", "")
     );
     let gw = Gateway::start("door", &routes);
@@ -594,6 +594,21 @@ async fn the_front_door_refuses_bad_input_clearly() {
         mcp.headers.push(("origin".into(), origin.into()));
         mcp.initialize().await;
     }
+
+    // DNS rebinding: a loopback listener refuses other host names.
+    let r = http(
+        addr,
+        "POST",
+        "/mcp",
+        &[
+            ("host", "evil.example:8080"),
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+        ],
+        &ping,
+    )
+    .await;
+    assert_eq!(r.status, 421);
 
     let r = http(addr, "GET", "/nope", &[], b"").await;
     assert_eq!(r.status, 404);
@@ -751,7 +766,7 @@ async fn stateless_2026_clients_are_checked_and_served() {
 async fn mcp_edge_stdio_serves_an_agent_on_stdin_and_stdout() {
     use std::io::{BufRead, Write};
     let dir = mcp_edge_tests::scratch_dir("stdio-front");
-    let routes = demo("d", "").replace(
+    let routes = format!("[gateway]\nallow_anonymous = true\n{}", demo("d", "")).replace(
         "{mcp_edge}",
         &mcp_edge_tests::mcp_edge().display().to_string(),
     );

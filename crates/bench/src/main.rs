@@ -338,7 +338,7 @@ impl Run {
         let dir = std::env::temp_dir().join(format!("mcp-edge-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let routes = format!(
-            "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n[defaults]\nconcurrency = {{ max_in_flight = 1024, queue = 4096 }}\n\n[[route]]\nname = \"demo\"\ncommand = [\"{}\", \"demo-tools\", \"--stdio\"]\n",
+            "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nallow_anonymous = true\n\n[defaults]\nconcurrency = {{ max_in_flight = 1024, queue = 4096 }}\n\n[[route]]\nname = \"demo\"\ncommand = [\"{}\", \"demo-tools\", \"--stdio\"]\n",
             mcp_edge.display()
         );
         std::fs::write(dir.join("routes.toml"), routes)?;

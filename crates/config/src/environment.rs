@@ -25,11 +25,13 @@ pub fn environment_diagnostics(config: &Config) -> Vec<Diagnostic> {
         }
     };
     for client in &config.clients {
-        secret(
-            format!("client `{}` token", client.name),
-            &client.token,
-            &client.token_span,
-        );
+        if let crate::model::Credential::Token(token) = &client.credential {
+            secret(
+                format!("client `{}` token", client.name),
+                token,
+                &client.token_span,
+            );
+        }
     }
     for route in &config.routes {
         if let Some(bearer) = &route.auth.bearer {

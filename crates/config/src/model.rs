@@ -60,6 +60,10 @@ pub struct Gateway {
     pub allowed_origins: Vec<String>,
     /// The largest message accepted, in bytes.
     pub max_message_bytes: usize,
+    /// Requests without credentials are admitted (with every route).
+    pub allow_anonymous: bool,
+    /// Where `allow_anonymous` was written.
+    pub allow_anonymous_span: Option<Span>,
 }
 
 /// The default largest message: 4 MiB.
@@ -117,12 +121,22 @@ pub struct Trust {
 pub struct Client {
     /// The client's name.
     pub name: String,
-    /// Where its bearer token lives.
-    pub token: SecretRef,
-    /// Where the token reference was written.
+    /// How it proves who it is.
+    pub credential: Credential,
+    /// Where the credential was written.
     pub token_span: Span,
     /// The routes it may use.
     pub routes: Grant,
+}
+
+/// How a client proves who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A bearer token, stored where the reference says.
+    Token(SecretRef),
+    /// A client certificate (verified against `[gateway.tls] client_ca`) carrying this
+    /// SAN or common name.
+    Identity(String),
 }
 
 /// Which routes a client may use.
@@ -602,6 +616,8 @@ impl Validator<'_> {
             name_separator,
             allowed_origins,
             max_message_bytes: max_message_bytes.max(1024),
+            allow_anonymous: spec.allow_anonymous.as_ref().is_some_and(|a| *a.get_ref()),
+            allow_anonymous_span: spec.allow_anonymous.as_ref().map(Spanned::span),
         }
     }
 
@@ -1339,6 +1355,7 @@ impl Validator<'_> {
         let mut clients = Vec::new();
         let mut names = HashSet::new();
         let mut tokens: HashMap<SecretRef, String> = HashMap::new();
+        let mut identities: HashMap<String, String> = HashMap::new();
         for spec in specs {
             let name = spec.name.get_ref().clone();
             if name.trim().is_empty() {
@@ -1354,14 +1371,40 @@ impl Validator<'_> {
                     "client names are unique",
                 );
             }
-            let token = spec.token.get_ref().clone().rebase(self.base_dir);
-            if let Some(other) = tokens.insert(token.clone(), name.clone()) {
-                self.error(
-                    spec.token.span(),
-                    format!("clients `{other}` and `{name}` use the same credential ({token}), so they could not be told apart"),
-                    "give each client its own token",
-                );
-            }
+            let (credential, token_span) = match (&spec.token, &spec.identity) {
+                (Some(token), None) => {
+                    let reference = token.get_ref().clone().rebase(self.base_dir);
+                    if let Some(other) = tokens.insert(reference.clone(), name.clone()) {
+                        self.error(
+                            token.span(),
+                            format!("clients `{other}` and `{name}` use the same credential ({reference}), so they could not be told apart"),
+                            "give each client its own token",
+                        );
+                    }
+                    (Credential::Token(reference), token.span())
+                }
+                (None, Some(identity)) => {
+                    let id = identity.get_ref().trim().to_owned();
+                    if id.is_empty() {
+                        self.error(identity.span(), "an empty identity matches no certificate", "write the SAN or CN of the client's certificate, e.g. identity = \"spiffe://cluster.local/ns/agents/sa/billing\"");
+                    } else if let Some(other) = identities.insert(id.clone(), name.clone()) {
+                        self.error(
+                            identity.span(),
+                            format!("clients `{other}` and `{name}` have the same identity `{id}`"),
+                            "give each client its own identity",
+                        );
+                    }
+                    (Credential::Identity(id), identity.span())
+                }
+                (Some(token), Some(_)) => {
+                    self.error(token.span(), format!("client `{name}` has both a token and an identity"), "keep one: token = { env = \"NAME\" }, or identity = \"<certificate SAN or CN>\"");
+                    continue;
+                }
+                (None, None) => {
+                    self.error(spec.name.span(), format!("client `{name}` has no credential"), "add token = { env = \"NAME\" } (bearer) or identity = \"<certificate SAN or CN>\" (mTLS)");
+                    continue;
+                }
+            };
             let mut grant = Vec::new();
             let mut all = false;
             for route in &spec.routes {
@@ -1388,8 +1431,8 @@ impl Validator<'_> {
             }
             clients.push(Client {
                 name,
-                token,
-                token_span: spec.token.span(),
+                credential,
+                token_span,
                 routes: if all { Grant::All } else { Grant::Only(grant) },
             });
         }

@@ -113,6 +113,8 @@ pub struct GatewaySpec {
     pub allowed_origins: Vec<Spanned<String>>,
     /// The largest JSON-RPC message accepted from a client or a tool server, in bytes.
     pub max_message_bytes: Option<Spanned<i64>>,
+    /// Admit requests without credentials (loopback listeners only, and no `[[clients]]`).
+    pub allow_anonymous: Option<Spanned<bool>>,
 }
 
 /// `[gateway.tls]`.
@@ -146,7 +148,9 @@ pub struct ClientSpec {
     /// How the client is named in logs and metrics.
     pub name: Spanned<String>,
     /// The bearer token it presents.
-    pub token: Spanned<SecretRef>,
+    pub token: Option<Spanned<SecretRef>>,
+    /// Or: a SAN (URI, DNS) or the CN of the client certificate it presents over mTLS.
+    pub identity: Option<Spanned<String>>,
     /// The routes it may use; `"*"` means all.
     #[serde(default)]
     pub routes: Vec<Spanned<String>>,

@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use mcp_edge_config::model::{Config, Grant, Policies};
+use mcp_edge_config::model::{Config, Credential, Grant, Policies};
 use mcp_edge_config::{Diagnostic, HumanDuration, Located, Severity, Source};
 use mcp_edge_router::{Plan, plan};
 use serde_json::{Value, json};
@@ -46,8 +46,12 @@ pub fn check(source: Source, environment: bool) -> Report {
     if let Some(config) = &config {
         let (p, more) = plan(config);
         let config_errors = diags.iter().any(Diagnostic::is_error);
-        planned = p.filter(|_| !config_errors);
         diags.extend(more);
+        if let Some(p) = &p {
+            diags.extend(mcp_edge_router::admission(config, p));
+        }
+        let refused = diags.iter().any(Diagnostic::is_error);
+        planned = p.filter(|_| !config_errors && !refused);
         if environment {
             diags.extend(
                 mcp_edge_config::environment_diagnostics(config)
@@ -220,7 +224,7 @@ fn to_text(report: &Report) -> String {
 
     if !config.clients.is_empty() {
         let mut rows = vec![
-            vec!["CLIENT", "TOKEN", "ROUTES"]
+            vec!["CLIENT", "CREDENTIAL", "ROUTES"]
                 .into_iter()
                 .map(String::from)
                 .collect(),
@@ -228,7 +232,7 @@ fn to_text(report: &Report) -> String {
         for c in &config.clients {
             rows.push(vec![
                 c.name.clone(),
-                c.token.to_string(),
+                credential_text(&c.credential),
                 grant_text(&c.routes),
             ]);
         }
@@ -280,6 +284,13 @@ fn concurrency_text(p: &Policies) -> String {
         "{} + queue {}",
         p.concurrency.max_in_flight, p.concurrency.queue
     )
+}
+
+fn credential_text(credential: &Credential) -> String {
+    match credential {
+        Credential::Token(reference) => format!("token {reference}"),
+        Credential::Identity(id) => format!("certificate {id}"),
+    }
 }
 
 fn grant_text(grant: &Grant) -> String {
@@ -358,7 +369,7 @@ pub fn to_json(report: &Report, passes: bool) -> Value {
         out["clients"] = config
             .clients
             .iter()
-            .map(|c| json!({ "name": c.name, "token": c.token.to_string(), "routes": grant_text(&c.routes) }))
+            .map(|c| json!({ "name": c.name, "credential": credential_text(&c.credential), "routes": grant_text(&c.routes) }))
             .collect();
         out["name_separator"] = json!(config.gateway.name_separator);
     }

@@ -31,14 +31,22 @@ use crate::upstream::RouteRt;
 /// How long a list may wait for one route before that route's items are left out.
 const LIST_DEADLINE: Duration = Duration::from_secs(10);
 
-/// A client known by its bearer token.
+/// A client and how it proves who it is.
 pub struct ClientRt {
     /// The client's name: its principal.
     pub name: Arc<str>,
-    /// Its token.
-    pub token: Secret,
+    /// Its credential.
+    pub credential: ClientCredential,
     /// The routes it may use.
     pub grant: Grant,
+}
+
+/// A client's credential, resolved.
+pub enum ClientCredential {
+    /// A bearer token.
+    Token(Secret),
+    /// A SAN or CN its verified client certificate carries.
+    Identity(String),
 }
 
 /// The gateway's shared state.
@@ -49,8 +57,10 @@ pub struct Gateway {
     pub separator: Arc<str>,
     /// Open sessions.
     pub sessions: Sessions,
-    /// Clients; empty means anonymous access.
+    /// Clients.
     pub clients: Vec<ClientRt>,
+    /// Requests without credentials are admitted (with every route).
+    pub allow_anonymous: bool,
     /// Browser origins allowed besides loopback.
     pub allowed_origins: Vec<String>,
     /// The largest message accepted.
@@ -151,6 +161,7 @@ impl Gateway {
             separator: separator.into(),
             sessions,
             clients,
+            allow_anonymous: false,
             allowed_origins,
             max_message_bytes,
             loopback_listener: false,
@@ -158,30 +169,44 @@ impl Gateway {
         }
     }
 
-    /// The principal behind an `Authorization` header. `Ok(None)` is anonymous access
-    /// (no clients configured); `Err` means 401.
+    /// The principal behind a request: its bearer token if it sent one, else the
+    /// identities of its verified client certificate, else anonymous when allowed.
+    /// `Ok(None)` is anonymous; `Err` means 401.
     pub fn authenticate(
         &self,
         authorization: Option<&str>,
+        identities: &[String],
     ) -> Result<Option<Arc<str>>, Unauthorized> {
-        if self.clients.is_empty() {
-            return Ok(None);
+        if let Some(header) = authorization {
+            let token = header
+                .strip_prefix("Bearer ")
+                .or_else(|| header.strip_prefix("bearer "))
+                .map(str::trim)
+                .ok_or(Unauthorized)?;
+            // Every token is compared, each in constant time.
+            let mut found = None;
+            for client in &self.clients {
+                if let ClientCredential::Token(secret) = &client.credential
+                    && constant_time_eq(secret.expose().as_bytes(), token.as_bytes())
+                {
+                    found = Some(client.name.clone());
+                }
+            }
+            return found.map(Some).ok_or(Unauthorized);
         }
-        let token = authorization
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or(Unauthorized)?;
-        // Compare against every client, in constant time per comparison.
-        let mut found = None;
-        for client in &self.clients {
-            if constant_time_eq(client.token.expose().as_bytes(), token.as_bytes()) {
-                found = Some(client.name.clone());
+        if !identities.is_empty() {
+            let client = self.clients.iter().find(|c| match &c.credential {
+                ClientCredential::Identity(id) => identities.iter().any(|i| i == id),
+                ClientCredential::Token(_) => false,
+            });
+            if let Some(client) = client {
+                return Ok(Some(client.name.clone()));
             }
         }
-        found.map(Some).ok_or(Unauthorized)
+        if self.allow_anonymous {
+            return Ok(None);
+        }
+        Err(Unauthorized)
     }
 
     /// The scope of a principal on `/mcp` (`target` None) or `/mcp/{target}`.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{
-    ACCEPT, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, ORIGIN, WWW_AUTHENTICATE,
+    ACCEPT, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN, WWW_AUTHENTICATE,
 };
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
@@ -41,20 +41,28 @@ const METHOD_HEADER: &str = "mcp-method";
 const NAME_HEADER: &str = "mcp-name";
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
+/// Who is on the other end of a connection, as far as TLS could tell.
+#[derive(Debug, Default)]
+pub struct Peer {
+    /// SANs and CN of the client's verified certificate (empty without mTLS).
+    pub identities: Vec<String>,
+}
+
 /// Serves one HTTP request.
 pub async fn handle(
     gw: Arc<Gateway>,
+    peer: Arc<Peer>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     let response = match path.as_str() {
-        "/mcp" | "/mcp/" => mcp_endpoint(gw, req, None).await,
+        "/mcp" | "/mcp/" => mcp_endpoint(gw, &peer, req, None).await,
         p if p.starts_with("/mcp/") => {
             let route = p["/mcp/".len()..].trim_end_matches('/').to_owned();
-            mcp_endpoint(gw, req, Some(route)).await
+            mcp_endpoint(gw, &peer, req, Some(route)).await
         }
-        "/sse" => legacy_stream(gw, req).await,
-        "/messages" | "/messages/" => legacy_post(gw, req).await,
+        "/sse" => legacy_stream(gw, &peer, req).await,
+        "/messages" | "/messages/" => legacy_post(gw, &peer, req).await,
         _ => refuse(
             StatusCode::NOT_FOUND,
             code::INVALID_REQUEST,
@@ -113,6 +121,8 @@ fn stream_response(rx: mpsc::Receiver<Bytes>) -> Response<Body> {
         http::HeaderValue::from_static("text/event-stream"),
     );
     headers.insert(CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
+    // Reverse proxies must pass events on as they come.
+    headers.insert("x-accel-buffering", http::HeaderValue::from_static("no"));
     response
 }
 
@@ -166,12 +176,42 @@ fn origin_ok(gw: &Gateway, headers: &HeaderMap) -> bool {
             .contains(&url.origin().ascii_serialization())
 }
 
-/// Origin, authentication and scope; the response to send when one fails.
+/// On a loopback listener the `Host` must name a loopback host: a page whose DNS name
+/// was rebound to 127.0.0.1 sends its own name and is refused (a same-origin request
+/// carries no `Origin` to check).
+fn host_ok(gw: &Gateway, headers: &HeaderMap) -> bool {
+    if !gw.loopback_listener {
+        return true;
+    }
+    let Some(host) = header(headers, HOST.as_str()) else {
+        return true;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let name = name.to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Host, Origin, authentication and scope; the response to send when one fails.
 fn admit(
     gw: &Gateway,
+    peer: &Peer,
     headers: &HeaderMap,
     target: Option<&str>,
 ) -> Result<(Option<Arc<str>>, Scope), Response<Body>> {
+    if !host_ok(gw, headers) {
+        return Err(refuse(
+            StatusCode::MISDIRECTED_REQUEST,
+            code::INVALID_REQUEST,
+            "Misdirected Request: this loopback listener serves only loopback host names (DNS rebinding protection)",
+        ));
+    }
     if !origin_ok(gw, headers) {
         return Err(refuse(
             StatusCode::FORBIDDEN,
@@ -180,12 +220,12 @@ fn admit(
         ));
     }
     let principal = gw
-        .authenticate(header(headers, AUTHORIZATION.as_str()))
+        .authenticate(header(headers, AUTHORIZATION.as_str()), &peer.identities)
         .map_err(|_| {
             let mut response = refuse(
                 StatusCode::UNAUTHORIZED,
                 code::INVALID_REQUEST,
-                "Unauthorized: send Authorization: Bearer <token> of a client in routes.toml",
+                "Unauthorized: send Authorization: Bearer <token> of a client in routes.toml, or a client certificate it names",
             );
             response.headers_mut().insert(
                 WWW_AUTHENTICATE,
@@ -254,10 +294,11 @@ fn parse(bytes: &[u8]) -> Result<Message, Response<Body>> {
 
 async fn mcp_endpoint(
     gw: Arc<Gateway>,
+    peer: &Peer,
     req: Request<Incoming>,
     target: Option<String>,
 ) -> Response<Body> {
-    let (principal, scope) = match admit(&gw, req.headers(), target.as_deref()) {
+    let (principal, scope) = match admit(&gw, peer, req.headers(), target.as_deref()) {
         Ok(admitted) => admitted,
         Err(response) => return response,
     };
@@ -764,7 +805,7 @@ fn delete(
 // ---------- legacy HTTP+SSE (2024-11-05) ----------
 
 /// `GET /sse`: opens a legacy session; the first event names where to POST.
-async fn legacy_stream(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
+async fn legacy_stream(gw: Arc<Gateway>, peer: &Peer, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET {
         return refuse(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -772,7 +813,7 @@ async fn legacy_stream(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Bod
             "use GET /sse, then POST to the endpoint it names",
         );
     }
-    let (principal, scope) = match admit(&gw, req.headers(), None) {
+    let (principal, scope) = match admit(&gw, peer, req.headers(), None) {
         Ok(admitted) => admitted,
         Err(response) => return response,
     };
@@ -808,7 +849,7 @@ async fn legacy_stream(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Bod
 }
 
 /// `POST /messages?session_id=…`: a legacy client's message; answers go on its stream.
-async fn legacy_post(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
+async fn legacy_post(gw: Arc<Gateway>, peer: &Peer, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::POST {
         return refuse(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -816,7 +857,7 @@ async fn legacy_post(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body>
             "POST messages here",
         );
     }
-    let (principal, _) = match admit(&gw, req.headers(), None) {
+    let (principal, _) = match admit(&gw, peer, req.headers(), None) {
         Ok(admitted) => admitted,
         Err(response) => return response,
     };

@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use mcp_edge_config::Protocol;
-use mcp_edge_config::model::{Config, Endpoint};
+use mcp_edge_config::model::{Config, Credential, Endpoint};
 use mcp_edge_config::{MaybeSecret, Severity, Source};
 use mcp_edge_protocol::Message;
 use mcp_edge_router::{Plan, Transport};
@@ -22,7 +22,7 @@ use mcp_edge_transport::{Http, HttpConfig, ServerInfo, Sink, Stdio, StdioConfig}
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::core::{ClientRt, Gateway, RouteEvent};
+use crate::core::{ClientCredential, ClientRt, Gateway, RouteEvent};
 use crate::session::Sessions;
 use crate::upstream::{RouteRt, Upstream};
 
@@ -45,8 +45,11 @@ pub fn load(path: &Path) -> Result<(Config, Plan), String> {
     let mut plan = None;
     if let Some(config) = &config {
         let (p, more) = mcp_edge_router::plan(config);
-        plan = p;
         diags.extend(more);
+        if let Some(p) = &p {
+            diags.extend(mcp_edge_router::admission(config, p));
+        }
+        plan = p;
         diags.extend(mcp_edge_config::environment_diagnostics(config));
     }
     let errors = diags.iter().filter(|d| d.is_error()).count();
@@ -219,13 +222,17 @@ pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
     }
     let mut clients = Vec::new();
     for client in &config.clients {
-        let token = client
-            .token
-            .resolve()
-            .map_err(|e| format!("client `{}` token: {e}", client.name))?;
+        let credential = match &client.credential {
+            Credential::Token(reference) => ClientCredential::Token(
+                reference
+                    .resolve()
+                    .map_err(|e| format!("client `{}` token: {e}", client.name))?,
+            ),
+            Credential::Identity(id) => ClientCredential::Identity(id.clone()),
+        };
         clients.push(ClientRt {
             name: client.name.as_str().into(),
-            token,
+            credential,
             grant: client.routes.clone(),
         });
     }
@@ -238,6 +245,7 @@ pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
         Sessions::new(MAX_SESSIONS, SESSION_IDLE),
     );
     gateway.loopback_listener = config.gateway.listen.addr.ip().is_loopback();
+    gateway.allow_anonymous = config.gateway.allow_anonymous;
     let gateway = Arc::new(gateway);
     let gw = Arc::downgrade(&gateway);
     tokio::spawn(async move {
@@ -289,9 +297,18 @@ async fn signal() {
 /// `mcp-edge serve`.
 pub async fn serve(path: &Path) -> Result<(), String> {
     let (config, plan) = load(path)?;
-    if config.gateway.listen.tls.is_some() {
-        return Err("[gateway] tls is configured, but this build does not serve TLS yet; refusing to serve plaintext instead".into());
-    }
+    let acceptor = match &config.gateway.listen.tls {
+        Some(tls) => {
+            let (server, _cert) = mcp_edge_tls::server_config(&mcp_edge_tls::ServerTls {
+                cert: tls.cert.clone(),
+                key: tls.key.clone(),
+                client_ca: tls.client_ca.clone(),
+            })
+            .map_err(|e| format!("[gateway] tls: {e}"))?;
+            Some(tokio_rustls::TlsAcceptor::from(server))
+        }
+        None => None,
+    };
     let gw = build(&config, &plan)?;
     wait_for_routes(&gw).await;
     let addr: SocketAddr = config.gateway.listen.addr;
@@ -302,9 +319,10 @@ pub async fn serve(path: &Path) -> Result<(), String> {
     for route in gw.routes.iter() {
         tracing::info!(route = %route.name, boundary = %route.boundary, transport = %route.transport, endpoint = %route.endpoint, "route");
     }
-    tracing::info!("mcp-edge listening on http://{local}/mcp (and /mcp/{{route}}, /sse)");
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
+    tracing::info!("mcp-edge listening on {scheme}://{local}/mcp (and /mcp/{{route}}, /sse)");
     // Tests and scripts read this line to learn the port when listen uses port 0.
-    eprintln!("mcp-edge: listening on http://{local}/mcp");
+    eprintln!("mcp-edge: listening on {scheme}://{local}/mcp");
 
     let graceful = GracefulShutdown::new();
     let shutdown = signal();
@@ -322,15 +340,46 @@ pub async fn serve(path: &Path) -> Result<(), String> {
                 };
                 let _ = stream.set_nodelay(true);
                 let gw = gw.clone();
-                let service = service_fn(move |req| crate::http::handle(gw.clone(), req));
-                let builder = auto::Builder::new(TokioExecutor::new());
-                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!("connection ended: {e}");
+                match &acceptor {
+                    None => {
+                        let peer = Arc::new(crate::http::Peer::default());
+                        let service = service_fn(move |req| crate::http::handle(gw.clone(), peer.clone(), req));
+                        let connection = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).into_owned();
+                        let connection = graceful.watch(connection);
+                        tokio::spawn(async move {
+                            if let Err(e) = connection.await {
+                                tracing::debug!("connection ended: {e}");
+                            }
+                        });
                     }
-                });
+                    Some(acceptor) => {
+                        // The handshake runs in the connection's own task (a slow client
+                        // must not hold up the accept loop); its identity comes from the
+                        // certificate it presented, verified against client_ca.
+                        let acceptor = acceptor.clone();
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                                Ok(Ok(tls)) => tls,
+                                Ok(Err(e)) => {
+                                    tracing::info!("TLS handshake with a client failed: {e}");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::info!("TLS handshake with a client timed out");
+                                    return;
+                                }
+                            };
+                            let identities = tls.get_ref().1.peer_certificates().map(mcp_edge_tls::peer_identities).unwrap_or_default();
+                            let peer = Arc::new(crate::http::Peer { identities });
+                            let service = service_fn(move |req| crate::http::handle(gw.clone(), peer.clone(), req));
+                            let connection = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), service).into_owned();
+                            if let Err(e) = watcher.watch(connection).await {
+                                tracing::debug!("connection ended: {e}");
+                            }
+                        });
+                    }
+                }
             }
             () = &mut shutdown => break,
         }

@@ -37,5 +37,5 @@ pub use classify::{
 };
 pub use mcp_edge_config::Boundary;
 pub use plan::{
-    ListenerPlan, ListenerSecurity, Plan, RoutePlan, Security, Transport, plan, redact,
+    ListenerPlan, ListenerSecurity, Plan, RoutePlan, Security, Transport, admission, plan, redact,
 };

@@ -468,3 +468,57 @@ fn network(
         security,
     })
 }
+
+/// Who may come in at the front door, checked against where the listener faces:
+/// anonymous access only when the file says so, only on a loopback listener, and never
+/// beside `[[clients]]` (it would make their grants meaningless); certificate
+/// identities only when the listener verifies client certificates.
+pub fn admission(config: &Config, plan: &Plan) -> Vec<Diagnostic> {
+    use mcp_edge_config::model::Credential;
+    let mut diags = Vec::new();
+    let gateway = &config.gateway;
+    let listener = plan.listeners.iter().find(|l| l.name == "gateway");
+    let span = gateway
+        .allow_anonymous_span
+        .clone()
+        .or(gateway.listen.span.clone());
+    if gateway.allow_anonymous {
+        if let Some(l) = listener.filter(|l| l.boundary != Boundary::Host) {
+            diags.push(
+                Diagnostic::error(
+                    span.clone(),
+                    format!(
+                        "allow_anonymous is for loopback listeners, and listener {} is {} ({})",
+                        l.addr, l.boundary, l.reason
+                    ),
+                )
+                .help("configure [[clients]] with tokens or certificate identities instead"),
+            );
+        }
+        if !config.clients.is_empty() {
+            diags.push(
+                Diagnostic::error(span, "allow_anonymous is set beside [[clients]]: anonymous requests would get every route, making the clients' grants meaningless")
+                    .help("remove allow_anonymous, or remove the [[clients]]"),
+            );
+        }
+    } else if config.clients.is_empty() {
+        diags.push(
+            Diagnostic::error(span, "no [[clients]] are configured and allow_anonymous is not set, so every request would be refused")
+                .help("add [[clients]] with a token or a certificate identity; or, on a loopback listener, set allow_anonymous = true in [gateway]"),
+        );
+    }
+    let verifies_certificates = gateway
+        .listen
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.client_ca.is_some());
+    for client in &config.clients {
+        if matches!(client.credential, Credential::Identity(_)) && !verifies_certificates {
+            diags.push(
+                Diagnostic::error(client.token_span.clone(), format!("client `{}` is identified by its certificate, but the listener verifies no client certificates", client.name))
+                    .help("set [gateway] tls = { cert = \"…\", key = \"…\", client_ca = \"…\" }"),
+            );
+        }
+    }
+    diags
+}

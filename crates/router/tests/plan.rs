@@ -267,3 +267,53 @@ fn warns_about_an_exposed_admin_listener() {
     assert!(diags.iter().any(|d| d.contains("warning: the admin listener 0.0.0.0:9090 serves /health and /metrics without TLS or auth")), "{diags:?}");
     let _ = Severity::Warning;
 }
+
+/// Runs `admission` on a file; the error messages.
+fn admission_errors(text: &str) -> Vec<String> {
+    let source = Source::new("routes.toml", text);
+    let (config, diags) = parse(&source);
+    assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+    let config = config.unwrap();
+    let (planned, _) = plan(&config);
+    mcp_edge_router::admission(&config, &planned.expect("planned"))
+        .into_iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.message)
+        .collect()
+}
+
+#[test]
+fn anonymous_access_only_when_said_only_on_loopback_never_beside_clients() {
+    let route = "[[route]]\nname = \"r\"\ncommand = \"s\"\n";
+    let errors = admission_errors(route);
+    assert!(
+        errors[0].contains("no [[clients]] are configured and allow_anonymous is not set"),
+        "{errors:?}"
+    );
+    assert!(admission_errors(&format!("[gateway]\nallow_anonymous = true\n{route}")).is_empty());
+    let errors = admission_errors(&format!(
+        "[gateway]\nlisten = \"0.0.0.0:8080\"\nboundary = \"trusted\"\nallow_anonymous = true\n{route}"
+    ));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("allow_anonymous is for loopback listeners")),
+        "{errors:?}"
+    );
+    let errors = admission_errors(&format!(
+        "[gateway]\nallow_anonymous = true\n{route}[[clients]]\nname = \"a\"\ntoken = {{ env = \"T\" }}\nroutes = [\"*\"]\n"
+    ));
+    assert!(
+        errors.iter().any(|e| e.contains("beside [[clients]]")),
+        "{errors:?}"
+    );
+    let errors = admission_errors(&format!(
+        "{route}[[clients]]\nname = \"a\"\nidentity = \"spiffe://x\"\nroutes = [\"*\"]\n"
+    ));
+    assert!(
+        errors.iter().any(|e| e.contains(
+            "identified by its certificate, but the listener verifies no client certificates"
+        )),
+        "{errors:?}"
+    );
+}
