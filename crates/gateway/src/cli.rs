@@ -28,6 +28,18 @@ pub enum Command {
     Stdio(StdioArgs),
     /// Run the built-in demo tool server.
     DemoTools(DemoArgs),
+    /// Make a development PKI, or look at certificates.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+/// `mcp-edge certs …`.
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Make a development CA, a server certificate for the gateway and a client certificate.
+    Init(crate::certs::InitArgs),
+    /// Print subject, SANs, issuer, validity and days left of a PEM file or of what a TLS server presents.
+    Inspect(crate::certs::InspectArgs),
 }
 
 /// `mcp-edge check`.
@@ -143,6 +155,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(args) => check::run(&args),
+        Command::Certs(CertsCommand::Init(args)) => crate::certs::init(&args),
+        Command::Certs(CertsCommand::Inspect(args)) => crate::certs::inspect(&args),
         Command::Serve(args) => {
             init_logging();
             finish(runtime().and_then(|rt| rt.block_on(serve::serve(&args.file))))

@@ -7,6 +7,7 @@
 //! [`http`] or [`stdio_front`] (parse, admit, find the session) → [`core`] (aggregate,
 //! route by name, forward, relay notifications, map errors).
 
+pub mod certs;
 pub mod check;
 pub mod cli;
 pub mod core;

@@ -1,0 +1,283 @@
+//! `mcp-edge certs`: a development PKI, and a look at any certificate.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use mcp_edge_tls::inspect::{format_time, now};
+use mcp_edge_tls::pki::{Ca, Validity};
+use mcp_edge_tls::{CertInfo, ClientTls, TlsFailure, client_config};
+use rustls_pki_types::ServerName;
+
+/// `mcp-edge certs init`.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Where to write the files.
+    #[arg(long, default_value = "certs")]
+    pub dir: PathBuf,
+    /// Names and addresses the gateway's certificate is for (repeat the flag).
+    #[arg(long = "host", default_values_t = ["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()])]
+    pub hosts: Vec<String>,
+    /// The client certificate's name (its CN; also a URI SAN spiffe://mcp-edge.local/client/NAME).
+    #[arg(long, default_value = "dev-client")]
+    pub client: String,
+    /// How long the certificates are valid, in days.
+    #[arg(long, default_value_t = 365)]
+    pub days: i64,
+    /// Replace files that exist.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `mcp-edge certs inspect`.
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// A PEM file, or HOST:PORT of a TLS server.
+    pub target: String,
+    /// CA bundle to verify a server's chain against (default: the Mozilla roots built in).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// The name to verify, when it is not the host.
+    #[arg(long)]
+    pub server_name: Option<String>,
+}
+
+const FILES: [&str; 6] = [
+    "ca.pem",
+    "ca-key.pem",
+    "gateway.pem",
+    "gateway-key.pem",
+    "client.pem",
+    "client-key.pem",
+];
+
+/// Writes a file; keys are readable by their owner only.
+fn write(path: &Path, contents: &str, secret: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    if secret {
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    if secret {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+/// `mcp-edge certs init`.
+pub fn init(args: &InitArgs) -> ExitCode {
+    match try_init(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mcp-edge certs init: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn try_init(args: &InitArgs) -> Result<(), String> {
+    if !args.force
+        && let Some(existing) = FILES.iter().map(|f| args.dir.join(f)).find(|p| p.exists())
+    {
+        return Err(format!(
+            "{} exists; pass --force to replace the development PKI",
+            existing.display()
+        ));
+    }
+    std::fs::create_dir_all(&args.dir)
+        .map_err(|e| format!("cannot create {}: {e}", args.dir.display()))?;
+    let validity = Validity::days(args.days);
+    let fail = |e: rcgen::Error| format!("generating certificates failed: {e}");
+    let ca = Ca::new("mcp-edge development CA", Validity::days(args.days + 1)).map_err(fail)?;
+    let server = ca.server(&args.hosts, validity).map_err(fail)?;
+    let uri = format!("spiffe://mcp-edge.local/client/{}", args.client);
+    let client = ca
+        .client(&args.client, Some(&uri), validity)
+        .map_err(fail)?;
+    let files = [
+        ("ca.pem", &ca.pem.cert, false),
+        ("ca-key.pem", &ca.pem.key, true),
+        ("gateway.pem", &server.cert, false),
+        ("gateway-key.pem", &server.key, true),
+        ("client.pem", &client.cert, false),
+        ("client-key.pem", &client.key, true),
+    ];
+    for (name, contents, secret) in files {
+        let path = args.dir.join(name);
+        write(&path, contents, secret)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!(
+            "wrote {}{}",
+            path.display(),
+            if secret {
+                " (private key, mode 0600)"
+            } else {
+                ""
+            }
+        );
+    }
+    let d = args.dir.display();
+    println!(
+        "\nThe gateway's certificate is for {}; the client's identity is `{}` (CN) and `{uri}`.\n\
+         To serve over HTTPS with mTLS, in routes.toml:\n\n\
+         [gateway]\n\
+         listen = \"127.0.0.1:8443\"\n\
+         tls = {{ cert = \"{d}/gateway.pem\", key = \"{d}/gateway-key.pem\", client_ca = \"{d}/ca.pem\" }}\n\n\
+         [[clients]]\n\
+         name = \"{}\"\n\
+         identity = \"{uri}\"\n\
+         routes = [\"*\"]\n\n\
+         Keys stay out of git (.gitignore has certs/*key*.pem).",
+        args.hosts.join(", "),
+        args.client,
+        args.client,
+    );
+    Ok(())
+}
+
+fn print_cert(index: usize, total: usize, info: &CertInfo) {
+    let now = now();
+    let left = info.days_left(now);
+    let state = if now > info.not_after {
+        " (EXPIRED)"
+    } else if now < info.not_before {
+        " (NOT YET VALID: check the clock)"
+    } else {
+        ""
+    };
+    println!(
+        "certificate {} of {total}{}",
+        index + 1,
+        if info.is_ca { " (CA)" } else { "" }
+    );
+    println!("  subject:   {}", info.subject);
+    if !info.sans.is_empty() {
+        println!("  SANs:      {}", info.sans.join(", "));
+    }
+    println!("  issuer:    {}", info.issuer);
+    println!(
+        "  valid:     {} to {}",
+        format_time(info.not_before),
+        format_time(info.not_after)
+    );
+    println!("  days left: {left}{state}");
+}
+
+/// `mcp-edge certs inspect`.
+pub fn inspect(args: &InspectArgs) -> ExitCode {
+    let path = Path::new(&args.target);
+    if path.exists() {
+        let pem = match std::fs::read(path) {
+            Ok(pem) => pem,
+            Err(e) => {
+                eprintln!(
+                    "mcp-edge certs inspect: cannot read {}: {e}",
+                    path.display()
+                );
+                return ExitCode::from(2);
+            }
+        };
+        return match CertInfo::from_pem(&pem) {
+            Ok(certs) => {
+                println!("{}", path.display());
+                for (i, info) in certs.iter().enumerate() {
+                    print_cert(i, certs.len(), info);
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mcp-edge certs inspect: {}: {e}", path.display());
+                ExitCode::from(2)
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("mcp-edge certs inspect: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(inspect_server(args))
+}
+
+async fn handshake(
+    addr: &str,
+    name: ServerName<'static>,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<Vec<CertInfo>, String> {
+    let tcp = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await
+    .map_err(|_| format!("cannot connect to {addr}: timed out"))?
+    .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| TlsFailure::find(&e).map_or_else(|| e.to_string(), |f| f.to_string()))?;
+    let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
+    chain.iter().map(|c| CertInfo::from_der(c)).collect()
+}
+
+async fn inspect_server(args: &InspectArgs) -> ExitCode {
+    let Some((host, _port)) = args.target.rsplit_once(':') else {
+        eprintln!(
+            "mcp-edge certs inspect: `{}` is neither a file nor HOST:PORT",
+            args.target
+        );
+        return ExitCode::from(2);
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let name = args.server_name.clone().unwrap_or_else(|| host.to_owned());
+    let Ok(name) = ServerName::try_from(name.clone()) else {
+        eprintln!("mcp-edge certs inspect: `{name}` is not a TLS server name");
+        return ExitCode::from(2);
+    };
+    // First what the server presents, whatever it is; then whether it verifies.
+    let look = ClientTls {
+        insecure_skip_verify: true,
+        ..ClientTls::default()
+    };
+    let verify = ClientTls {
+        ca: args.ca.clone(),
+        ..ClientTls::default()
+    };
+    let (Ok(look), Ok(verify)) = (
+        client_config(&look, &[b"h2", b"http/1.1"]),
+        client_config(&verify, &[b"h2", b"http/1.1"]),
+    ) else {
+        eprintln!("mcp-edge certs inspect: cannot read the CA bundle");
+        return ExitCode::from(2);
+    };
+    let chain = match handshake(&args.target, name.clone(), look).await {
+        Ok(chain) => chain,
+        Err(e) => {
+            eprintln!("mcp-edge certs inspect: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{} presents {} certificate(s)", args.target, chain.len());
+    for (i, info) in chain.iter().enumerate() {
+        print_cert(i, chain.len(), info);
+    }
+    match handshake(&args.target, name, verify).await {
+        Ok(_) => {
+            println!("verification: OK");
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            println!("verification: FAILED: {why}");
+            ExitCode::FAILURE
+        }
+    }
+}
