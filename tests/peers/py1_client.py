@@ -13,6 +13,8 @@ Initializes, lists tools, calls TOOL with the JSON object ARGS_JSON, then prints
 A tool error (`isError: true`) is still a result and exits 0. Any other failure (connect,
 HTTP status, protocol error, timeout) prints `py1_client: ...` on stderr and exits 1.
 
+TLS: PEER_CA (CA bundle to verify an https:// server), PEER_CERT and PEER_KEY (a client
+certificate for mTLS).
 Environment: PEER_TIMEOUT (seconds, default 20) bounds the whole run; PEER_HEADERS, a JSON
 object of extra HTTP headers sent on every request (e.g. {"Authorization": "Bearer x"}).
 """
@@ -40,20 +42,51 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+def tls_context():
+    """PEER_CA (CA bundle to verify the server), PEER_CERT and PEER_KEY (client certificate)."""
+    import ssl
+
+    ca = os.environ.get("PEER_CA")
+    if not ca:
+        return None
+    ctx = ssl.create_default_context(cafile=ca)
+    if os.environ.get("PEER_CERT"):
+        ctx.load_cert_chain(os.environ["PEER_CERT"], os.environ.get("PEER_KEY"))
+    return ctx
+
+
+def http_factory(ctx):
+    import httpx
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    def factory(headers=None, timeout=None, auth=None):
+        if ctx is None:
+            return create_mcp_http_client(headers=headers, timeout=timeout, auth=auth)
+        return httpx.AsyncClient(
+            headers=headers,
+            timeout=timeout or httpx.Timeout(30.0, read=300.0),
+            auth=auth,
+            verify=ctx,
+            follow_redirects=False,
+        )
+
+    return factory
+
+
 async def run(url: str, mode: str, tool: str, args: dict, headers: dict | None) -> dict:
     from mcp import ClientSession
 
+    factory = http_factory(tls_context())
     if mode == "streamable-http":
         from mcp.client.streamable_http import streamable_http_client
-        from mcp.shared._httpx_utils import create_mcp_http_client
 
-        http = create_mcp_http_client(headers=headers)
+        http = factory(headers=headers)
         async with http, streamable_http_client(url, http_client=http) as (read, write, _sid):
             return await session_work(ClientSession, read, write, tool, args, mode)
     else:
         from mcp.client.sse import sse_client
 
-        async with sse_client(url, headers=headers, timeout=TIMEOUT) as (read, write):
+        async with sse_client(url, headers=headers, timeout=TIMEOUT, httpx_client_factory=factory) as (read, write):
             return await session_work(ClientSession, read, write, tool, args, mode)
 
 
