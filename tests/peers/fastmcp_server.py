@@ -17,7 +17,8 @@ on stderr (read the port from there). FastMCP's DNS-rebinding protection is on, 
 for any FastMCP bound to 127.0.0.1: Host must be 127.0.0.1:*/localhost:*/[::1]:* (else 421)
 and a present Origin must be http://127.0.0.1:*/localhost:*/[::1]:* (else 403).
 Extra HTTP flags: --stateless (stateless_http=True, no session ids),
---json-response (JSON bodies instead of SSE). Stop it with SIGTERM/SIGINT.
+--json-response (JSON bodies instead of SSE), --tls-cert/--tls-key (HTTPS) and
+--tls-client-ca (require client certificates). Stop it with SIGTERM/SIGINT.
 """
 import argparse
 import socket
@@ -48,7 +49,7 @@ def build(stateless: bool = False, json_response: bool = False) -> FastMCP:
     return mcp
 
 
-def serve_http(app, port: int) -> None:
+def serve_http(app, port: int, tls: dict | None = None) -> None:
     import anyio
     import uvicorn
 
@@ -57,7 +58,7 @@ def serve_http(app, port: int) -> None:
     sock.bind(("127.0.0.1", port))
     sock.listen(128)
     bound = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", **(tls or {}))
     server = uvicorn.Server(config)
 
     async def main() -> None:
@@ -83,13 +84,24 @@ def main() -> None:
     g.add_argument("--sse", type=int, metavar="PORT", help="serve legacy HTTP+SSE on 127.0.0.1:PORT/sse")
     p.add_argument("--stateless", action="store_true", help="stateless Streamable HTTP (no session id)")
     p.add_argument("--json-response", action="store_true", help="answer POSTs with JSON instead of SSE")
+    p.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate chain")
+    p.add_argument("--tls-key", help="... and this PEM private key")
+    p.add_argument("--tls-client-ca", help="require client certificates issued by this CA (mTLS)")
     a = p.parse_args()
+
+    tls = None
+    if a.tls_cert:
+        import ssl
+
+        tls = {"ssl_certfile": a.tls_cert, "ssl_keyfile": a.tls_key}
+        if a.tls_client_ca:
+            tls.update(ssl_ca_certs=a.tls_client_ca, ssl_cert_reqs=ssl.CERT_REQUIRED)
 
     mcp = build(stateless=a.stateless, json_response=a.json_response)
     if a.http is not None:
-        serve_http(mcp.streamable_http_app(), a.http)
+        serve_http(mcp.streamable_http_app(), a.http, tls)
     elif a.sse is not None:
-        serve_http(mcp.sse_app(), a.sse)
+        serve_http(mcp.sse_app(), a.sse, tls)
     else:
         mcp.run("stdio")
 

@@ -150,7 +150,10 @@ impl Gateway {
                     .lines()
                     .map_while(Result::ok)
                 {
-                    if let Some(rest) = line.strip_prefix("mcp-edge: listening on http://") {
+                    if let Some(rest) = line
+                        .strip_prefix("mcp-edge: listening on http://")
+                        .or_else(|| line.strip_prefix("mcp-edge: listening on https://"))
+                    {
                         let addr = rest.trim_end_matches("/mcp").to_owned();
                         let _ = tx.send(addr);
                     }
@@ -576,4 +579,62 @@ pub fn text(result: &serde_json::Value) -> String {
         .as_str()
         .unwrap_or_default()
         .to_owned()
+}
+
+// ---------- peer servers ----------
+
+/// A server process that announces its port on stderr (`…listening 127.0.0.1:PORT`),
+/// such as the FastMCP peer or server-everything behind `loopback.cjs`. Killed on drop.
+pub struct ServerProc {
+    child: std::process::Child,
+    /// The port it listens on, on 127.0.0.1.
+    pub port: u16,
+}
+
+impl ServerProc {
+    /// Starts `program args…` and waits (30 s at most) for its port.
+    pub fn start(program: &str, args: &[&str], env: &[(&str, &str)]) -> ServerProc {
+        use std::io::BufRead;
+        let mut child = Command::new(program)
+            .current_dir(repo_root())
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start {program}: {e}"));
+        let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(port) = line
+                    .split("listening 127.0.0.1:")
+                    .nth(1)
+                    .and_then(|p| p.trim().parse::<u16>().ok())
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(port);
+                }
+            }
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok(port) => ServerProc { child, port },
+            Err(_) => {
+                let _ = child.kill();
+                panic!("{program} {args:?} did not announce its port within 30s");
+            }
+        }
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

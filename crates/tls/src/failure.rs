@@ -42,6 +42,10 @@ pub enum TlsFailure {
     ClientCertificateRejected(String),
     /// The server sent another alert.
     Alert(String),
+    /// The server closed the TLS connection, without an alert, before answering: how
+    /// some servers (Python's `ssl`, for one) refuse a missing or untrusted client
+    /// certificate under TLS 1.3.
+    ClosedBeforeAnswer,
     /// Anything else.
     Other(String),
 }
@@ -98,6 +102,9 @@ impl fmt::Display for TlsFailure {
                 "the server rejected mcp-edge's client certificate ({alert}); check tls.client_cert and tls.client_key and the CA the server trusts"
             ),
             TlsFailure::Alert(alert) => write!(f, "the server ended the handshake ({alert})"),
+            TlsFailure::ClosedBeforeAnswer => f.write_str(
+                "the server closed the TLS connection before answering: it most likely rejected mcp-edge's client certificate (or wanted one); check tls.client_cert and tls.client_key and the CA the server trusts",
+            ),
             TlsFailure::Other(why) => write!(f, "TLS failed: {why}"),
         }
     }
@@ -130,7 +137,7 @@ impl TlsFailure {
                     presented,
                 } => TlsFailure::NameMismatch {
                     expected: expected.to_str().into_owned(),
-                    presented: presented.clone(),
+                    presented: presented.iter().map(|p| plain_name(p)).collect(),
                 },
                 Cert::NotValidForName => TlsFailure::NameMismatch {
                     expected: String::new(),
@@ -163,6 +170,24 @@ impl TlsFailure {
         }
     }
 
+    /// Like [`TlsFailure::find`], for an error on a TLS connection: there, a connection
+    /// reset right after the handshake is how some servers refuse a client certificate.
+    pub fn find_on_tls(error: &(dyn StdError + 'static)) -> Option<TlsFailure> {
+        if let Some(failure) = TlsFailure::find(error) {
+            return Some(failure);
+        }
+        let mut current: Option<&(dyn StdError + 'static)> = Some(error);
+        while let Some(e) = current {
+            if let Some(io) = e.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::ConnectionReset
+            {
+                return Some(TlsFailure::ClosedBeforeAnswer);
+            }
+            current = e.source();
+        }
+        None
+    }
+
     /// Finds and classifies the TLS failure in an error chain, if there is one.
     ///
     /// Over HTTP/2 a TLS 1.3 client-certificate rejection arrives after the handshake
@@ -174,6 +199,9 @@ impl TlsFailure {
         let mut current: Option<&(dyn StdError + 'static)> = Some(error);
         while let Some(e) = current {
             let text = e.to_string();
+            if text.contains("peer closed connection without sending TLS close_notify") {
+                return Some(TlsFailure::ClosedBeforeAnswer);
+            }
             if let Some(rest) = text.split("received fatal alert: ").nth(1) {
                 let alert = rest.split_whitespace().next().unwrap_or(rest).to_owned();
                 let cert_related = [
@@ -198,6 +226,16 @@ impl TlsFailure {
     }
 }
 
+/// rustls names a certificate's SANs in Debug form (`DnsName("a.example")`,
+/// `IpAddress(10.0.0.1)`); a person wants the name.
+fn plain_name(presented: &str) -> String {
+    let inner = presented
+        .split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or(presented);
+    inner.trim_matches('"').to_owned()
+}
+
 /// The rustls error inside an error chain. `io::Error::source()` skips its payload, so
 /// the payload is looked into with `get_ref()` as well.
 pub fn find_rustls_error<'a>(mut error: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
@@ -218,6 +256,13 @@ pub fn find_rustls_error<'a>(mut error: &'a (dyn StdError + 'static)) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_shown_plainly() {
+        assert_eq!(plain_name("DnsName(\"localhost\")"), "localhost");
+        assert_eq!(plain_name("IpAddress(10.0.0.1)"), "10.0.0.1");
+        assert_eq!(plain_name("already.plain"), "already.plain");
+    }
 
     #[test]
     fn sentences_name_the_dates_and_the_fix() {

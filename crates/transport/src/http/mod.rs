@@ -180,7 +180,7 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn connect_error(error: &hyper_util::client::legacy::Error) -> UpstreamError {
+fn connect_error(error: &hyper_util::client::legacy::Error, tls: bool) -> UpstreamError {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = current {
         if let Some(connect) = e.downcast_ref::<ConnectError>() {
@@ -196,11 +196,23 @@ fn connect_error(error: &hyper_util::client::legacy::Error) -> UpstreamError {
         }
         current = e.source();
     }
-    if let Some(failure) = mcp_edge_tls::TlsFailure::find(error) {
+    let failure = if tls {
+        mcp_edge_tls::TlsFailure::find_on_tls(error)
+    } else {
+        None
+    };
+    if let Some(failure) = failure {
         return UpstreamError::Tls(failure.to_string(), failure);
     }
+    // Say everything the chain says: "client error (SendRequest)" alone helps nobody.
+    let mut reason = format!("the request failed: {error}");
+    let mut current = std::error::Error::source(error);
+    while let Some(e) = current {
+        reason.push_str(&format!(": {e}"));
+        current = e.source();
+    }
     UpstreamError::Unavailable {
-        reason: format!("the request failed: {error}"),
+        reason,
         retry_in: None,
     }
 }
@@ -634,12 +646,10 @@ impl Http {
         let request = request
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| UpstreamError::Protocol(format!("could not build the request: {e}")))?;
-        let response = self
-            .shared
-            .client
-            .request(request)
-            .await
-            .map_err(|e| connect_error(&e))?;
+        let response =
+            self.shared.client.request(request).await.map_err(|e| {
+                connect_error(&e, self.shared.cfg.url.scheme_str() == Some("https"))
+            })?;
         if response.status() == StatusCode::NOT_FOUND && remote.session.is_some() {
             return Err(Failure::SessionGone);
         }

@@ -1,0 +1,410 @@
+//! Real TLS, with certificates the tests make: tool servers across HTTPS (the Python
+//! SDK's FastMCP under uvicorn) in every failure mode the gateway must explain, and the
+//! gateway's own HTTPS front door with client certificates and bearer tokens, driven by
+//! the official Python and TypeScript clients.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use mcp_edge_tests::{Gateway, Mcp, ServerProc, repo_root, scratch_dir};
+use mcp_edge_tls::pki::{Ca, Pem, Validity};
+use serde_json::{Value, json};
+
+fn peers() -> PathBuf {
+    std::env::var_os("PEERS_DIR").map_or_else(|| repo_root().join(".cache/peers"), PathBuf::from)
+}
+
+fn py1() -> String {
+    let path = peers().join("py1/bin/python");
+    assert!(
+        path.exists(),
+        "interop peer missing: {} — install the peers with `tests/peers/install`",
+        path.display()
+    );
+    path.display().to_string()
+}
+
+fn save(dir: &Path, name: &str, pem: &Pem) -> (String, String) {
+    let cert = dir.join(format!("{name}.pem"));
+    let key = dir.join(format!("{name}-key.pem"));
+    std::fs::write(&cert, &pem.cert).unwrap();
+    std::fs::write(&key, &pem.key).unwrap();
+    (cert.display().to_string(), key.display().to_string())
+}
+
+/// A FastMCP server over HTTPS with this certificate, requiring client certificates
+/// from `client_ca` when given.
+fn fastmcp_https(cert: &(String, String), client_ca: Option<&str>) -> ServerProc {
+    let mut args = vec![
+        "tests/peers/fastmcp_server.py",
+        "--http",
+        "0",
+        "--tls-cert",
+        &cert.0,
+        "--tls-key",
+        &cert.1,
+    ];
+    if let Some(ca) = client_ca {
+        args.extend(["--tls-client-ca", ca]);
+    }
+    ServerProc::start(&py1(), &args, &[])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_tls_failures_are_explained() {
+    let dir = scratch_dir("tls-upstream");
+    let ca = Ca::new("test CA", Validity::days(30)).unwrap();
+    let other = Ca::new("another CA", Validity::days(30)).unwrap();
+    let ca_file = save(&dir, "ca", &ca.pem).0;
+    let other_ca_file = save(&dir, "other-ca", &other.pem).0;
+    let names = vec!["localhost".to_owned()];
+    let valid = save(
+        &dir,
+        "valid",
+        &ca.server(&names, Validity::days(30)).unwrap(),
+    );
+    let expired = save(
+        &dir,
+        "expired",
+        &ca.server(
+            &names,
+            Validity {
+                from_days: -30,
+                until_days: -2,
+            },
+        )
+        .unwrap(),
+    );
+    let not_yet = save(
+        &dir,
+        "not-yet",
+        &ca.server(
+            &names,
+            Validity {
+                from_days: 3,
+                until_days: 30,
+            },
+        )
+        .unwrap(),
+    );
+    let client = save(
+        &dir,
+        "client",
+        &ca.client("edge", None, Validity::days(30)).unwrap(),
+    );
+    let stranger = save(
+        &dir,
+        "stranger",
+        &other.client("edge", None, Validity::days(30)).unwrap(),
+    );
+
+    let mtls = fastmcp_https(&valid, Some(&ca_file));
+    let old = fastmcp_https(&expired, None);
+    let early = fastmcp_https(&not_yet, None);
+    let route = |name: &str,
+                 host: &str,
+                 port: u16,
+                 ca: &str,
+                 identity: Option<&(String, String)>| {
+        let identity = identity
+            .map(|(c, k)| format!(", client_cert = \"{c}\", client_key = \"{k}\""))
+            .unwrap_or_default();
+        format!(
+            "[[route]]\nname = \"{name}\"\nurl = \"https://{host}:{port}/mcp\"\ntimeout = \"5s\"\ntls = {{ ca = \"{ca}\"{identity} }}\n\n"
+        )
+    };
+    let routes = [
+        route("ok", "localhost", mtls.port, &ca_file, Some(&client)),
+        route("nocert", "localhost", mtls.port, &ca_file, None),
+        route(
+            "stranger",
+            "localhost",
+            mtls.port,
+            &ca_file,
+            Some(&stranger),
+        ),
+        route("wrongname", "127.0.0.1", mtls.port, &ca_file, Some(&client)),
+        route(
+            "unknownca",
+            "localhost",
+            mtls.port,
+            &other_ca_file,
+            Some(&client),
+        ),
+        route("expired", "localhost", old.port, &ca_file, None),
+        route("notyet", "localhost", early.port, &ca_file, None),
+    ]
+    .concat();
+    let gw = Gateway::start("tls-upstream-gw", &routes);
+    let mut mcp = gw.client("/mcp");
+    mcp.initialize().await;
+
+    let echo = |name: &str| json!({ "name": format!("{name}__echo"), "arguments": { "message": "over TLS" } });
+    let ok = mcp.call("tools/call", echo("ok")).await;
+    assert_eq!(
+        ok["content"][0]["text"], "over TLS",
+        "a valid chain, verified, with our client certificate"
+    );
+
+    let expect = [
+        ("nocert", "rejected mcp-edge's client certificate"),
+        ("stranger", "rejected mcp-edge's client certificate"),
+        (
+            "wrongname",
+            "is for localhost, not 127.0.0.1; fix the URL, or set tls.server_name",
+        ),
+        (
+            "unknownca",
+            "issued by a CA this route does not trust; set tls.ca",
+        ),
+        ("expired", "the server's certificate expired on "),
+        ("notyet", "is not valid until "),
+    ];
+    for (route, text) in expect {
+        let error = mcp.error("tools/call", echo(route)).await;
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains(text), "{route}: {message}");
+        assert_eq!(error["data"]["route"], route);
+    }
+    let error = mcp.error("tools/call", echo("notyet")).await;
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("check the clock"),
+        "{error}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Runs the Python SDK client with extra environment; its JSON line or its stderr.
+fn py_client(url: &str, tool: &str, env: &[(&str, &str)]) -> Result<Value, String> {
+    let output = Command::new(py1())
+        .current_dir(repo_root())
+        .env("PEER_TIMEOUT", "20")
+        .envs(env.iter().copied())
+        .args([
+            "tests/peers/py1_client.py",
+            url,
+            "streamable-http",
+            tool,
+            r#"{"message":"hello"}"#,
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stderr),
+            stdout
+        ));
+    }
+    Ok(serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_front_door_serves_https_with_client_certificates() {
+    let dir = scratch_dir("tls-front-mtls");
+    let ca = Ca::new("front CA", Validity::days(30)).unwrap();
+    let other = Ca::new("other CA", Validity::days(30)).unwrap();
+    let ca_file = save(&dir, "ca", &ca.pem).0;
+    let server = save(
+        &dir,
+        "gateway",
+        &ca.server(&["localhost".to_owned()], Validity::days(30))
+            .unwrap(),
+    );
+    let agent = save(
+        &dir,
+        "agent",
+        &ca.client("agent", Some("spiffe://test/agent"), Validity::days(30))
+            .unwrap(),
+    );
+    let stranger = save(
+        &dir,
+        "stranger",
+        &other
+            .client("agent", Some("spiffe://test/agent"), Validity::days(30))
+            .unwrap(),
+    );
+    let unknown = save(
+        &dir,
+        "unknown",
+        &ca.client("nobody", None, Validity::days(30)).unwrap(),
+    );
+    let routes = format!(
+        "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\ntls = {{ cert = \"{}\", key = \"{}\", client_ca = \"{ca_file}\" }}\n\n\
+         [[clients]]\nname = \"agent\"\nidentity = \"spiffe://test/agent\"\nroutes = [\"demo\"]\n\n\
+         [[route]]\nname = \"demo\"\ncommand = [\"{{mcp_edge}}\", \"demo-tools\", \"--stdio\"]\n\n\
+         [[route]]\nname = \"secret\"\ncommand = [\"{{mcp_edge}}\", \"demo-tools\", \"--stdio\"]\n",
+        server.0, server.1
+    );
+    let gw = Gateway::start("tls-front-mtls-gw", &routes);
+    let url = format!("https://localhost:{}/mcp", gw.addr.port());
+
+    let with = |cert: &(String, String)| {
+        vec![
+            ("PEER_CA", ca_file.clone()),
+            ("PEER_CERT", cert.0.clone()),
+            ("PEER_KEY", cert.1.clone()),
+        ]
+    };
+    let env = |pairs: &[(&'static str, String)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect::<Vec<_>>()
+    };
+    let run = |pairs: Vec<(&'static str, String)>, tool: &str| {
+        let owned = env(&pairs);
+        let refs: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        py_client(&url, tool, &refs)
+    };
+
+    // The Python SDK with a client certificate: its SPIFFE id is the principal, which
+    // may use `demo` and not `secret`.
+    let out = run(with(&agent), "demo__echo").expect("the agent's certificate is accepted");
+    assert_eq!(out["result"]["content"][0]["text"], "hello");
+    let tools: Vec<&str> = out["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(
+        tools.iter().all(|t| t.starts_with("demo__")),
+        "only granted routes: {tools:?}"
+    );
+
+    // A certificate from another CA, or none, fails the handshake; a valid certificate
+    // that names no client is 401.
+    assert!(
+        run(with(&stranger), "demo__echo").is_err(),
+        "another CA's certificate is refused"
+    );
+    assert!(
+        run(vec![("PEER_CA", ca_file.clone())], "demo__echo").is_err(),
+        "no certificate is refused"
+    );
+    let refused = run(with(&unknown), "demo__echo").expect_err("a certificate naming no client");
+    assert!(refused.contains("401"), "{refused}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_front_door_serves_https_with_bearer_tokens_and_refuses_clearly() {
+    let dir = scratch_dir("tls-front-token");
+    let ca = Ca::new("front CA", Validity::days(30)).unwrap();
+    let ca_file = save(&dir, "ca", &ca.pem).0;
+    let server = save(
+        &dir,
+        "gateway",
+        &ca.server(&["localhost".to_owned()], Validity::days(30))
+            .unwrap(),
+    );
+    let routes = format!(
+        "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\ntls = {{ cert = \"{}\", key = \"{}\" }}\n\n\
+         [[clients]]\nname = \"agent\"\ntoken = {{ env = \"MCP_EDGE_TEST_AGENT_TOKEN\" }}\nroutes = [\"demo\"]\n\n\
+         [[route]]\nname = \"demo\"\ncommand = [\"{{mcp_edge}}\", \"demo-tools\", \"--stdio\"]\n\n\
+         [[route]]\nname = \"secret\"\ncommand = [\"{{mcp_edge}}\", \"demo-tools\", \"--stdio\"]\n",
+        server.0, server.1
+    );
+    let token = "agent-token-5f2c9e";
+    let gw = Gateway::start_with_env(
+        "tls-front-token-gw",
+        &routes,
+        &[("MCP_EDGE_TEST_AGENT_TOKEN", token)],
+    );
+    let url = format!("https://localhost:{}/mcp", gw.addr.port());
+    let auth = format!(r#"{{"Authorization":"Bearer {token}"}}"#);
+
+    // The Python SDK over HTTPS with the bearer token.
+    let out = py_client(
+        &url,
+        "demo__echo",
+        &[("PEER_CA", &ca_file), ("PEER_HEADERS", &auth)],
+    )
+    .expect("token accepted");
+    assert_eq!(out["result"]["content"][0]["text"], "hello");
+
+    // The TypeScript SDK over HTTPS with the bearer token (Node trusts the test CA).
+    let output = Command::new("node")
+        .current_dir(repo_root())
+        .env("NODE_EXTRA_CA_CERTS", &ca_file)
+        .env("PEER_HEADERS", &auth)
+        .env("PEER_TIMEOUT", "20")
+        .args([
+            "tests/peers/ts_client.mjs",
+            &url,
+            "demo__echo",
+            r#"{"message":"from ts"}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out: Value = serde_json::from_str(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(out["result"]["content"][0]["text"], "from ts");
+
+    // Refusals, without and with the wrong token, for a route not granted, from a
+    // foreign Origin: all over the same HTTPS front door, by the Python SDK.
+    let wrong = r#"{"Authorization":"Bearer not-the-token"}"#;
+    for (headers, status) in [(None, "401"), (Some(wrong), "401")] {
+        let mut env = vec![("PEER_CA", ca_file.as_str())];
+        if let Some(h) = headers {
+            env.push(("PEER_HEADERS", h));
+        }
+        let refused = py_client(&url, "demo__echo", &env).expect_err("refused");
+        assert!(refused.contains(status), "{refused}");
+    }
+    let secret_url = format!("https://localhost:{}/mcp/secret", gw.addr.port());
+    let refused = py_client(
+        &secret_url,
+        "echo",
+        &[("PEER_CA", &ca_file), ("PEER_HEADERS", &auth)],
+    )
+    .expect_err("not granted");
+    assert!(refused.contains("403"), "{refused}");
+    let origin = format!(r#"{{"Authorization":"Bearer {token}","Origin":"https://evil.example"}}"#);
+    let refused = py_client(
+        &url,
+        "demo__echo",
+        &[("PEER_CA", &ca_file), ("PEER_HEADERS", &origin)],
+    )
+    .expect_err("bad origin");
+    assert!(refused.contains("403"), "{refused}");
+    let _ = Mcp::new(gw.addr, "/mcp");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn plaintext_to_an_untrusted_address_still_refuses_to_load() {
+    let dir = scratch_dir("tls-refuse");
+    std::fs::write(
+        dir.join("routes.toml"),
+        "[gateway]\nallow_anonymous = true\n[[route]]\nname = \"partner\"\nurl = \"http://203.0.113.10/mcp\"\n",
+    )
+    .unwrap();
+    let run = mcp_edge_tests::run_in(&dir, &["serve", "routes.toml"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "routes.toml:5:7: error: route `partner` would cross an untrusted boundary in plaintext"
+        ),
+        "{}",
+        run.stderr
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
