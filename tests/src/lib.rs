@@ -16,36 +16,49 @@ pub fn repo_root() -> PathBuf {
 /// The `mcp-edge` binary of this build profile, built once per test process.
 ///
 /// Integration tests of this crate cannot see another package's binaries through
-/// `CARGO_BIN_EXE_*`, so the binary is built here with the cargo that runs the tests
-/// (a no-op when it is fresh) and found next to the test executable.
+/// `CARGO_BIN_EXE_*`, so the binary is built here with the cargo that runs the tests.
+/// It goes to a target directory of its own: `cargo test -p mcp-edge-tests` and
+/// `cargo build -p mcp-edge-gateway` unify dependency features differently, and
+/// sharing one directory would make each rebuild what the other just built.
 pub fn mcp_edge() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
-        // target/<profile>/deps/<test> -> target/<profile>
+        // target/<profile>/deps/<test> -> target/<profile> -> target
         let profile_dir = exe
             .parent()
             .and_then(Path::parent)
             .unwrap_or_else(|| panic!("unexpected test binary location {}", exe.display()))
             .to_path_buf();
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let target = profile_dir
+            .parent()
+            .map_or_else(|| profile_dir.clone(), Path::to_path_buf)
+            .join("under-test");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
-        build.current_dir(repo_root()).args([
-            "build",
-            "--quiet",
-            "-p",
-            "mcp-edge-gateway",
-            "--bin",
-            "mcp-edge",
-        ]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build
+            .current_dir(repo_root())
+            .env("CARGO_TARGET_DIR", &target)
+            .args([
+                "build",
+                "--quiet",
+                "--locked",
+                "-p",
+                "mcp-edge-gateway",
+                "--bin",
+                "mcp-edge",
+            ]);
+        if release {
             build.arg("--release");
         }
         let status = build
             .status()
             .unwrap_or_else(|e| panic!("could not run cargo to build mcp-edge: {e}"));
         assert!(status.success(), "building mcp-edge failed");
-        let bin = profile_dir.join(format!("mcp-edge{}", std::env::consts::EXE_SUFFIX));
+        let bin = target
+            .join(if release { "release" } else { "debug" })
+            .join(format!("mcp-edge{}", std::env::consts::EXE_SUFFIX));
         assert!(
             bin.exists(),
             "mcp-edge was built but is not at {}",

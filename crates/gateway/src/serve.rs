@@ -18,7 +18,9 @@ use mcp_edge_config::model::{Config, Credential, Endpoint};
 use mcp_edge_config::{MaybeSecret, Severity, Source};
 use mcp_edge_protocol::Message;
 use mcp_edge_router::{Plan, Transport};
-use mcp_edge_transport::{Http, HttpConfig, ServerInfo, Sink, Stdio, StdioConfig};
+use mcp_edge_transport::{
+    Http, HttpConfig, Link, LinkConfig, LinkKind, ServerInfo, Sink, Stdio, StdioConfig,
+};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -135,6 +137,21 @@ fn route_headers(
     Ok(headers)
 }
 
+/// The TLS config a route uses, offering `alpn`.
+fn route_tls(
+    route: &mcp_edge_config::Route,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let tls = route.tls.as_ref();
+    let client_tls = mcp_edge_tls::ClientTls {
+        ca: tls.and_then(|t| t.ca.clone()),
+        client_identity: tls.and_then(|t| t.client_identity.clone()),
+        insecure_skip_verify: tls.is_some_and(|t| t.insecure_skip_verify),
+    };
+    mcp_edge_tls::client_config(&client_tls, alpn)
+        .map_err(|e| format!("route `{}` TLS: {e}", route.name))
+}
+
 fn http_upstream(
     config: &Config,
     route: &mcp_edge_config::Route,
@@ -149,18 +166,31 @@ fn http_upstream(
     cfg.headers = route_headers(route)?;
     cfg.max_message_bytes = config.gateway.max_message_bytes;
     if url.scheme() == "https" {
-        let tls = route.tls.clone();
-        let client_tls = mcp_edge_tls::ClientTls {
-            ca: tls.as_ref().and_then(|t| t.ca.clone()),
-            client_identity: tls.as_ref().and_then(|t| t.client_identity.clone()),
-            insecure_skip_verify: tls.as_ref().is_some_and(|t| t.insecure_skip_verify),
-        };
-        let config = mcp_edge_tls::client_config(&client_tls, &[b"h2", b"http/1.1"])
-            .map_err(|e| format!("route `{}` TLS: {e}", route.name))?;
-        cfg.tls = Some(config);
-        cfg.server_name = tls.and_then(|t| t.server_name);
+        cfg.tls = Some(route_tls(route, &[b"h2", b"http/1.1"])?);
+        cfg.server_name = route.tls.as_ref().and_then(|t| t.server_name.clone());
     }
     Ok(Http::new(cfg, sink))
+}
+
+fn link_upstream(
+    config: &Config,
+    route: &mcp_edge_config::Route,
+    url: &url::Url,
+    kind: LinkKind,
+    sink: Arc<dyn Sink>,
+) -> Result<Link, String> {
+    let uri: http::Uri = url
+        .as_str()
+        .parse()
+        .map_err(|e| format!("route `{}`: {e}", route.name))?;
+    let mut cfg = LinkConfig::new(&route.name, kind, uri);
+    cfg.headers = route_headers(route)?;
+    cfg.max_message_bytes = config.gateway.max_message_bytes;
+    if matches!(url.scheme(), "https" | "wss") {
+        // A WebSocket upgrade is HTTP/1.1: offer nothing else.
+        cfg.tls = Some(route_tls(route, &[b"http/1.1"])?);
+    }
+    Ok(Link::spawn(cfg, sink))
 }
 
 /// Builds the gateway and starts every route. Must run inside a tokio runtime.
@@ -204,10 +234,23 @@ pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
                     }
                 }
             }
-            _ => Upstream::NotServed(format!(
-                "{} upstreams are not served by this build yet; the route is listed but its calls fail",
-                planned.transport.label()
-            )),
+            (Transport::Network { url, protocol, .. }, _) => {
+                let kind = if *protocol == Protocol::Websocket {
+                    LinkKind::WebSocket
+                } else {
+                    LinkKind::Sse
+                };
+                match link_upstream(config, route, url, kind, sink.clone()) {
+                    Ok(link) => Upstream::Link(link),
+                    Err(why) => {
+                        tracing::error!(route = %route.name, "{why}");
+                        Upstream::NotServed(why)
+                    }
+                }
+            }
+            (Transport::Stdio(_), _) => {
+                Upstream::NotServed("a command route without a command".into())
+            }
         };
         routes.push(Arc::new(RouteRt {
             name: route.name.clone(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use mcp_edge_config::Boundary;
 use mcp_edge_config::model::Naming;
 use mcp_edge_protocol::Id;
-use mcp_edge_transport::{Call, Http, Reply, ServerInfo, Stdio, UpstreamError};
+use mcp_edge_transport::{Call, Http, Link, Reply, ServerInfo, Stdio, UpstreamError};
 
 /// A route, ready to take calls.
 pub struct RouteRt {
@@ -34,6 +34,8 @@ pub enum Upstream {
     Stdio(Stdio),
     /// A Streamable HTTP server.
     Http(Http),
+    /// A legacy HTTP+SSE or WebSocket server.
+    Link(Link),
     /// A transport this build does not serve yet; the reason is given to callers.
     NotServed(String),
 }
@@ -44,6 +46,7 @@ impl RouteRt {
         match &self.upstream {
             Upstream::Stdio(stdio) => stdio.call(call).await,
             Upstream::Http(http) => http.call(call).await,
+            Upstream::Link(link) => link.call(call).await,
             Upstream::NotServed(why) => Err(UpstreamError::Unavailable {
                 reason: why.clone(),
                 retry_in: None,
@@ -56,6 +59,7 @@ impl RouteRt {
         match &self.upstream {
             Upstream::Stdio(stdio) => stdio.status().info,
             Upstream::Http(http) => http.status().info,
+            Upstream::Link(link) => link.status().info,
             Upstream::NotServed(_) => None,
         }
     }
@@ -72,6 +76,7 @@ impl RouteRt {
         match &self.upstream {
             Upstream::Stdio(stdio) => stdio.first_attempt(deadline).await,
             Upstream::Http(http) => http.first_attempt(deadline).await,
+            Upstream::Link(link) => link.first_attempt(deadline).await,
             Upstream::NotServed(_) => {}
         }
     }
@@ -81,6 +86,7 @@ impl RouteRt {
         match &self.upstream {
             Upstream::Stdio(stdio) => stdio.notify(method, params).await,
             Upstream::Http(http) => http.notify(method, params).await,
+            Upstream::Link(link) => link.notify(method, params).await,
             Upstream::NotServed(_) => {}
         }
     }
@@ -90,6 +96,7 @@ impl RouteRt {
         match &self.upstream {
             Upstream::Stdio(stdio) => stdio.respond(id, reply).await,
             Upstream::Http(http) => http.respond(id, reply).await,
+            Upstream::Link(link) => link.respond(id, reply).await,
             Upstream::NotServed(_) => {}
         }
     }
@@ -99,6 +106,7 @@ impl RouteRt {
         match &self.upstream {
             Upstream::Stdio(stdio) => stdio.shutdown().await,
             Upstream::Http(http) => http.shutdown().await,
+            Upstream::Link(link) => link.shutdown().await,
             Upstream::NotServed(_) => {}
         }
     }

@@ -8,11 +8,14 @@
 //!
 //! - [`stdio`]: a supervised child process speaking newline-delimited JSON-RPC.
 //! - [`http`]: a Streamable HTTP server, either era, over HTTP or HTTPS (rustls).
+//! - [`link`]: a legacy HTTP+SSE or WebSocket server, supervised like a child.
 //!
 //! Dropping a call's future cancels it: the tool server gets `notifications/cancelled`.
 
+mod conn;
 mod handshake;
 pub mod http;
+pub mod link;
 mod params;
 pub mod stdio;
 
@@ -26,6 +29,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 pub use http::{Http, HttpConfig};
+pub use link::{Link, LinkConfig, LinkKind};
 pub use stdio::{Stdio, StdioConfig};
 
 /// One call to a tool server.
@@ -162,6 +166,22 @@ impl fmt::Display for UpstreamError {
 }
 
 impl std::error::Error for UpstreamError {}
+
+/// What the supervisor is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Spawning the child and opening the connection.
+    Starting,
+    /// Serving calls.
+    Ready,
+    /// Waiting to restart after a failure.
+    Backoff {
+        /// When the next attempt starts.
+        until: Instant,
+    },
+    /// Shut down.
+    Stopped,
+}
 
 /// What a tool server said about itself when the connection was set up.
 #[derive(Debug, Clone)]

@@ -217,6 +217,11 @@ fn connect_error(error: &hyper_util::client::legacy::Error, tls: bool) -> Upstre
     }
 }
 
+/// A request failure in words (TLS failures classified).
+pub(crate) fn describe_error(error: &hyper_util::client::legacy::Error, tls: bool) -> String {
+    connect_error(error, tls).to_string()
+}
+
 /// A header value for `Mcp-Name`: as is when it is plain, else `=?base64?…?=`.
 fn name_header(name: &str) -> Option<HeaderValue> {
     let plain = !name.is_empty()

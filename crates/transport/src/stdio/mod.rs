@@ -16,7 +16,6 @@
 //! - stderr is logged line by line with the route and the ids in flight;
 //! - shutdown closes stdin, waits, then sends SIGTERM, then SIGKILL.
 
-mod conn;
 mod supervisor;
 
 use std::path::PathBuf;
@@ -27,8 +26,8 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
 use tokio::time::Instant;
 
+use crate::conn::Conn;
 use crate::{Call, Reply, ServerInfo, Sink, UpstreamError};
-use conn::Conn;
 
 /// How to run one stdio tool server.
 #[derive(Clone)]
@@ -119,21 +118,7 @@ pub const INHERITED_ENV: &[&str] = &[
     "PYTHONIOENCODING",
 ];
 
-/// What the supervisor is doing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Phase {
-    /// Spawning the child and opening the connection.
-    Starting,
-    /// Serving calls.
-    Ready,
-    /// Waiting to restart after a failure.
-    Backoff {
-        /// When the next attempt starts.
-        until: Instant,
-    },
-    /// Shut down.
-    Stopped,
-}
+pub use crate::Phase;
 
 /// A snapshot for health reporting.
 #[derive(Debug, Clone)]
@@ -315,35 +300,13 @@ impl Stdio {
     /// The live connection; waits for a start in progress, or a restart due before
     /// `deadline`, and fails fast otherwise.
     async fn connection(&self, deadline: Instant) -> Result<Arc<Conn>, UpstreamError> {
-        let mut phase = self.shared.phase.subscribe();
-        loop {
-            let current = phase.borrow_and_update().clone();
-            match current {
-                Phase::Ready => {
-                    if let Some(conn) = self.shared.state().conn.clone() {
-                        return Ok(conn);
-                    }
-                }
-                Phase::Stopped => return Err(UpstreamError::Closed),
-                Phase::Backoff { until } if until > deadline => {
-                    return Err(UpstreamError::Unavailable {
-                        reason: self.last_error(),
-                        retry_in: Some(until.saturating_duration_since(Instant::now())),
-                    });
-                }
-                Phase::Starting | Phase::Backoff { .. } => {}
-            }
-            match tokio::time::timeout_at(deadline, phase.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return Err(UpstreamError::Closed),
-                Err(_) => {
-                    return Err(UpstreamError::Unavailable {
-                        reason: format!("still starting ({})", self.last_error()),
-                        retry_in: None,
-                    });
-                }
-            }
-        }
+        crate::conn::ready(
+            &self.shared.phase,
+            || self.shared.state().conn.clone(),
+            || self.last_error(),
+            deadline,
+        )
+        .await
     }
 
     fn last_error(&self) -> String {

@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::conn::Conn;
 use super::{INHERITED_ENV, Phase, Shared, StdioConfig};
+use crate::conn::Conn;
 use crate::{Call, Reply, ServerInfo, UpstreamError};
 
 /// A child that stays up this long has its restart backoff reset.

@@ -1,5 +1,7 @@
-//! One live connection to a child: the pending-call table, id and progress-token
-//! rewriting, and the dispatch of everything the child writes.
+//! One live message stream to a tool server (a child's stdio, a legacy SSE session, a
+//! WebSocket): the pending-call table, id and progress-token rewriting, and the
+//! dispatch of everything the server sends. Each transport feeds it the messages it
+//! reads and drains the frames it writes.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -26,7 +28,7 @@ struct Pending {
     progress_token: Option<Box<RawValue>>,
 }
 
-pub(super) struct Conn {
+pub(crate) struct Conn {
     route: Arc<str>,
     tx: mpsc::Sender<Bytes>,
     pending: Mutex<HashMap<i64, Pending>>,
@@ -40,7 +42,7 @@ pub(super) struct Conn {
 }
 
 impl Conn {
-    pub(super) fn new(route: Arc<str>, tx: mpsc::Sender<Bytes>, sink: Arc<dyn Sink>) -> Self {
+    pub(crate) fn new(route: Arc<str>, tx: mpsc::Sender<Bytes>, sink: Arc<dyn Sink>) -> Self {
         Conn {
             route,
             tx,
@@ -57,18 +59,18 @@ impl Conn {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(super) fn set_stateless(&self) {
+    pub(crate) fn set_stateless(&self) {
         self.stateless.store(true, Ordering::Release);
     }
 
     /// The ids in flight, for log lines.
-    pub(super) fn in_flight(&self) -> Vec<i64> {
+    pub(crate) fn in_flight(&self) -> Vec<i64> {
         let mut ids: Vec<i64> = self.pending().keys().copied().collect();
         ids.sort_unstable();
         ids
     }
 
-    pub(super) fn note_stderr(&self, line: &str) {
+    pub(crate) fn note_stderr(&self, line: &str) {
         let mut tail = self
             .stderr_tail
             .lock()
@@ -80,7 +82,7 @@ impl Conn {
     }
 
     /// The last lines the child wrote to stderr, joined.
-    pub(super) fn stderr_tail(&self) -> String {
+    pub(crate) fn stderr_tail(&self) -> String {
         let tail = self
             .stderr_tail
             .lock()
@@ -89,7 +91,7 @@ impl Conn {
     }
 
     /// Sends one message; false when the child's stdin is gone.
-    pub(super) async fn send(&self, message: Vec<u8>) -> bool {
+    pub(crate) async fn send(&self, message: Vec<u8>) -> bool {
         self.tx
             .send(Bytes::from(ndjson::frame(&message)))
             .await
@@ -98,7 +100,7 @@ impl Conn {
 
     /// Sends one message unless the child's stdin stays full past `timeout` (a child
     /// that stopped reading must not hang whoever talks to it).
-    pub(super) async fn send_within(&self, message: Vec<u8>, timeout: std::time::Duration) -> bool {
+    pub(crate) async fn send_within(&self, message: Vec<u8>, timeout: std::time::Duration) -> bool {
         matches!(
             tokio::time::timeout(timeout, self.send(message)).await,
             Ok(true)
@@ -106,11 +108,11 @@ impl Conn {
     }
 
     /// Whether any call is waiting for an answer.
-    pub(super) fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.pending().is_empty()
     }
 
-    pub(super) async fn respond(&self, id: &Id, reply: Reply) {
+    pub(crate) async fn respond(&self, id: &Id, reply: Reply) {
         let message = match reply {
             Reply::Result(result) => jsonrpc::result(id, &result),
             Reply::Error(error) => Message {
@@ -126,7 +128,7 @@ impl Conn {
     }
 
     /// Fails every call in flight and refuses new ones (the child is gone).
-    pub(super) fn fail_all(&self, error: &UpstreamError) {
+    pub(crate) fn fail_all(&self, error: &UpstreamError) {
         let drained: Vec<Pending> = {
             let mut pending = self.pending();
             self.closed.store(true, Ordering::Release);
@@ -138,7 +140,7 @@ impl Conn {
     }
 
     /// Makes one call on this connection.
-    pub(super) async fn call(self: &Arc<Self>, call: Call) -> Result<Reply, UpstreamError> {
+    pub(crate) async fn call(self: &Arc<Self>, call: Call) -> Result<Reply, UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (params, progress_token) = self.prepare(call.params, id);
         let (reply, answer) = oneshot::channel();
@@ -200,7 +202,7 @@ impl Conn {
     }
 
     /// Handles one line the child wrote.
-    pub(super) fn dispatch(&self, message: Message) {
+    pub(crate) fn dispatch(&self, message: Message) {
         match message.kind() {
             Kind::Result | Kind::Error => self.on_response(message),
             Kind::Request => self.on_request(message),
@@ -347,5 +349,53 @@ impl Drop for CancelOnDrop {
         }));
         let cancel = jsonrpc::notification(mcp::CANCELLED, Some(&params));
         self.conn.send_later(&cancel);
+    }
+}
+
+/// How long a call may wait for a restart that is already scheduled.
+const RESTART_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The live connection of a supervised transport: waits while a start is in progress,
+/// or a restart is due shortly and before `deadline`; fails fast (with the last failure
+/// and when the next attempt is) otherwise.
+pub(crate) async fn ready(
+    phase: &tokio::sync::watch::Sender<crate::Phase>,
+    conn: impl Fn() -> Option<Arc<Conn>>,
+    last_error: impl Fn() -> String,
+    deadline: Instant,
+) -> Result<Arc<Conn>, UpstreamError> {
+    use crate::Phase;
+    let mut phase = phase.subscribe();
+    loop {
+        let current = phase.borrow_and_update().clone();
+        match current {
+            Phase::Ready => {
+                if let Some(conn) = conn() {
+                    return Ok(conn);
+                }
+            }
+            Phase::Stopped => return Err(UpstreamError::Closed),
+            // Waiting is worth it only for a restart about to happen; otherwise fail
+            // fast and say when the next attempt is, rather than queue callers.
+            Phase::Backoff { until }
+                if until > deadline || until > Instant::now() + RESTART_WAIT =>
+            {
+                return Err(UpstreamError::Unavailable {
+                    reason: last_error(),
+                    retry_in: Some(until.saturating_duration_since(Instant::now())),
+                });
+            }
+            Phase::Starting | Phase::Backoff { .. } => {}
+        }
+        match tokio::time::timeout_at(deadline, phase.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(UpstreamError::Closed),
+            Err(_) => {
+                return Err(UpstreamError::Unavailable {
+                    reason: format!("still starting ({})", last_error()),
+                    retry_in: None,
+                });
+            }
+        }
     }
 }

@@ -1,0 +1,149 @@
+//! Network tool servers from the official SDKs behind the gateway: the TypeScript
+//! server-everything over Streamable HTTP and legacy SSE, a Python FastMCP server over
+//! both, and a stdio server exposed over WebSocket by supergateway.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::path::PathBuf;
+
+use mcp_edge_tests::{Gateway, ServerProc, mcp_edge, repo_root, text};
+use serde_json::json;
+
+fn peers() -> PathBuf {
+    std::env::var_os("PEERS_DIR").map_or_else(|| repo_root().join(".cache/peers"), PathBuf::from)
+}
+
+fn peer(relative: &str) -> String {
+    let path = peers().join(relative);
+    assert!(
+        path.exists(),
+        "interop peer missing: {} — install the peers with `tests/peers/install`",
+        path.display()
+    );
+    path.display().to_string()
+}
+
+/// A Node server kept on loopback by the preload, on an ephemeral port.
+fn node_server(script: &str, args: &[&str]) -> ServerProc {
+    let preload = repo_root()
+        .join("tests/peers/loopback.cjs")
+        .display()
+        .to_string();
+    let mut all = vec!["--require", preload.as_str(), script];
+    all.extend_from_slice(args);
+    ServerProc::start("node", &all, &[("PORT", "0")])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_tool_servers_of_every_transport() {
+    let everything =
+        peer("node/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    let supergateway = peer("node/node_modules/supergateway/dist/index.js");
+    let py1 = peer("py1/bin/python");
+    let se_http = node_server(&everything, &["streamableHttp"]);
+    let se_sse = node_server(&everything, &["sse"]);
+    let fast_http = ServerProc::start(&py1, &["tests/peers/fastmcp_server.py", "--http", "0"], &[]);
+    let fast_sse = ServerProc::start(&py1, &["tests/peers/fastmcp_server.py", "--sse", "0"], &[]);
+    let stdio = format!("{} demo-tools --stdio", mcp_edge().display());
+    let ws = node_server(
+        &supergateway,
+        &[
+            "--stdio",
+            &stdio,
+            "--outputTransport",
+            "ws",
+            "--port",
+            "0",
+            "--logLevel",
+            "none",
+        ],
+    );
+
+    let routes = format!(
+        "[[route]]\nname = \"se_http\"\nurl = \"http://127.0.0.1:{}/mcp\"\n\n\
+         [[route]]\nname = \"se_sse\"\nurl = \"http://127.0.0.1:{}/sse\"\nprotocol = \"sse\"\n\n\
+         [[route]]\nname = \"fast_http\"\nurl = \"http://localhost:{}/mcp\"\nprotocol = \"streamable-http\"\n\n\
+         [[route]]\nname = \"fast_sse\"\naddress = \"127.0.0.1:{}\"\nprotocol = \"sse\"\n\n\
+         [[route]]\nname = \"ws\"\nurl = \"ws://127.0.0.1:{}/message\"\n",
+        se_http.port, se_sse.port, fast_http.port, fast_sse.port, ws.port
+    );
+    // `address` routes get the path /mcp; FastMCP's SSE stream is at /sse.
+    let routes = routes.replace(
+        &format!("address = \"127.0.0.1:{}\"", fast_sse.port),
+        &format!("url = \"http://127.0.0.1:{}/sse\"", fast_sse.port),
+    );
+    let gw = Gateway::start("upstreams", &routes);
+    let mut mcp = gw.client("/mcp");
+    mcp.initialize().await;
+    let names = mcp.tool_names().await;
+    for expected in [
+        "se_http__echo",
+        "se_sse__echo",
+        "fast_http__add",
+        "fast_sse__add",
+        "ws__add",
+    ] {
+        assert!(
+            names.contains(&expected.to_owned()),
+            "{expected} missing: {names:?}\n{}",
+            gw.logs()
+        );
+    }
+    for route in ["se_http", "se_sse"] {
+        let result = mcp
+            .call(
+                "tools/call",
+                json!({ "name": format!("{route}__echo"), "arguments": { "message": route } }),
+            )
+            .await;
+        assert_eq!(text(&result), format!("Echo: {route}"));
+    }
+    for route in ["fast_http", "fast_sse"] {
+        let result = mcp
+            .call(
+                "tools/call",
+                json!({ "name": format!("{route}__add"), "arguments": { "a": 20, "b": 22 } }),
+            )
+            .await;
+        assert_eq!(text(&result), "42", "{route}");
+    }
+    let result = mcp
+        .call(
+            "tools/call",
+            json!({ "name": "ws__echo", "arguments": { "message": "over a websocket" } }),
+        )
+        .await;
+    assert_eq!(text(&result), "over a websocket");
+
+    // Progress from a network tool server reaches the client with its own token.
+    let messages = mcp
+        .rpc("tools/call", json!({ "name": "ws__slow", "arguments": { "seconds": 0.3, "steps": 2 }, "_meta": { "progressToken": "t-1" } }))
+        .await;
+    let progress: Vec<_> = messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    assert_eq!(progress.len(), 2, "{messages:#?}");
+    assert!(
+        progress
+            .iter()
+            .all(|p| p["params"]["progressToken"] == "t-1")
+    );
+
+    // A server that goes away is reported by route, and the others keep serving.
+    drop(ws);
+    let error = mcp
+        .error(
+            "tools/call",
+            json!({ "name": "ws__echo", "arguments": { "message": "?" } }),
+        )
+        .await;
+    assert_eq!(error["data"]["route"], "ws", "{error}");
+    let result = mcp
+        .call(
+            "tools/call",
+            json!({ "name": "se_http__echo", "arguments": { "message": "still" } }),
+        )
+        .await;
+    assert_eq!(text(&result), "Echo: still");
+}
