@@ -1,6 +1,7 @@
 //! Network tool servers from the official SDKs behind the gateway: the TypeScript
-//! server-everything over Streamable HTTP and legacy SSE, a Python FastMCP server over
-//! both, and a stdio server exposed over WebSocket by supergateway.
+//! server-everything over Streamable HTTP and legacy SSE (found by `auto`, which falls
+//! back when `initialize` is refused), a Python FastMCP server over both, and a stdio
+//! server exposed over WebSocket by supergateway.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
@@ -61,7 +62,7 @@ async fn network_tool_servers_of_every_transport() {
 
     let routes = format!(
         "[[route]]\nname = \"se_http\"\nurl = \"http://127.0.0.1:{}/mcp\"\n\n\
-         [[route]]\nname = \"se_sse\"\nurl = \"http://127.0.0.1:{}/sse\"\nprotocol = \"sse\"\n\n\
+         [[route]]\nname = \"se_sse\"\nurl = \"http://127.0.0.1:{}/sse\"\n\n\
          [[route]]\nname = \"fast_http\"\nurl = \"http://localhost:{}/mcp\"\nprotocol = \"streamable-http\"\n\n\
          [[route]]\nname = \"fast_sse\"\naddress = \"127.0.0.1:{}\"\nprotocol = \"sse\"\n\n\
          [[route]]\nname = \"ws\"\nurl = \"ws://127.0.0.1:{}/message\"\n",

@@ -163,6 +163,7 @@ fn http_upstream(
         .parse()
         .map_err(|e| format!("route `{}`: {e}", route.name))?;
     let mut cfg = HttpConfig::new(&route.name, uri);
+    cfg.fallback_to_sse = route.protocol == Protocol::Auto;
     cfg.headers = route_headers(route)?;
     cfg.max_message_bytes = config.gateway.max_message_bytes;
     if url.scheme() == "https" {

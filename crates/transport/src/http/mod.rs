@@ -69,6 +69,9 @@ pub struct HttpConfig {
     pub backoff_max: Duration,
     /// Idle keep-alive connections kept per host.
     pub max_idle_connections: usize,
+    /// When `initialize` is answered 400, 404 or 405, try the legacy HTTP+SSE
+    /// transport at the same URL (the spec's back-compatibility rule; `protocol = "auto"`).
+    pub fallback_to_sse: bool,
 }
 
 impl std::fmt::Debug for HttpConfig {
@@ -100,6 +103,7 @@ impl HttpConfig {
             backoff_base: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
             max_idle_connections: 64,
+            fallback_to_sse: false,
         }
     }
 }
@@ -143,6 +147,8 @@ struct Shared {
     connecting: tokio::sync::Mutex<()>,
     attempted: watch::Sender<bool>,
     closed: AtomicBool,
+    /// The legacy HTTP+SSE link this server turned out to need, once it did.
+    legacy: std::sync::OnceLock<crate::link::Link>,
 }
 
 /// A Streamable HTTP tool server. Cheap to clone.
@@ -262,6 +268,7 @@ impl Http {
                 connecting: tokio::sync::Mutex::new(()),
                 attempted: watch::Sender::new(false),
                 closed: AtomicBool::new(false),
+                legacy: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -282,10 +289,22 @@ impl Http {
         });
         let mut attempted = self.shared.attempted.subscribe();
         let _ = tokio::time::timeout_at(deadline, attempted.wait_for(|a| *a)).await;
+        if let Some(link) = self.shared.legacy.get() {
+            link.first_attempt(deadline).await;
+        }
     }
 
     /// A snapshot for health reporting.
     pub fn status(&self) -> HttpStatus {
+        if let Some(link) = self.shared.legacy.get() {
+            let status = link.status();
+            return HttpStatus {
+                connected: status.info.is_some(),
+                info: status.info,
+                last_error: status.last_error,
+                failures: u32::try_from(status.restarts).unwrap_or(u32::MAX),
+            };
+        }
         let state = lock(&self.shared.state);
         HttpStatus {
             connected: state.remote.is_some(),
@@ -297,6 +316,9 @@ impl Http {
 
     /// Makes one call.
     pub async fn call(&self, call: Call) -> Result<Reply, UpstreamError> {
+        if let Some(link) = self.shared.legacy.get() {
+            return link.call(call).await;
+        }
         let started = Instant::now();
         let deadline = call.deadline;
         match tokio::time::timeout_at(deadline, self.call_inner(call)).await {
@@ -313,7 +335,22 @@ impl Http {
             events,
         } = call;
         for attempt in 0..2 {
-            let remote = self.remote(deadline).await?;
+            let remote = match self.remote(deadline).await {
+                Ok(remote) => remote,
+                Err(e) => {
+                    if let Some(link) = self.shared.legacy.get() {
+                        return link
+                            .call(Call {
+                                method,
+                                params,
+                                deadline,
+                                events,
+                            })
+                            .await;
+                    }
+                    return Err(e);
+                }
+            };
             let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
             let (params, token) = crate::params::prepare(params.clone(), id, remote.stateless);
             let body = jsonrpc::request(&Id::Num(id), &method, params.as_deref());
@@ -354,6 +391,9 @@ impl Http {
 
     /// Answers a request the tool server made during a call.
     pub async fn respond(&self, id: &Id, reply: Reply) {
+        if let Some(link) = self.shared.legacy.get() {
+            return link.respond(id, reply).await;
+        }
         let Some(remote) = lock(&self.shared.state).remote.clone() else {
             return;
         };
@@ -377,6 +417,9 @@ impl Http {
 
     /// Sends a notification to the tool server.
     pub async fn notify(&self, method: &str, params: Option<&serde_json::value::RawValue>) {
+        if let Some(link) = self.shared.legacy.get() {
+            return link.notify(method, params).await;
+        }
         let Some(remote) = lock(&self.shared.state).remote.clone() else {
             return;
         };
@@ -390,6 +433,9 @@ impl Http {
 
     /// Ends the upstream session (DELETE, as the spec asks) and stops.
     pub async fn shutdown(&self) {
+        if let Some(link) = self.shared.legacy.get() {
+            link.shutdown().await;
+        }
         self.shared.closed.store(true, Ordering::Release);
         let remote = lock(&self.shared.state).remote.take();
         if let Some(remote) = remote
@@ -556,7 +602,14 @@ impl Http {
             mcp::INITIALIZE,
             Some(&crate::handshake::initialize_params()),
         );
-        let (reply, session) = self.exchange(&start, body, mcp::INITIALIZE).await?;
+        let (reply, session) = match self.exchange(&start, body, mcp::INITIALIZE).await {
+            Err(UpstreamError::Status(status @ (400 | 404 | 405), _))
+                if self.shared.cfg.fallback_to_sse =>
+            {
+                return Err(self.switch_to_sse(status));
+            }
+            other => other?,
+        };
         let result = match reply {
             Reply::Result(result) => result,
             Reply::Error(error) => {
@@ -593,6 +646,29 @@ impl Http {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(listener.abort_handle());
         Ok(remote)
+    }
+
+    /// The server refused Streamable HTTP: from now on every call goes to a legacy
+    /// HTTP+SSE link at the same URL (the spec's back-compatibility rule).
+    fn switch_to_sse(&self, status: u16) -> UpstreamError {
+        let cfg = &self.shared.cfg;
+        tracing::info!(route = %cfg.route, status, "initialize refused: trying the legacy HTTP+SSE transport");
+        let mut link =
+            crate::link::LinkConfig::new(&cfg.route, crate::link::LinkKind::Sse, cfg.url.clone());
+        link.headers = cfg.headers.clone();
+        link.tls = cfg.tls.clone();
+        link.max_message_bytes = cfg.max_message_bytes;
+        link.init_timeout = cfg.init_timeout;
+        let _ = self
+            .shared
+            .legacy
+            .set(crate::link::Link::spawn(link, self.shared.sink.clone()));
+        UpstreamError::Unavailable {
+            reason: format!(
+                "the server answered initialize with HTTP {status}; switched to the legacy HTTP+SSE transport"
+            ),
+            retry_in: Some(Duration::ZERO),
+        }
     }
 
     /// One request of mcp-edge's own (discover, initialize); the answer and the
