@@ -651,3 +651,21 @@ impl Drop for ServerProc {
         let _ = self.child.wait();
     }
 }
+
+// ---------- interop peers ----------
+
+/// Where `tests/peers/install` put the official SDK peers (`PEERS_DIR` overrides).
+pub fn peers_dir() -> PathBuf {
+    std::env::var_os("PEERS_DIR").map_or_else(|| repo_root().join(".cache/peers"), PathBuf::from)
+}
+
+/// A peer's file, or a failure that names the install step (never a silent skip).
+pub fn peer(relative: &str) -> String {
+    let path = peers_dir().join(relative);
+    assert!(
+        path.exists(),
+        "interop peer missing: {} — install the peers with `tests/peers/install` (scripts/test runs it first)",
+        path.display()
+    );
+    path.display().to_string()
+}

@@ -10,27 +10,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use mcp_edge_tests::{Gateway, repo_root};
+use mcp_edge_tests::{Gateway, peer, repo_root};
 use serde_json::{Value, json};
-
-fn peers() -> PathBuf {
-    std::env::var_os("PEERS_DIR").map_or_else(|| repo_root().join(".cache/peers"), PathBuf::from)
-}
-
-/// A peer's file, or a failure that says how to install it.
-fn peer(relative: &str) -> String {
-    let path = peers().join(relative);
-    assert!(
-        path.exists(),
-        "interop peer missing: {} — install the peers with `tests/peers/install` (scripts/test runs it first)",
-        path.display()
-    );
-    path.display().to_string()
-}
 
 fn server_everything() -> String {
     peer("node/node_modules/@modelcontextprotocol/server-everything/dist/index.js")

@@ -5,25 +5,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use mcp_edge_tests::{Gateway, Mcp, ServerProc, repo_root, scratch_dir};
+use mcp_edge_tests::{Gateway, Mcp, ServerProc, peer, repo_root, scratch_dir};
 use mcp_edge_tls::pki::{Ca, Pem, Validity};
 use serde_json::{Value, json};
 
-fn peers() -> PathBuf {
-    std::env::var_os("PEERS_DIR").map_or_else(|| repo_root().join(".cache/peers"), PathBuf::from)
-}
-
 fn py1() -> String {
-    let path = peers().join("py1/bin/python");
-    assert!(
-        path.exists(),
-        "interop peer missing: {} — install the peers with `tests/peers/install`",
-        path.display()
-    );
-    path.display().to_string()
+    peer("py1/bin/python")
 }
 
 fn save(dir: &Path, name: &str, pem: &Pem) -> (String, String) {

@@ -5,24 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use std::path::PathBuf;
-
-use mcp_edge_tests::{Gateway, ServerProc, mcp_edge, repo_root, text};
+use mcp_edge_tests::{Gateway, ServerProc, mcp_edge, peer, repo_root, text};
 use serde_json::json;
-
-fn peers() -> PathBuf {
-    std::env::var_os("PEERS_DIR").map_or_else(|| repo_root().join(".cache/peers"), PathBuf::from)
-}
-
-fn peer(relative: &str) -> String {
-    let path = peers().join(relative);
-    assert!(
-        path.exists(),
-        "interop peer missing: {} — install the peers with `tests/peers/install`",
-        path.display()
-    );
-    path.display().to_string()
-}
 
 /// A Node server kept on loopback by the preload, on an ephemeral port.
 fn node_server(script: &str, args: &[&str]) -> ServerProc {

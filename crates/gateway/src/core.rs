@@ -442,14 +442,7 @@ impl Gateway {
                 jsonrpc::result(id, &object.to_raw())
             }
             Ok(result) => jsonrpc::result(id, &result),
-            Err(error) => Message {
-                id: Some(id.clone()),
-                method: None,
-                params: None,
-                result: None,
-                error: Some(error),
-            }
-            .to_bytes(),
+            Err(error) => jsonrpc::error_response(id, error),
         }
     }
 

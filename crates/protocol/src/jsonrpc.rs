@@ -402,6 +402,18 @@ pub fn result(id: &Id, result: &RawValue) -> Vec<u8> {
     .to_bytes()
 }
 
+/// An error response carrying an error object as it came (an upstream's, say).
+pub fn error_response(id: &Id, error: Box<RawValue>) -> Vec<u8> {
+    Message {
+        id: Some(id.clone()),
+        method: None,
+        params: None,
+        result: None,
+        error: Some(error),
+    }
+    .to_bytes()
+}
+
 /// An error object: `{"code":…,"message":…,"data":…}`.
 pub fn error_object(code: i32, message: &str, data: Option<&serde_json::Value>) -> Box<RawValue> {
     #[derive(Serialize)]

@@ -113,17 +113,7 @@ impl Conn {
     }
 
     pub(crate) async fn respond(&self, id: &Id, reply: Reply) {
-        let message = match reply {
-            Reply::Result(result) => jsonrpc::result(id, &result),
-            Reply::Error(error) => Message {
-                id: Some(id.clone()),
-                method: None,
-                params: None,
-                result: None,
-                error: Some(error),
-            }
-            .to_bytes(),
-        };
+        let message = reply.to_message(id);
         self.send_within(message, RESPOND_TIMEOUT).await;
     }
 

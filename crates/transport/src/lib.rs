@@ -65,6 +65,16 @@ pub enum Reply {
     Error(Box<RawValue>),
 }
 
+impl Reply {
+    /// The response message answering request `id`.
+    pub fn to_message(self, id: &mcp_edge_protocol::Id) -> Vec<u8> {
+        match self {
+            Reply::Result(result) => mcp_edge_protocol::jsonrpc::result(id, &result),
+            Reply::Error(error) => mcp_edge_protocol::jsonrpc::error_response(id, error),
+        }
+    }
+}
+
 /// Why a call got no answer from the tool server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -181,6 +191,14 @@ pub enum Phase {
     },
     /// Shut down.
     Stopped,
+}
+
+/// Exponential backoff with jitter: `base * 2^failures`, capped at `max`, then scaled by
+/// a random factor in [0.5, 1.0] so that many gateways do not retry in step.
+pub(crate) fn backoff(base: Duration, max: Duration, failures: u32) -> Duration {
+    use rand::Rng as _;
+    let exp = base.saturating_mul(1u32 << failures.min(20)).min(max);
+    exp.mul_f64(rand::rng().random_range(0.5..=1.0))
 }
 
 /// What a tool server said about itself when the connection was set up.

@@ -21,7 +21,6 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use mcp_edge_protocol::{Message, mcp, sse};
-use rand::Rng;
 use rustls::ClientConfig;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -300,12 +299,7 @@ async fn run(shared: Arc<Shared>) {
         if started.elapsed() >= Duration::from_secs(30) {
             failures = 0;
         }
-        let exp = shared
-            .cfg
-            .backoff_base
-            .saturating_mul(1u32 << failures.min(20))
-            .min(shared.cfg.backoff_max);
-        let delay = exp.mul_f64(rand::rng().random_range(0.5..=1.0));
+        let delay = crate::backoff(shared.cfg.backoff_base, shared.cfg.backoff_max, failures);
         failures = failures.saturating_add(1);
         tracing::warn!(route = %route, retry_in_ms = delay.as_millis() as u64, "tool server link failed: {failure}");
         {

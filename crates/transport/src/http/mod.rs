@@ -28,7 +28,6 @@ use hyper_util::rt::TokioExecutor;
 use mcp_edge_protocol::jsonrpc::{self, code};
 use mcp_edge_protocol::version::{self, Era};
 use mcp_edge_protocol::{Id, Kind, Message, mcp, sse};
-use rand::Rng;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::sync::watch;
@@ -397,17 +396,7 @@ impl Http {
         let Some(remote) = lock(&self.shared.state).remote.clone() else {
             return;
         };
-        let message = match reply {
-            Reply::Result(result) => jsonrpc::result(id, &result),
-            Reply::Error(error) => Message {
-                id: Some(id.clone()),
-                method: None,
-                params: None,
-                result: None,
-                error: Some(error),
-            }
-            .to_bytes(),
-        };
+        let message = reply.to_message(id);
         let _ = tokio::time::timeout(
             Duration::from_secs(10),
             self.send(&remote, message, None, None),
@@ -541,13 +530,11 @@ impl Http {
                 Err(e) => {
                     let delay = {
                         let mut state = lock(&self.shared.state);
-                        let exp = self
-                            .shared
-                            .cfg
-                            .backoff_base
-                            .saturating_mul(1u32 << state.failures.min(20))
-                            .min(self.shared.cfg.backoff_max);
-                        let delay = exp.mul_f64(rand::rng().random_range(0.5..=1.0));
+                        let delay = crate::backoff(
+                            self.shared.cfg.backoff_base,
+                            self.shared.cfg.backoff_max,
+                            state.failures,
+                        );
                         state.failures = state.failures.saturating_add(1);
                         state.retry_at = Some(Instant::now() + delay);
                         state.last_error = Some((SystemTime::now(), e.to_string()));

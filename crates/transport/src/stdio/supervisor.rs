@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use mcp_edge_protocol::ndjson::{Line, LineReader};
 use mcp_edge_protocol::{Message, jsonrpc, mcp};
-use rand::Rng;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 use tokio::sync::{mpsc, oneshot};
@@ -155,14 +154,9 @@ pub(super) async fn run(shared: Arc<Shared>) {
     shared.stopped.send_replace(true);
 }
 
-/// Exponential backoff with jitter: `base * 2^failures`, capped, then scaled by a
-/// random factor in [0.5, 1.0] so that many gateways do not restart in step.
+/// The delay before the next start after `failures` failures in a row.
 pub(super) fn backoff(cfg: &StdioConfig, failures: u32) -> Duration {
-    let exp = cfg
-        .backoff_base
-        .saturating_mul(1u32 << failures.min(20))
-        .min(cfg.backoff_max);
-    exp.mul_f64(rand::rng().random_range(0.5..=1.0))
+    crate::backoff(cfg.backoff_base, cfg.backoff_max, failures)
 }
 
 fn spawn(shared: &Arc<Shared>) -> Result<Running, String> {
