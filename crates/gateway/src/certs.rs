@@ -276,6 +276,11 @@ async fn inspect_server(args: &InspectArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(why) => {
+            // The sentence speaks of a route's tls.ca; here the CA bundle is --ca.
+            let why = why.replace(
+                "set tls.ca to the CA bundle",
+                "pass --ca with the CA bundle",
+            );
             println!("verification: FAILED: {why}");
             ExitCode::FAILURE
         }

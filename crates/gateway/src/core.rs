@@ -410,6 +410,26 @@ impl Gateway {
         self.finish(ctx, &id, method, outcome)
     }
 
+    /// Answers a request in a task of its own whose notifications and answer go to
+    /// `out` (a legacy SSE stream, stdout), registered with the session until it ends so
+    /// that `notifications/cancelled` can stop it.
+    pub fn spawn_request(self: &Arc<Self>, ctx: Ctx, message: Message, out: mpsc::Sender<Vec<u8>>) {
+        let session = ctx.session.clone();
+        let id = message.id.clone();
+        let gw = self.clone();
+        let task = tokio::spawn(async move {
+            let answer = gw.request(&ctx, &message, &out).await;
+            let _ = out.send(answer).await;
+        });
+        if let (Some(session), Some(id)) = (session, id) {
+            session.start(id.clone(), task.abort_handle());
+            tokio::spawn(async move {
+                let _ = task.await;
+                session.finish(&id);
+            });
+        }
+    }
+
     /// The response bytes, with what the client's era requires of a result.
     fn finish(
         &self,

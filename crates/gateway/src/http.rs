@@ -908,19 +908,7 @@ async fn legacy_post(gw: Arc<Gateway>, peer: &Peer, req: Request<Incoming>) -> R
                     "Session not found: its stream is closed",
                 );
             };
-            let id = message.id.clone();
-            let task = tokio::spawn(async move {
-                let answer = gw.request(&ctx, &message, &events).await;
-                let _ = events.send(answer).await;
-            });
-            if let Some(id) = id {
-                session.start(id.clone(), task.abort_handle());
-                let session = session.clone();
-                tokio::spawn(async move {
-                    let _ = task.await;
-                    session.finish(&id);
-                });
-            }
+            gw.spawn_request(ctx, message, events);
         }
         Kind::Notification => gw.notification(&ctx, &message).await,
         Kind::Result | Kind::Error => gw.client_response(&ctx, message).await,

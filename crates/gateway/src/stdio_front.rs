@@ -73,23 +73,7 @@ pub async fn serve(gw: Arc<Gateway>, route: Option<&str>) -> Result<(), String> 
                 let id = message.id.clone().unwrap_or(Id::Num(0));
                 let _ = out.send(jsonrpc::result(&id, &result)).await;
             }
-            Kind::Request => {
-                let gw = gw.clone();
-                let out = out.clone();
-                let id = message.id.clone();
-                let task = tokio::spawn(async move {
-                    let answer = gw.request(&ctx, &message, &out).await;
-                    let _ = out.send(answer).await;
-                });
-                if let Some(id) = id {
-                    session.start(id.clone(), task.abort_handle());
-                    let session = session.clone();
-                    tokio::spawn(async move {
-                        let _ = task.await;
-                        session.finish(&id);
-                    });
-                }
-            }
+            Kind::Request => gw.spawn_request(ctx, message, out.clone()),
             Kind::Notification => gw.notification(&ctx, &message).await,
             Kind::Result | Kind::Error => gw.client_response(&ctx, message).await,
         }
