@@ -17,7 +17,7 @@ use mcp_edge_config::Secret;
 use mcp_edge_config::model::Grant;
 use mcp_edge_protocol::jsonrpc::{self, code};
 use mcp_edge_protocol::version::{self, Era};
-use mcp_edge_protocol::{Id, Message, RawObject, mcp};
+use mcp_edge_protocol::{Id, Kind, Message, RawObject, mcp};
 use mcp_edge_transport::{Call, CallEvent, Reply, UpstreamError};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -89,6 +89,15 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The context of a request on `session`.
+    pub fn of(session: &Arc<Session>) -> Ctx {
+        Ctx {
+            scope: session.scope.clone(),
+            version: session.version(),
+            session: Some(session.clone()),
+        }
+    }
+
     /// Whether the client speaks the stateless era.
     pub fn stateless(&self) -> bool {
         version::era(self.version) == Some(Era::Stateless)
@@ -408,6 +417,29 @@ impl Gateway {
             )),
         };
         self.finish(ctx, &id, method, outcome)
+    }
+
+    /// Handles one message of a session whose answers all travel on one stream
+    /// (legacy SSE, stdio): `initialize` is answered there, requests run in tasks of
+    /// their own, notifications and responses are taken in.
+    pub async fn receive_on_stream(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        message: Message,
+        out: mpsc::Sender<Vec<u8>>,
+    ) {
+        let ctx = Ctx::of(session);
+        match message.kind() {
+            Kind::Request if message.method() == mcp::INITIALIZE => {
+                let (version, result) = self.initialize(&session.scope, message.params.as_deref());
+                session.set_version(version);
+                let id = message.id.clone().unwrap_or(Id::Num(0));
+                let _ = out.send(jsonrpc::result(&id, &result)).await;
+            }
+            Kind::Request => self.spawn_request(ctx, message, out),
+            Kind::Notification => self.notification(&ctx, &message).await,
+            Kind::Result | Kind::Error => self.client_response(&ctx, message).await,
+        }
     }
 
     /// Answers a request in a task of its own whose notifications and answer go to

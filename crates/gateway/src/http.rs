@@ -418,11 +418,7 @@ async fn post(
                 &format!("Bad Request: unsupported MCP-Protocol-Version `{v}`"),
             );
         }
-        let ctx = Ctx {
-            scope: session.scope.clone(),
-            version: session.version(),
-            session: Some(session),
-        };
+        let ctx = Ctx::of(&session);
         return dispatch(gw, ctx, message).await;
     }
 
@@ -888,31 +884,14 @@ async fn legacy_post(gw: Arc<Gateway>, peer: &Peer, req: Request<Incoming>) -> R
         Ok(message) => message,
         Err(response) => return response,
     };
-    let ctx = Ctx {
-        scope: session.scope.clone(),
-        version: session.version(),
-        session: Some(session.clone()),
+    let Some(stream) = session.stream_sender() else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            code::SESSION_NOT_FOUND,
+            "Session not found: its stream is closed",
+        );
     };
-    match message.kind() {
-        Kind::Request if message.method() == mcp::INITIALIZE => {
-            let (version, result) = gw.initialize(&session.scope, message.params.as_deref());
-            session.set_version(version);
-            let id = message.id.clone().unwrap_or(Id::Num(0));
-            session.push_wait(jsonrpc::result(&id, &result)).await;
-        }
-        Kind::Request => {
-            let Some(events) = session.stream_sender() else {
-                return refuse(
-                    StatusCode::NOT_FOUND,
-                    code::SESSION_NOT_FOUND,
-                    "Session not found: its stream is closed",
-                );
-            };
-            gw.spawn_request(ctx, message, events);
-        }
-        Kind::Notification => gw.notification(&ctx, &message).await,
-        Kind::Result | Kind::Error => gw.client_response(&ctx, message).await,
-    }
+    gw.receive_on_stream(&session, message, stream).await;
     empty(StatusCode::ACCEPTED)
 }
 

@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use mcp_edge_protocol::jsonrpc;
 use mcp_edge_protocol::ndjson::{self, Line, LineReader};
-use mcp_edge_protocol::{Id, Kind, Message, mcp, version};
+use mcp_edge_protocol::{Message, version};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use crate::core::{Ctx, Gateway};
+use crate::core::Gateway;
 
 /// Serves one client on stdin/stdout until stdin closes.
 pub async fn serve(gw: Arc<Gateway>, route: Option<&str>) -> Result<(), String> {
@@ -61,22 +61,7 @@ pub async fn serve(gw: Arc<Gateway>, route: Option<&str>) -> Result<(), String> 
                 continue;
             }
         };
-        let ctx = Ctx {
-            scope: session.scope.clone(),
-            version: session.version(),
-            session: Some(session.clone()),
-        };
-        match message.kind() {
-            Kind::Request if message.method() == mcp::INITIALIZE => {
-                let (version, result) = gw.initialize(&session.scope, message.params.as_deref());
-                session.set_version(version);
-                let id = message.id.clone().unwrap_or(Id::Num(0));
-                let _ = out.send(jsonrpc::result(&id, &result)).await;
-            }
-            Kind::Request => gw.spawn_request(ctx, message, out.clone()),
-            Kind::Notification => gw.notification(&ctx, &message).await,
-            Kind::Result | Kind::Error => gw.client_response(&ctx, message).await,
-        }
+        gw.receive_on_stream(&session, message, out.clone()).await;
     }
     // stdin closed: let what is in flight finish (bounded) before stopping.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -201,6 +201,20 @@ pub(crate) fn backoff(base: Duration, max: Duration, failures: u32) -> Duration 
     exp.mul_f64(rand::rng().random_range(0.5..=1.0))
 }
 
+/// Publishes a backoff until `until` and sleeps through it; true when shutdown was
+/// asked for meanwhile.
+pub(crate) async fn wait_backoff(
+    phase: &tokio::sync::watch::Sender<Phase>,
+    shutdown: &tokio::sync::Notify,
+    until: Instant,
+) -> bool {
+    phase.send_replace(Phase::Backoff { until });
+    tokio::select! {
+        () = tokio::time::sleep_until(until) => false,
+        () = shutdown.notified() => true,
+    }
+}
+
 /// What a tool server said about itself when the connection was set up.
 #[derive(Debug, Clone)]
 pub struct ServerInfo {

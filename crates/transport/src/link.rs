@@ -307,11 +307,8 @@ async fn run(shared: Arc<Shared>) {
             state.restarts += 1;
             state.last_error = Some((SystemTime::now(), failure));
         }
-        let until = Instant::now() + delay;
-        shared.phase.send_replace(Phase::Backoff { until });
-        tokio::select! {
-            () = tokio::time::sleep_until(until) => {}
-            () = shared.shutdown.notified() => break,
+        if crate::wait_backoff(&shared.phase, &shared.shutdown, Instant::now() + delay).await {
+            break;
         }
     }
     shared.phase.send_replace(Phase::Stopped);
