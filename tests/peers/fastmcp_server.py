@@ -11,30 +11,71 @@ Tools: echo(message: str) -> str   returns message unchanged
 stdio: newline-delimited JSON-RPC on stdin/stdout; logs only on stderr.
 --http PORT: endpoint http://127.0.0.1:PORT/mcp (POST/GET/DELETE).
 --sse PORT:  GET http://127.0.0.1:PORT/sse, POST /messages/?session_id=<hex>.
+--ws PORT:   WebSocket ws://127.0.0.1:PORT/ws, subprotocol `mcp` (the SDK's own transport).
 PORT 0 picks a free port. HTTP modes bind 127.0.0.1 only and, once listening, print
     fastmcp_server: listening 127.0.0.1:<port>
 on stderr (read the port from there). FastMCP's DNS-rebinding protection is on, as it is
 for any FastMCP bound to 127.0.0.1: Host must be 127.0.0.1:*/localhost:*/[::1]:* (else 421)
 and a present Origin must be http://127.0.0.1:*/localhost:*/[::1]:* (else 403).
 Extra HTTP flags: --stateless (stateless_http=True, no session ids),
---json-response (JSON bodies instead of SSE), --tls-cert/--tls-key (HTTPS) and
---tls-client-ca (require client certificates). Stop it with SIGTERM/SIGINT.
+--json-response (JSON bodies instead of SSE), --resumable (an event store, retry 100 ms, and a
+tool detach(message) that closes its own stream before answering: resumption with
+Last-Event-ID is the only way to get its answer), --tls-cert/--tls-key (HTTPS) and
+--tls-client-ca (require client certificates), --tls-max-version 1.0|1.1 (an outdated server). Stop it with SIGTERM/SIGINT.
 """
 import argparse
 import socket
 import sys
 
-from mcp.server.fastmcp import FastMCP
+from mcp.server.fastmcp import Context, FastMCP
+from mcp.server.streamable_http import EventMessage, EventStore
 
 
-def build(stateless: bool = False, json_response: bool = False) -> FastMCP:
+class MemoryEventStore(EventStore):
+    """The smallest EventStore: every event of every stream, kept in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, object]] = []  # (event id, stream id, message)
+
+    async def store_event(self, stream_id, message):
+        event_id = str(len(self.events) + 1)
+        self.events.append((event_id, stream_id, message))
+        return event_id
+
+    async def replay_events_after(self, last_event_id, send_callback):
+        index = next((i for i, e in enumerate(self.events) if e[0] == last_event_id), None)
+        if index is None:
+            return None
+        stream_id = self.events[index][1]
+        for event_id, sid, message in self.events[index + 1 :]:
+            if sid == stream_id and message is not None:
+                await send_callback(EventMessage(message, event_id))
+        return stream_id
+
+
+def build(stateless: bool = False, json_response: bool = False, resumable: bool = False) -> FastMCP:
+    extra = {}
+    if resumable:
+        extra = {"event_store": MemoryEventStore(), "retry_interval": 100}
     mcp = FastMCP(
         "mcp-edge-fastmcp-peer",
         host="127.0.0.1",
         log_level="WARNING",
         stateless_http=stateless,
         json_response=json_response,
+        **extra,
     )
+
+    if resumable:
+
+        @mcp.tool()
+        async def detach(message: str, ctx: Context) -> str:
+            """Close this call's event stream (SEP-1699 polling), then answer on the resumed one."""
+            import anyio
+
+            await ctx.close_sse_stream()
+            await anyio.sleep(0.3)
+            return message
 
     @mcp.tool()
     def echo(message: str) -> str:
@@ -49,7 +90,26 @@ def build(stateless: bool = False, json_response: bool = False) -> FastMCP:
     return mcp
 
 
-def serve_http(app, port: int, tls: dict | None = None) -> None:
+def websocket_app(mcp: FastMCP):
+    """The SDK's WebSocket server transport (subprotocol `mcp`) at /ws."""
+    import warnings
+
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    from mcp.server.websocket import websocket_server
+
+    server = mcp._mcp_server
+
+    async def endpoint(websocket) -> None:
+        async with websocket_server(websocket.scope, websocket.receive, websocket.send) as (read, write):
+            await server.run(read, write, server.create_initialization_options())
+
+    return Starlette(routes=[WebSocketRoute("/ws", endpoint)])
+
+
+def serve_http(app, port: int, tls: dict | None = None, tls_max: str | None = None) -> None:
     import anyio
     import uvicorn
 
@@ -59,6 +119,13 @@ def serve_http(app, port: int, tls: dict | None = None) -> None:
     sock.listen(128)
     bound = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", lifespan="on", **(tls or {}))
+    if tls_max:
+        import ssl
+
+        config.load()  # uvicorn keeps a loaded config; cap the context it made
+        config.ssl.set_ciphers("DEFAULT:@SECLEVEL=0")
+        config.ssl.minimum_version = ssl.TLSVersion.TLSv1
+        config.ssl.maximum_version = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1}[tls_max]
     server = uvicorn.Server(config)
 
     async def main() -> None:
@@ -82,10 +149,17 @@ def main() -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--http", type=int, metavar="PORT", help="serve Streamable HTTP on 127.0.0.1:PORT/mcp")
     g.add_argument("--sse", type=int, metavar="PORT", help="serve legacy HTTP+SSE on 127.0.0.1:PORT/sse")
+    g.add_argument("--ws", type=int, metavar="PORT", help="serve MCP over WebSocket on 127.0.0.1:PORT/ws")
     p.add_argument("--stateless", action="store_true", help="stateless Streamable HTTP (no session id)")
     p.add_argument("--json-response", action="store_true", help="answer POSTs with JSON instead of SSE")
+    p.add_argument(
+        "--resumable",
+        action="store_true",
+        help="keep events for Last-Event-ID resumption; adds detach(message), which drops its stream before answering",
+    )
     p.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate chain")
     p.add_argument("--tls-key", help="... and this PEM private key")
+    p.add_argument("--tls-max-version", choices=["1.0", "1.1"], help="speak no TLS newer than this (an old server)")
     p.add_argument("--tls-client-ca", help="require client certificates issued by this CA (mTLS)")
     a = p.parse_args()
 
@@ -97,11 +171,13 @@ def main() -> None:
         if a.tls_client_ca:
             tls.update(ssl_ca_certs=a.tls_client_ca, ssl_cert_reqs=ssl.CERT_REQUIRED)
 
-    mcp = build(stateless=a.stateless, json_response=a.json_response)
+    mcp = build(stateless=a.stateless, json_response=a.json_response, resumable=a.resumable)
     if a.http is not None:
-        serve_http(mcp.streamable_http_app(), a.http, tls)
+        serve_http(mcp.streamable_http_app(), a.http, tls, a.tls_max_version)
     elif a.sse is not None:
-        serve_http(mcp.sse_app(), a.sse, tls)
+        serve_http(mcp.sse_app(), a.sse, tls, a.tls_max_version)
+    elif a.ws is not None:
+        serve_http(websocket_app(mcp), a.ws, tls, a.tls_max_version)
     else:
         mcp.run("stdio")
 

@@ -16,7 +16,9 @@
 // and exits 1 (124 on timeout).
 //
 // Environment: PEER_TIMEOUT (seconds, default 20); PEER_HEADERS (JSON object of extra
-// headers); PEERS_NODE_DIR (default <repo>/.cache/peers/node, where tests/peers/install puts
+// headers); PEER_CA, PEER_CERT, PEER_KEY (PEM files: the CA to trust, and a client
+// certificate and key for mTLS; Node's own fetch cannot present one, so then every request
+// goes through an undici Agent, from the undici package tests/peers/install adds); PEERS_NODE_DIR (default <repo>/.cache/peers/node, where tests/peers/install puts
 // the SDK — ESM imports do not honour NODE_PATH, so the SDK is imported by file path).
 import { fileURLToPath, pathToFileURL } from "node:url";
 import path from "node:path";
@@ -65,19 +67,39 @@ function describe(e) {
   return parts.join(" ");
 }
 
+/// A fetch that trusts PEER_CA and presents PEER_CERT/PEER_KEY, or undefined (Node's own).
+async function tlsFetch() {
+  const { PEER_CA: ca, PEER_CERT: cert, PEER_KEY: key } = process.env;
+  if (!ca && !cert) return undefined;
+  const fs = await import("node:fs");
+  const undici = await import(pathToFileURL(path.join(nodeDir, "node_modules/undici/index.js")).href);
+  const connect = {};
+  if (ca) connect.ca = fs.readFileSync(ca);
+  if (cert) connect.cert = fs.readFileSync(cert);
+  if (key) connect.key = fs.readFileSync(key);
+  const dispatcher = new undici.Agent({ connect });
+  return (u, init) => undici.fetch(u, { ...init, dispatcher });
+}
+
 try {
   const { Client } = await import(sdk("client/index.js"));
   const requestInit = headers ? { headers } : undefined;
+  const viaTls = await tlsFetch();
+  const fetch = viaTls ?? globalThis.fetch;
   let transport;
   if (transportName === "sse") {
     const { SSEClientTransport } = await import(sdk("client/sse.js"));
     transport = new SSEClientTransport(new URL(url), {
       requestInit,
-      eventSourceInit: headers ? { fetch: (u, init) => fetch(u, { ...init, headers: { ...init?.headers, ...headers } }) } : undefined,
+      fetch: viaTls,
+      eventSourceInit:
+        headers || viaTls
+          ? { fetch: (u, init) => fetch(u, { ...init, headers: { ...init?.headers, ...headers } }) }
+          : undefined,
     });
   } else {
     const { StreamableHTTPClientTransport } = await import(sdk("client/streamableHttp.js"));
-    transport = new StreamableHTTPClientTransport(new URL(url), { requestInit });
+    transport = new StreamableHTTPClientTransport(new URL(url), { requestInit, fetch: viaTls });
   }
   const client = new Client({ name: "mcp-edge-ts-peer", version: "1.0.0" });
   const opts = { timeout: TIMEOUT * 1000 };

@@ -27,18 +27,28 @@ fn save(dir: &Path, name: &str, pem: &Pem) -> (String, String) {
 /// A FastMCP server over HTTPS with this certificate, requiring client certificates
 /// from `client_ca` when given.
 fn fastmcp_https(cert: &(String, String), client_ca: Option<&str>) -> ServerProc {
+    fastmcp_tls(
+        "--http",
+        cert,
+        client_ca
+            .map(|ca| ["--tls-client-ca", ca])
+            .as_ref()
+            .map_or(&[][..], |a| &a[..]),
+    )
+}
+
+/// A FastMCP server in `mode` (`--http`, `--ws`) over TLS with this certificate.
+fn fastmcp_tls(mode: &str, cert: &(String, String), extra: &[&str]) -> ServerProc {
     let mut args = vec![
         "tests/peers/fastmcp_server.py",
-        "--http",
+        mode,
         "0",
         "--tls-cert",
         &cert.0,
         "--tls-key",
         &cert.1,
     ];
-    if let Some(ca) = client_ca {
-        args.extend(["--tls-client-ca", ca]);
-    }
+    args.extend_from_slice(extra);
     ServerProc::start(&py1(), &args, &[])
 }
 
@@ -93,6 +103,8 @@ async fn upstream_tls_failures_are_explained() {
     let mtls = fastmcp_https(&valid, Some(&ca_file));
     let old = fastmcp_https(&expired, None);
     let early = fastmcp_https(&not_yet, None);
+    let outdated = fastmcp_tls("--http", &valid, &["--tls-max-version", "1.1"]);
+    let websocket = fastmcp_tls("--ws", &valid, &[]);
     let route = |name: &str,
                  host: &str,
                  port: u16,
@@ -125,6 +137,15 @@ async fn upstream_tls_failures_are_explained() {
         ),
         route("expired", "localhost", old.port, &ca_file, None),
         route("notyet", "localhost", early.port, &ca_file, None),
+        route("outdated", "localhost", outdated.port, &ca_file, None),
+        format!(
+            "[[route]]\nname = \"renamed\"\nurl = \"https://127.0.0.1:{}/mcp\"\n\
+             tls = {{ ca = \"{ca_file}\", server_name = \"localhost\", client_cert = \"{}\", client_key = \"{}\" }}\n\n\
+             [[route]]\nname = \"wss\"\nurl = \"wss://127.0.0.1:{}/ws\"\n\
+             tls = {{ ca = \"{ca_file}\", server_name = \"localhost\" }}\n\n\
+             [[route]]\nname = \"wsswrongname\"\nurl = \"wss://127.0.0.1:{}/ws\"\ntls = {{ ca = \"{ca_file}\" }}\n\n",
+            mtls.port, client.0, client.1, websocket.port, websocket.port
+        ),
     ]
     .concat();
     let gw = Gateway::start("tls-upstream-gw", &routes);
@@ -137,6 +158,17 @@ async fn upstream_tls_failures_are_explained() {
         ok["content"][0]["text"], "over TLS",
         "a valid chain, verified, with our client certificate"
     );
+
+    // tls.server_name verifies another name than the URL's host, over HTTPS and wss://.
+    for route in ["renamed", "wss"] {
+        let ok = mcp.call("tools/call", echo(route)).await;
+        assert_eq!(
+            ok["content"][0]["text"],
+            "over TLS",
+            "{route}: {}",
+            gw.logs()
+        );
+    }
 
     let expect = [
         ("nocert", "rejected mcp-edge's client certificate"),
@@ -151,6 +183,11 @@ async fn upstream_tls_failures_are_explained() {
         ),
         ("expired", "the server's certificate expired on "),
         ("notyet", "is not valid until "),
+        ("outdated", "it most likely speaks only TLS 1.0/1.1"),
+        (
+            "wsswrongname",
+            "is for localhost, not 127.0.0.1; fix the URL, or set tls.server_name",
+        ),
     ];
     for (route, text) in expect {
         let error = mcp.error("tools/call", echo(route)).await;
@@ -193,6 +230,103 @@ fn py_client(url: &str, tool: &str, env: &[(&str, &str)]) -> Result<Value, Strin
         ));
     }
     Ok(serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap())
+}
+
+/// Runs the TypeScript SDK client (Streamable HTTP) with extra environment; its JSON
+/// line or its stderr.
+fn ts_client(url: &str, env: &[(&str, String)]) -> Result<Value, String> {
+    let output = Command::new("node")
+        .current_dir(repo_root())
+        .env("PEER_TIMEOUT", "20")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .args([
+            "tests/peers/ts_client.mjs",
+            url,
+            "demo__echo",
+            r#"{"message":"from ts"}"#,
+        ])
+        .output()
+        .unwrap();
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    Ok(serde_json::from_str(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default(),
+    )
+    .unwrap())
+}
+
+/// `initialize` then `tools/call demo__echo` over one HTTP/2 connection to the TLS front
+/// door, presenting `identity`: the ALPN protocol and the call's answer.
+async fn http2_call(port: u16, ca: &str, identity: &(String, String)) -> (String, Value) {
+    use http_body_util::{BodyExt, Full};
+    let config = mcp_edge_tls::client_config(
+        &mcp_edge_tls::ClientTls {
+            ca: Some(ca.into()),
+            client_identity: Some((identity.0.clone().into(), identity.1.clone().into())),
+            insecure_skip_verify: false,
+        },
+        &[b"h2"],
+    )
+    .unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let alpn =
+        String::from_utf8_lossy(tls.get_ref().1.alpn_protocol().unwrap_or_default()).into_owned();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let mut session: Option<String> = None;
+    let mut last = Value::Null;
+    for body in [
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": { "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "h2", "version": "1" } } }),
+        json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }),
+        json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": { "name": "demo__echo", "arguments": { "message": "over h2" } } }),
+    ] {
+        let mut request = http::Request::post(format!("https://localhost:{port}/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18");
+        if let Some(id) = &session {
+            request = request.header("mcp-session-id", id);
+        }
+        let response = sender
+            .send_request(
+                request
+                    .body(Full::new(bytes::Bytes::from(body.to_string())))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        if let Some(id) = response.headers().get("mcp-session-id") {
+            session = Some(id.to_str().unwrap().to_owned());
+        }
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes);
+        // JSON, or one SSE event whose data is the answer.
+        let json = text
+            .lines()
+            .find_map(|l| l.strip_prefix("data:"))
+            .map_or(text.as_ref(), str::trim);
+        if !json.is_empty() {
+            last = serde_json::from_str(json).unwrap();
+        }
+    }
+    (alpn, last)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,6 +402,20 @@ async fn the_front_door_serves_https_with_client_certificates() {
         tools.iter().all(|t| t.starts_with("demo__")),
         "only granted routes: {tools:?}"
     );
+
+    // The TypeScript SDK with the same client certificate.
+    let out =
+        ts_client(&url, &env(&with(&agent))).expect("the TS client's certificate is accepted");
+    assert_eq!(out["result"]["content"][0]["text"], "from ts");
+    assert!(
+        ts_client(&url, &env(&with(&stranger))).is_err(),
+        "the TS client with another CA's certificate is refused"
+    );
+
+    // HTTP/2, negotiated over ALPN, with the client certificate as the principal.
+    let h2 = http2_call(gw.addr.port(), &ca_file, &agent).await;
+    assert_eq!(h2.0, "h2");
+    assert_eq!(h2.1["result"]["content"][0]["text"], "over h2", "{}", h2.1);
 
     // A certificate from another CA, or none, fails the handshake; a valid certificate
     // that names no client is 401.

@@ -132,3 +132,45 @@ async fn network_tool_servers_of_every_transport() {
         .await;
     assert_eq!(text(&result), "Echo: still");
 }
+
+/// A tool server that closes a call's event stream before answering (the 2025-11-25
+/// polling pattern) is resumed with `Last-Event-ID`, and the caller gets the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_response_stream_is_resumed_with_last_event_id() {
+    let py1 = peer("py1/bin/python");
+    let server = ServerProc::start(
+        &py1,
+        &[
+            "tests/peers/fastmcp_server.py",
+            "--http",
+            "0",
+            "--resumable",
+        ],
+        &[],
+    );
+    let routes = format!(
+        "[[route]]\nname = \"fast\"\nurl = \"http://127.0.0.1:{}/mcp\"\nprotocol = \"streamable-http\"\n",
+        server.port
+    );
+    let gw = Gateway::start("resume", &routes);
+    let mut mcp = gw.client("/mcp");
+    mcp.initialize().await;
+    for round in 0..3 {
+        let message = format!("after the stream closed, round {round}");
+        let result = mcp
+            .call(
+                "tools/call",
+                json!({ "name": "fast__detach", "arguments": { "message": message } }),
+            )
+            .await;
+        assert_eq!(text(&result), message, "{}", gw.logs());
+    }
+    // Calls that are not detached are unaffected.
+    let result = mcp
+        .call(
+            "tools/call",
+            json!({ "name": "fast__add", "arguments": { "a": 1, "b": 2 } }),
+        )
+        .await;
+    assert_eq!(text(&result), "3");
+}

@@ -190,6 +190,7 @@ fn link_upstream(
     if matches!(url.scheme(), "https" | "wss") {
         // A WebSocket upgrade is HTTP/1.1: offer nothing else.
         cfg.tls = Some(route_tls(route, &[b"http/1.1"])?);
+        cfg.server_name = route.tls.as_ref().and_then(|t| t.server_name.clone());
     }
     Ok(Link::spawn(cfg, sink))
 }

@@ -46,6 +46,10 @@ pub enum TlsFailure {
     /// some servers (Python's `ssl`, for one) refuse a missing or untrusted client
     /// certificate under TLS 1.3.
     ClosedBeforeAnswer,
+    /// The server hung up in the middle of the handshake, without an alert: what an
+    /// OpenSSL server that speaks only TLS 1.0/1.1 does to a TLS 1.2+ client, and
+    /// what a port that does not speak TLS at all looks like.
+    ClosedDuringHandshake,
     /// Anything else.
     Other(String),
 }
@@ -104,6 +108,9 @@ impl fmt::Display for TlsFailure {
             TlsFailure::Alert(alert) => write!(f, "the server ended the handshake ({alert})"),
             TlsFailure::ClosedBeforeAnswer => f.write_str(
                 "the server closed the TLS connection before answering: it most likely rejected mcp-edge's client certificate (or wanted one); check tls.client_cert and tls.client_key and the CA the server trusts",
+            ),
+            TlsFailure::ClosedDuringHandshake => f.write_str(
+                "the server hung up during the TLS handshake without saying why: it most likely speaks only TLS 1.0/1.1 or shares no cipher suite with mcp-edge (which speaks TLS 1.2 and 1.3), or this port does not serve TLS; check the server's TLS settings",
             ),
             TlsFailure::Other(why) => write!(f, "TLS failed: {why}"),
         }
@@ -202,6 +209,10 @@ impl TlsFailure {
             if text.contains("peer closed connection without sending TLS close_notify") {
                 return Some(TlsFailure::ClosedBeforeAnswer);
             }
+            // tokio-rustls: the peer closed before the handshake finished.
+            if text == "tls handshake eof" {
+                return Some(TlsFailure::ClosedDuringHandshake);
+            }
             if let Some(rest) = text.split("received fatal alert: ").nth(1) {
                 let alert = rest.split_whitespace().next().unwrap_or(rest).to_owned();
                 let cert_related = [
@@ -256,6 +267,23 @@ pub fn find_rustls_error<'a>(mut error: &'a (dyn StdError + 'static)) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_version_in_common_is_named_as_such() {
+        let old = rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::ServerTlsVersionIsDisabledByOurConfig,
+        );
+        assert!(matches!(
+            TlsFailure::classify(&old),
+            TlsFailure::ProtocolVersion(_)
+        ));
+        let alert = rustls::Error::AlertReceived(rustls::AlertDescription::ProtocolVersion);
+        assert!(
+            TlsFailure::classify(&alert)
+                .to_string()
+                .starts_with("no TLS version in common: mcp-edge speaks TLS 1.2 and 1.3")
+        );
+    }
 
     #[test]
     fn names_are_shown_plainly() {

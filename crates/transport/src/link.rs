@@ -52,6 +52,8 @@ pub struct LinkConfig {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// TLS for `https://` and `wss://` (offer `http/1.1` only for WebSocket).
     pub tls: Option<Arc<ClientConfig>>,
+    /// The name the certificate must show, when not the URL's host (`tls.server_name`).
+    pub server_name: Option<String>,
     /// The largest message accepted.
     pub max_message_bytes: usize,
     /// How long connecting and `initialize` may take.
@@ -71,6 +73,7 @@ impl LinkConfig {
             url,
             headers: Vec::new(),
             tls: None,
+            server_name: None,
             max_message_bytes: 4 * 1024 * 1024,
             init_timeout: Duration::from_secs(20),
             backoff_base: Duration::from_millis(200),
@@ -139,7 +142,12 @@ pub struct LinkStatus {
 impl Link {
     /// Starts supervising the stream. Must run inside tokio.
     pub fn spawn(cfg: LinkConfig, sink: Arc<dyn Sink>) -> Link {
-        let connector = Connector::new(cfg.tls.clone(), None, None, Duration::from_secs(10));
+        let connector = Connector::new(
+            cfg.tls.clone(),
+            server_name(&cfg),
+            None,
+            Duration::from_secs(10),
+        );
         let client = Client::builder(TokioExecutor::new()).build(connector);
         let shared = Arc::new(Shared {
             cfg,
@@ -489,6 +497,56 @@ async fn dial_sse(shared: &Arc<Shared>) -> Result<Dialed, String> {
     })
 }
 
+/// The TLS name from the route, when it overrides the URL's host.
+fn server_name(cfg: &LinkConfig) -> Option<rustls_pki_types::ServerName<'static>> {
+    cfg.server_name
+        .as_ref()
+        .and_then(|n| rustls_pki_types::ServerName::try_from(n.clone()).ok())
+}
+
+/// The connection under a WebSocket: TCP, and for `wss://` TLS verified against
+/// `tls.server_name` or the URL's host.
+async fn dial_tcp_tls(
+    cfg: &LinkConfig,
+) -> Result<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>, String> {
+    let host = cfg
+        .url
+        .host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let secure = cfg.url.scheme_str() == Some("wss");
+    let port = cfg.url.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let tcp = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::net::TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    .map_err(|_| format!("cannot connect to {host}:{port}: timed out"))?
+    .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    if !secure {
+        return Ok(tokio_tungstenite::MaybeTlsStream::Plain(tcp));
+    }
+    let Some(tls) = cfg.tls.clone() else {
+        return Err(format!("{}: wss:// without a TLS configuration", cfg.url));
+    };
+    let name = match server_name(cfg) {
+        Some(name) => name,
+        None => rustls_pki_types::ServerName::try_from(host.clone())
+            .map_err(|_| format!("{}: `{host}` is not a valid TLS server name", cfg.url))?,
+    };
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| match mcp_edge_tls::TlsFailure::find(&e) {
+            Some(failure) => format!("{}: {failure}", cfg.url),
+            None => format!("{}: TLS failed: {e}", cfg.url),
+        })?;
+    Ok(tokio_tungstenite::MaybeTlsStream::Rustls(stream))
+}
+
 async fn dial_websocket(shared: &Arc<Shared>) -> Result<Dialed, String> {
     use tokio_tungstenite::tungstenite::Message as Frame;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -504,21 +562,13 @@ async fn dial_websocket(shared: &Arc<Shared>) -> Result<Dialed, String> {
     for (k, v) in &cfg.headers {
         request.headers_mut().insert(k.clone(), v.clone());
     }
-    let connector = cfg.tls.clone().map(tokio_tungstenite::Connector::Rustls);
     let mut ws_config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
     ws_config.max_message_size = Some(cfg.max_message_bytes);
     ws_config.max_frame_size = Some(cfg.max_message_bytes);
-    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
-        request,
-        Some(ws_config),
-        false,
-        connector,
-    )
-    .await
-    .map_err(|e| match mcp_edge_tls::TlsFailure::find(&e) {
-        Some(failure) => format!("{}: {failure}", cfg.url),
-        None => format!("cannot open a WebSocket to {}: {e}", cfg.url),
-    })?;
+    let stream = dial_tcp_tls(cfg).await?;
+    let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config))
+        .await
+        .map_err(|e| format!("cannot open a WebSocket to {}: {e}", cfg.url))?;
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::channel::<Bytes>(256);
     let conn = Arc::new(Conn::new(

@@ -40,6 +40,8 @@ pub use connector::{ConnectError, OnHandshake, PeerTls};
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
+/// How many times one request's event stream is resumed before the call fails.
+const MAX_RESUMES: u32 = 5;
 
 /// How to reach one Streamable HTTP tool server.
 #[derive(Clone)]
@@ -743,38 +745,9 @@ impl Http {
             .to_ascii_lowercase();
         let max = self.shared.cfg.max_message_bytes;
         if status == StatusCode::OK && content_type.starts_with("text/event-stream") {
-            let mut body = response.into_body();
-            let mut parser = sse::Parser::new(max);
-            while let Some(frame) = body.frame().await {
-                let frame = frame
-                    .map_err(|e| UpstreamError::Protocol(format!("the event stream broke: {e}")))?;
-                let Ok(data) = frame.into_data() else {
-                    continue;
-                };
-                let parsed = parser.feed(&data).map_err(|e| {
-                    UpstreamError::Protocol(format!("the event stream is unreadable: {e}"))
-                })?;
-                for event in parsed {
-                    if event.data.is_empty() {
-                        continue;
-                    }
-                    let message = match Message::parse(event.data.as_bytes()) {
-                        Ok(message) => message,
-                        Err(e) => {
-                            tracing::warn!(route = %self.shared.cfg.route, "skipped an event that is not JSON-RPC: {e}");
-                            continue;
-                        }
-                    };
-                    if let Some(reply) =
-                        self.on_stream_message(remote, message, id, token.as_deref(), events)
-                    {
-                        return Ok(reply);
-                    }
-                }
-            }
-            return Err(Failure::Upstream(UpstreamError::Protocol(
-                "the event stream ended before the answer".into(),
-            )));
+            return self
+                .read_stream(remote, response.into_body(), id, token.as_deref(), events)
+                .await;
         }
         let bytes = Limited::new(response.into_body(), max)
             .collect()
@@ -807,6 +780,120 @@ impl Http {
             status.as_u16(),
             text,
         )))
+    }
+
+    /// Reads a request's event stream up to the answer. A stream that ends or breaks
+    /// first, after the server named an event id, is resumed: a GET with
+    /// `Last-Event-ID` after the server's `retry` (the 2025-11-25 polling pattern, and
+    /// plain redelivery after a dropped connection), a bounded number of times.
+    async fn read_stream(
+        &self,
+        remote: &Remote,
+        mut body: Incoming,
+        id: i64,
+        token: Option<&serde_json::value::RawValue>,
+        events: Option<&tokio::sync::mpsc::Sender<CallEvent>>,
+    ) -> Result<Reply, Failure> {
+        let mut last_event: Option<String> = None;
+        let mut retry = Duration::from_millis(500);
+        let mut resumes = 0;
+        loop {
+            let mut parser = sse::Parser::new(self.shared.cfg.max_message_bytes);
+            let ended = loop {
+                let frame = match body.frame().await {
+                    None => break "the event stream ended before the answer".to_owned(),
+                    Some(Err(e)) => break format!("the event stream broke: {e}"),
+                    Some(Ok(frame)) => frame,
+                };
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                let parsed = parser.feed(&data).map_err(|e| {
+                    UpstreamError::Protocol(format!("the event stream is unreadable: {e}"))
+                })?;
+                for event in parsed {
+                    if let Some(event_id) = event.id {
+                        last_event = Some(event_id);
+                    }
+                    if let Some(ms) = event.retry {
+                        retry = Duration::from_millis(ms.clamp(10, 30_000));
+                    }
+                    if event.data.is_empty() {
+                        continue;
+                    }
+                    let message = match Message::parse(event.data.as_bytes()) {
+                        Ok(message) => message,
+                        Err(e) => {
+                            tracing::warn!(route = %self.shared.cfg.route, "skipped an event that is not JSON-RPC: {e}");
+                            continue;
+                        }
+                    };
+                    if let Some(reply) = self.on_stream_message(remote, message, id, token, events)
+                    {
+                        return Ok(reply);
+                    }
+                }
+            };
+            let Some(resume_from) = last_event.as_deref() else {
+                return Err(Failure::Upstream(UpstreamError::Protocol(ended)));
+            };
+            if resumes == MAX_RESUMES {
+                return Err(Failure::Upstream(UpstreamError::Protocol(format!(
+                    "{ended}; resumed {MAX_RESUMES} times without it"
+                ))));
+            }
+            resumes += 1;
+            tracing::debug!(route = %self.shared.cfg.route, last_event = resume_from, "resuming a request's event stream");
+            tokio::time::sleep(retry).await;
+            let response = self.get_stream(remote, Some(resume_from)).await?;
+            let sse = response
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.to_ascii_lowercase().starts_with("text/event-stream"));
+            match response.status() {
+                StatusCode::OK if sse => body = response.into_body(),
+                StatusCode::NOT_FOUND if remote.session.is_some() => {
+                    return Err(Failure::SessionGone);
+                }
+                status => {
+                    return Err(Failure::Upstream(UpstreamError::Protocol(format!(
+                        "{ended}, and resuming it with Last-Event-ID was refused ({status})"
+                    ))));
+                }
+            }
+        }
+    }
+
+    /// Opens a GET event stream: the session's own, or with `last_event` the
+    /// continuation of the stream that named that event.
+    async fn get_stream(
+        &self,
+        remote: &Remote,
+        last_event: Option<&str>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let mut request = Request::builder()
+            .method(Method::GET)
+            .uri(self.shared.cfg.url.clone())
+            .header(ACCEPT, "text/event-stream")
+            .header(VERSION_HEADER, remote.version.clone());
+        for (k, v) in &self.shared.cfg.headers {
+            request = request.header(k, v);
+        }
+        if let Some(session) = &remote.session {
+            request = request.header(SESSION_HEADER, session.clone());
+        }
+        if let Some(id) = last_event.and_then(|v| HeaderValue::from_str(v).ok()) {
+            request = request.header("last-event-id", id);
+        }
+        let request = request
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| UpstreamError::Protocol(format!("could not build the request: {e}")))?;
+        self.shared
+            .client
+            .request(request)
+            .await
+            .map_err(|e| connect_error(&e, self.shared.cfg.url.scheme_str() == Some("https")))
     }
 
     /// Handles one message on a request's stream; the answer, when it is the answer.
@@ -910,27 +997,7 @@ async fn listen(shared: Weak<Shared>, remote: Weak<Remote>) {
             return;
         };
         let http = Http { shared };
-        let mut request = Request::builder()
-            .method(Method::GET)
-            .uri(http.shared.cfg.url.clone())
-            .header(ACCEPT, "text/event-stream")
-            .header(VERSION_HEADER, remote.version.clone());
-        for (k, v) in &http.shared.cfg.headers {
-            request = request.header(k, v);
-        }
-        if let Some(session) = &remote.session {
-            request = request.header(SESSION_HEADER, session.clone());
-        }
-        if let Some(id) = last_event
-            .as_deref()
-            .and_then(|v| HeaderValue::from_str(v).ok())
-        {
-            request = request.header("last-event-id", id);
-        }
-        let Ok(request) = request.body(Full::new(Bytes::new())) else {
-            return;
-        };
-        match http.shared.client.request(request).await {
+        match http.get_stream(&remote, last_event.as_deref()).await {
             Ok(response) if response.status() == StatusCode::OK => {
                 delay = Duration::from_secs(1);
                 let mut body = response.into_body();
