@@ -85,62 +85,6 @@ async fn the_watchdog_restarts_a_child_that_stops_answering() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_beyond_the_in_flight_cap_and_queue_fail_fast_as_busy() {
-    let mut cfg = demo("busy", &[]);
-    cfg.max_in_flight = 1;
-    cfg.queue = 1;
-    let stdio = Stdio::spawn(cfg, Arc::new(NoSink));
-    stdio
-        .ready(Instant::now() + Duration::from_secs(10))
-        .await
-        .unwrap();
-    let slow = || {
-        call(
-            "tools/call",
-            &json!({ "name": "slow", "arguments": { "seconds": 1.0, "steps": 1 } }),
-            Duration::from_secs(10),
-        )
-    };
-    let (first, second, third) = tokio::join!(
-        stdio.call(slow()),
-        async {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            stdio.call(echo("queued")).await
-        },
-        async {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let started = Instant::now();
-            let r = stdio.call(echo("refused")).await;
-            (r, started.elapsed())
-        }
-    );
-    assert!(
-        result(first)["content"][0]["text"]
-            .as_str()
-            .unwrap()
-            .starts_with("done")
-    );
-    assert_eq!(
-        result(second)["content"][0]["text"],
-        "queued",
-        "the queued call runs when a slot frees"
-    );
-    let (third, took) = third;
-    assert_eq!(
-        third.unwrap_err(),
-        UpstreamError::Busy {
-            max_in_flight: 1,
-            queue: 1
-        }
-    );
-    assert!(
-        took < Duration::from_millis(100),
-        "busy is immediate, took {took:?}"
-    );
-    stdio.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_stdin_then_terms_then_kills() {
     // A child that exits when stdin closes: the first step is enough.
     let stdio = Stdio::spawn(demo("polite", &[]), Arc::new(NoSink));

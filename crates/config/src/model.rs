@@ -315,20 +315,24 @@ pub struct CertExpiry {
 /// Effective policies of a route.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policies {
-    /// Per-call deadline.
+    /// Per-call deadline; each progress notification moves it to `timeout` later.
     pub timeout: Duration,
+    /// Each attempt's deadline.
+    pub attempt_timeout: Duration,
+    /// The furthest progress may move a call's deadline, from its start.
+    pub max_timeout: Duration,
     /// Retries.
     pub retry: Retry,
     /// Circuit breaker.
     pub breaker: Breaker,
-    /// Token bucket, if any.
-    pub rate_limit: Option<RateLimit>,
+    /// Token buckets.
+    pub rate_limit: RateLimit,
     /// In-flight bound.
     pub concurrency: Concurrency,
 }
 
 /// Retry policy.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Retry {
     /// Attempts in all, the first included.
     pub attempts: NonZeroU32,
@@ -338,6 +342,10 @@ pub struct Retry {
     pub max: Duration,
     /// Fraction of calls retries may add.
     pub budget: f64,
+    /// Retries per second allowed whatever the traffic.
+    pub min_per_second: u32,
+    /// Tools that may be repeated although their annotations do not say so.
+    pub idempotent_tools: Vec<Glob>,
 }
 
 /// Circuit-breaker policy.
@@ -353,11 +361,24 @@ pub struct Breaker {
     pub window: Duration,
     /// First open period.
     pub open_for: Duration,
+    /// Longest open period.
+    pub max_open_for: Duration,
+    /// Calls let through while half-open.
+    pub probes: NonZeroU32,
 }
 
-/// Token-bucket policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Rate limits of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RateLimit {
+    /// Everyone's calls together.
+    pub route: Option<Bucket>,
+    /// Each client's (principal's) own calls.
+    pub per_client: Option<Bucket>,
+}
+
+/// A token bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bucket {
     /// Sustained calls per second.
     pub per_second: NonZeroU32,
     /// Burst size.
@@ -418,6 +439,8 @@ struct Validator<'a> {
 /// One route's policy keys seen together with `[defaults]`.
 struct PolicyView<'a> {
     timeout: [Option<&'a Spanned<HumanDuration>>; 2],
+    attempt_timeout: [Option<&'a Spanned<HumanDuration>>; 2],
+    max_timeout: [Option<&'a Spanned<HumanDuration>>; 2],
     retry: [Option<&'a RetrySpec>; 2],
     breaker: [Option<&'a BreakerSpec>; 2],
     rate_limit: [Option<&'a RateLimitSpec>; 2],
@@ -428,6 +451,8 @@ impl<'a> PolicyView<'a> {
     fn defaults_only(defaults: &'a PoliciesSpec) -> Self {
         PolicyView {
             timeout: [None, defaults.timeout.as_ref()],
+            attempt_timeout: [None, defaults.attempt_timeout.as_ref()],
+            max_timeout: [None, defaults.max_timeout.as_ref()],
             retry: [None, defaults.retry.as_ref()],
             breaker: [None, defaults.breaker.as_ref()],
             rate_limit: [None, defaults.rate_limit.as_ref()],
@@ -438,6 +463,11 @@ impl<'a> PolicyView<'a> {
     fn route(route: &'a RouteSpec, defaults: &'a PoliciesSpec) -> Self {
         PolicyView {
             timeout: [route.timeout.as_ref(), defaults.timeout.as_ref()],
+            attempt_timeout: [
+                route.attempt_timeout.as_ref(),
+                defaults.attempt_timeout.as_ref(),
+            ],
+            max_timeout: [route.max_timeout.as_ref(), defaults.max_timeout.as_ref()],
             retry: [route.retry.as_ref(), defaults.retry.as_ref()],
             breaker: [route.breaker.as_ref(), defaults.breaker.as_ref()],
             rate_limit: [route.rate_limit.as_ref(), defaults.rate_limit.as_ref()],
@@ -1095,6 +1125,26 @@ impl Validator<'_> {
             24 * HOUR,
             "timeout",
         );
+        let attempt_timeout = self.duration(
+            pick(view.attempt_timeout, Some),
+            timeout,
+            ms(1),
+            24 * HOUR,
+            "attempt_timeout",
+        );
+        let max_key = pick(view.max_timeout, Some);
+        let max_timeout = self.duration(max_key, timeout * 4, ms(1), 24 * HOUR, "max_timeout");
+        if max_timeout < timeout {
+            self.error(
+                max_key.map(Spanned::span),
+                format!(
+                    "max_timeout ({}) is shorter than timeout ({})",
+                    HumanDuration(max_timeout),
+                    HumanDuration(timeout)
+                ),
+                "max_timeout bounds how far progress may extend the timeout: make it at least the timeout",
+            );
+        }
 
         let attempts = self.count(
             pick(view.retry, |r| r.attempts.as_ref()),
@@ -1125,6 +1175,21 @@ impl Validator<'_> {
             true,
             "retry.budget",
         );
+        let min_per_second = self.int(
+            pick(view.retry, |r| r.min_per_second.as_ref()),
+            1,
+            0,
+            10_000,
+            "retry.min_per_second",
+        );
+        let idempotent_tools = pick(view.retry, |r| r.idempotent_tools.as_ref())
+            .map(|patterns| {
+                patterns
+                    .iter()
+                    .filter_map(|p| self.glob(p, "retry.idempotent_tools"))
+                    .collect()
+            })
+            .unwrap_or_default();
 
         let consecutive_failures = self.count(
             pick(view.breaker, |b| b.consecutive_failures.as_ref()),
@@ -1160,32 +1225,53 @@ impl Validator<'_> {
             HOUR,
             "breaker.open_for",
         );
+        let max_open_for = self.duration(
+            pick(view.breaker, |b| b.max_open_for.as_ref()),
+            (open_for * 30).clamp(open_for, 5 * 60 * SECOND),
+            ms(100),
+            24 * HOUR,
+            "breaker.max_open_for",
+        );
+        let probes = self.count(
+            pick(view.breaker, |b| b.probes.as_ref()),
+            3,
+            1,
+            1000,
+            "breaker.probes",
+        );
 
-        let rate_limit = if view.rate_limit.iter().any(Option::is_some) {
-            let per_second_key = pick(view.rate_limit, |r| r.per_second.as_ref());
-            if per_second_key.is_none() {
-                let span = view
-                    .rate_limit
-                    .iter()
-                    .flatten()
-                    .find_map(|r| r.burst.as_ref().map(Spanned::span));
+        let per_second_key = pick(view.rate_limit, |r| r.per_second.as_ref());
+        let burst_key = pick(view.rate_limit, |r| r.burst.as_ref());
+        let route_bucket = match (per_second_key, burst_key) {
+            (None, None) => None,
+            (None, Some(burst)) => {
                 self.error(
-                    span,
+                    Some(burst.span()),
                     "rate_limit needs per_second",
                     "e.g. rate_limit = { per_second = 200, burst = 50 }",
                 );
+                None
             }
-            let per_second = self.count(per_second_key, 1, 1, 1_000_000, "rate_limit.per_second");
-            let burst = self.count(
-                pick(view.rate_limit, |r| r.burst.as_ref()),
-                per_second.get(),
-                1,
-                1_000_000,
-                "rate_limit.burst",
-            );
-            Some(RateLimit { per_second, burst })
-        } else {
-            None
+            (Some(_), _) => Some(self.bucket(per_second_key, burst_key, "rate_limit")),
+        };
+        let per_client = pick(view.rate_limit, |r| r.per_client.as_ref()).map(|bucket| {
+            let spec = bucket.get_ref();
+            if spec.per_second.is_none() {
+                self.error(
+                    Some(bucket.span()),
+                    "rate_limit.per_client needs per_second",
+                    "e.g. per_client = { per_second = 20, burst = 10 }",
+                );
+            }
+            self.bucket(
+                spec.per_second.as_ref(),
+                spec.burst.as_ref(),
+                "rate_limit.per_client",
+            )
+        });
+        let rate_limit = RateLimit {
+            route: route_bucket,
+            per_client,
         };
 
         let max_in_flight = self.count(
@@ -1205,11 +1291,15 @@ impl Validator<'_> {
 
         Policies {
             timeout,
+            attempt_timeout,
+            max_timeout,
             retry: Retry {
                 attempts,
                 base,
                 max,
                 budget,
+                min_per_second,
+                idempotent_tools,
             },
             breaker: Breaker {
                 consecutive_failures,
@@ -1217,6 +1307,8 @@ impl Validator<'_> {
                 min_calls,
                 window,
                 open_for,
+                max_open_for,
+                probes,
             },
             rate_limit,
             concurrency: Concurrency {
@@ -1224,6 +1316,35 @@ impl Validator<'_> {
                 queue,
             },
         }
+    }
+
+    fn bucket(
+        &mut self,
+        per_second: Option<&Spanned<i64>>,
+        burst: Option<&Spanned<i64>>,
+        key: &str,
+    ) -> Bucket {
+        let per_second = self.count(per_second, 1, 1, 1_000_000, &format!("{key}.per_second"));
+        let burst = self.count(
+            burst,
+            per_second.get(),
+            1,
+            1_000_000,
+            &format!("{key}.burst"),
+        );
+        Bucket { per_second, burst }
+    }
+
+    fn glob(&mut self, pattern: &Spanned<String>, key: &str) -> Option<Glob> {
+        if pattern.get_ref().is_empty() {
+            self.error(
+                Some(pattern.span()),
+                format!("an empty pattern in {key} matches nothing"),
+                "remove it, or write a pattern such as \"read_*\"",
+            );
+            return None;
+        }
+        Some(Glob(pattern.get_ref().clone()))
     }
 
     fn duration(

@@ -163,6 +163,10 @@ pub struct ClientSpec {
 pub struct PoliciesSpec {
     /// Per-call deadline.
     pub timeout: Option<Spanned<HumanDuration>>,
+    /// Each attempt's deadline (a retry is a new attempt).
+    pub attempt_timeout: Option<Spanned<HumanDuration>>,
+    /// How far progress notifications may extend a call's deadline, in all.
+    pub max_timeout: Option<Spanned<HumanDuration>>,
     /// Retries.
     pub retry: Option<RetrySpec>,
     /// Circuit breaker.
@@ -185,6 +189,10 @@ pub struct RetrySpec {
     pub max: Option<Spanned<HumanDuration>>,
     /// Retries may add at most this fraction of calls.
     pub budget: Option<Spanned<f64>>,
+    /// Retries per second allowed whatever the traffic (the budget's floor).
+    pub min_per_second: Option<Spanned<i64>>,
+    /// Tools whose calls may be repeated although their annotations do not say so.
+    pub idempotent_tools: Option<Vec<Spanned<String>>>,
 }
 
 /// `breaker = { ... }`.
@@ -201,12 +209,28 @@ pub struct BreakerSpec {
     pub window: Option<Spanned<HumanDuration>>,
     /// How long it stays open the first time.
     pub open_for: Option<Spanned<HumanDuration>>,
+    /// The longest it stays open, however often it trips.
+    pub max_open_for: Option<Spanned<HumanDuration>>,
+    /// Calls let through while half-open; all must succeed to close it.
+    pub probes: Option<Spanned<i64>>,
 }
 
 /// `rate_limit = { ... }`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitSpec {
+    /// Sustained calls per second, for everyone together.
+    pub per_second: Option<Spanned<i64>>,
+    /// Calls allowed at once above the sustained rate.
+    pub burst: Option<Spanned<i64>>,
+    /// Each client's own bucket on this route.
+    pub per_client: Option<Spanned<BucketSpec>>,
+}
+
+/// `per_client = { per_second = 20, burst = 10 }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketSpec {
     /// Sustained calls per second.
     pub per_second: Option<Spanned<i64>>,
     /// Calls allowed at once above the sustained rate.
@@ -261,6 +285,10 @@ pub struct RouteSpec {
     pub cert_expiry: Option<CertExpirySpec>,
     /// Per-call deadline (overrides `[defaults]`).
     pub timeout: Option<Spanned<HumanDuration>>,
+    /// Each attempt's deadline (overrides `[defaults]`).
+    pub attempt_timeout: Option<Spanned<HumanDuration>>,
+    /// How far progress may extend a call (overrides `[defaults]`).
+    pub max_timeout: Option<Spanned<HumanDuration>>,
     /// Retries (overrides `[defaults]` key by key).
     pub retry: Option<RetrySpec>,
     /// Circuit breaker (overrides `[defaults]` key by key).

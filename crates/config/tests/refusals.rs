@@ -360,9 +360,41 @@ fn route_overrides_merge_with_defaults_key_by_key() {
     assert_eq!(a.retry.attempts.get(), 2);
     assert_eq!(a.retry.base.as_millis(), 100);
     assert_eq!(a.retry.max.as_secs(), 2);
-    let rl = a.rate_limit.unwrap();
+    let rl = a.rate_limit.route.unwrap();
     assert_eq!((rl.per_second.get(), rl.burst.get()), (100, 5));
     assert_eq!(b.timeout.as_secs(), 60);
     assert_eq!(b.retry.attempts.get(), 4);
-    assert_eq!(b.rate_limit.unwrap().burst.get(), 100);
+    assert_eq!(b.rate_limit.route.unwrap().burst.get(), 100);
+    assert_eq!(b.rate_limit.per_client, None);
+    assert_eq!(
+        b.max_timeout.as_secs(),
+        240,
+        "four times the timeout by default"
+    );
+    assert_eq!(b.attempt_timeout.as_secs(), 60, "the timeout by default");
+}
+
+#[test]
+fn policy_keys_for_timeouts_idempotent_tools_and_clients() {
+    let text = "[defaults]\nrate_limit = { per_client = { per_second = 5, burst = 2 } }\n[[route]]\nname = \"a\"\ncommand = \"s\"\ntimeout = \"2s\"\nattempt_timeout = \"500ms\"\nmax_timeout = \"1m\"\nretry = { idempotent_tools = [\"get_*\"], min_per_second = 0 }\nbreaker = { probes = 1, max_open_for = \"30s\" }\n";
+    let (config, diags) = parse(&Source::new("routes.toml", text));
+    assert!(diags.is_empty(), "{diags:?}");
+    let p = &config.unwrap().routes[0].policies;
+    assert_eq!(p.attempt_timeout.as_millis(), 500);
+    assert_eq!(p.max_timeout.as_secs(), 60);
+    assert!(p.retry.idempotent_tools[0].matches("get_weather"));
+    assert_eq!(p.retry.min_per_second, 0);
+    assert_eq!(
+        (p.breaker.probes.get(), p.breaker.max_open_for.as_secs()),
+        (1, 30)
+    );
+    assert_eq!(p.rate_limit.route, None);
+    let client = p.rate_limit.per_client.unwrap();
+    assert_eq!((client.per_second.get(), client.burst.get()), (5, 2));
+
+    refused(
+        "[[route]]\nname = \"a\"\ncommand = \"s\"\ntimeout = \"10s\"\nmax_timeout = \"5s\"\n",
+        "5:15",
+        &["max_timeout (5s) is shorter than timeout (10s)"],
+    );
 }

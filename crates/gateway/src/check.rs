@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use mcp_edge_config::model::{Config, Credential, Grant, Policies};
+use mcp_edge_config::model::{Bucket, Config, Credential, Glob, Grant, Policies};
 use mcp_edge_config::{Diagnostic, HumanDuration, Located, Severity, Source};
 use mcp_edge_router::{Plan, plan};
 use serde_json::{Value, json};
@@ -273,9 +273,12 @@ fn breaker_text(p: &Policies) -> String {
 }
 
 fn rate_text(p: &Policies) -> String {
-    match p.rate_limit {
-        Some(r) => format!("{}/s burst {}", r.per_second, r.burst),
-        None => "none".into(),
+    let bucket = |b: &Bucket| format!("{}/s burst {}", b.per_second, b.burst);
+    match (&p.rate_limit.route, &p.rate_limit.per_client) {
+        (None, None) => "none".into(),
+        (Some(r), None) => bucket(r),
+        (None, Some(c)) => format!("{} per client", bucket(c)),
+        (Some(r), Some(c)) => format!("{}; {} per client", bucket(r), bucket(c)),
     }
 }
 
@@ -303,15 +306,29 @@ fn grant_text(grant: &Grant) -> String {
 fn policies_json(p: &Policies) -> Value {
     json!({
         "timeout": d(p.timeout),
-        "retry": { "attempts": p.retry.attempts.get(), "base": d(p.retry.base), "max": d(p.retry.max), "budget": p.retry.budget },
+        "attempt_timeout": d(p.attempt_timeout),
+        "max_timeout": d(p.max_timeout),
+        "retry": {
+            "attempts": p.retry.attempts.get(),
+            "base": d(p.retry.base),
+            "max": d(p.retry.max),
+            "budget": p.retry.budget,
+            "min_per_second": p.retry.min_per_second,
+            "idempotent_tools": p.retry.idempotent_tools.iter().map(Glob::as_str).collect::<Vec<_>>(),
+        },
         "breaker": {
             "consecutive_failures": p.breaker.consecutive_failures.get(),
             "failure_ratio": p.breaker.failure_ratio,
             "min_calls": p.breaker.min_calls.get(),
             "window": d(p.breaker.window),
             "open_for": d(p.breaker.open_for),
+            "max_open_for": d(p.breaker.max_open_for),
+            "probes": p.breaker.probes.get(),
         },
-        "rate_limit": p.rate_limit.map(|r| json!({ "per_second": r.per_second.get(), "burst": r.burst.get() })),
+        "rate_limit": {
+            "route": p.rate_limit.route.map(|r| json!({ "per_second": r.per_second.get(), "burst": r.burst.get() })),
+            "per_client": p.rate_limit.per_client.map(|r| json!({ "per_second": r.per_second.get(), "burst": r.burst.get() })),
+        },
         "concurrency": { "max_in_flight": p.concurrency.max_in_flight.get(), "queue": p.concurrency.queue },
     })
 }

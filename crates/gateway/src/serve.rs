@@ -220,8 +220,6 @@ pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
                 cfg.env = env;
                 cfg.cwd = command.cwd.clone();
                 cfg.max_message_bytes = config.gateway.max_message_bytes;
-                cfg.max_in_flight = route.policies.concurrency.max_in_flight.get();
-                cfg.queue = route.policies.concurrency.queue;
                 Upstream::Stdio(Stdio::spawn(cfg, sink.clone()))
             }
             (Transport::Network { url, protocol, .. }, _)

@@ -64,6 +64,11 @@ impl Conn {
     }
 
     /// The ids in flight, for log lines.
+    /// How many calls await their answer.
+    pub(crate) fn pending_count(&self) -> usize {
+        self.pending().len()
+    }
+
     pub(crate) fn in_flight(&self) -> Vec<i64> {
         let mut ids: Vec<i64> = self.pending().keys().copied().collect();
         ids.sort_unstable();

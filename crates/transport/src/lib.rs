@@ -32,8 +32,8 @@ pub use http::{Http, HttpConfig};
 pub use link::{Link, LinkConfig, LinkKind};
 pub use stdio::{Stdio, StdioConfig};
 
-/// One call to a tool server.
-#[derive(Debug)]
+/// One call to a tool server. Cloning it (for a retry) copies the parameters.
+#[derive(Debug, Clone)]
 pub struct Call {
     /// The method.
     pub method: String,
@@ -97,12 +97,35 @@ pub enum UpstreamError {
         /// The queue limit.
         queue: u32,
     },
+    /// The connection broke after the request may have reached the tool server.
+    Interrupted(String),
+    /// The route's circuit breaker is open: calls fail at once until it is tried again.
+    CircuitOpen {
+        /// When a probe is let through.
+        retry_in: Duration,
+        /// Times it opened in a row (the open period grows with them).
+        trips: u32,
+    },
+    /// Over a rate limit.
+    RateLimited {
+        /// Whose limit: `route` (everyone's) or `client` (the caller's own).
+        scope: &'static str,
+        /// When a call would be allowed.
+        retry_after: Duration,
+    },
     /// The tool server broke the protocol.
     Protocol(String),
     /// The TLS handshake failed; the sentence says why and what to do.
     Tls(String, mcp_edge_tls::TlsFailure),
     /// The tool server answered with an HTTP error status.
-    Status(u16, String),
+    Status {
+        /// The status code.
+        status: u16,
+        /// The start of the body.
+        body: String,
+        /// Its `Retry-After`, in seconds, if it sent one.
+        retry_after: Option<Duration>,
+    },
     /// The connector is shut down.
     Closed,
 }
@@ -115,9 +138,12 @@ impl UpstreamError {
             UpstreamError::Timeout(_) => "timeout",
             UpstreamError::Crashed(_) => "upstream_crashed",
             UpstreamError::Busy { .. } => "busy",
+            UpstreamError::Interrupted(_) => "upstream_interrupted",
+            UpstreamError::CircuitOpen { .. } => "circuit_open",
+            UpstreamError::RateLimited { .. } => "rate_limited",
             UpstreamError::Protocol(_) => "upstream_protocol",
             UpstreamError::Tls(..) => "tls",
-            UpstreamError::Status(..) => "upstream_status",
+            UpstreamError::Status { .. } => "upstream_status",
         }
     }
 
@@ -125,6 +151,9 @@ impl UpstreamError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             UpstreamError::Unavailable { retry_in, .. } => *retry_in,
+            UpstreamError::CircuitOpen { retry_in, .. } => Some(*retry_in),
+            UpstreamError::RateLimited { retry_after, .. } => Some(*retry_after),
+            UpstreamError::Status { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -162,12 +191,34 @@ impl fmt::Display for UpstreamError {
                 f,
                 "busy: {max_in_flight} calls in flight and {queue} waiting already"
             ),
+            UpstreamError::Interrupted(why) => {
+                write!(
+                    f,
+                    "the connection to the tool server broke during the call: {why}"
+                )
+            }
+            UpstreamError::CircuitOpen { retry_in, trips } => write!(
+                f,
+                "circuit breaker open after {trips} trip{} in a row: calls fail at once; the tool server is tried again in {}ms",
+                if *trips == 1 { "" } else { "s" },
+                retry_in.as_millis()
+            ),
+            UpstreamError::RateLimited { scope, retry_after } => write!(
+                f,
+                "over the {} rate limit; try again in {}ms",
+                if *scope == "client" {
+                    "caller's"
+                } else {
+                    "route's"
+                },
+                retry_after.as_millis().max(1)
+            ),
             UpstreamError::Protocol(why) => write!(f, "the tool server broke the protocol: {why}"),
             UpstreamError::Tls(why, _) => f.write_str(why),
-            UpstreamError::Status(status, body) if body.is_empty() => {
+            UpstreamError::Status { status, body, .. } if body.is_empty() => {
                 write!(f, "the tool server answered HTTP {status}")
             }
-            UpstreamError::Status(status, body) => {
+            UpstreamError::Status { status, body, .. } => {
                 write!(f, "the tool server answered HTTP {status}: {body}")
             }
             UpstreamError::Closed => f.write_str("the route is shutting down"),

@@ -218,10 +218,8 @@ fn connect_error(error: &hyper_util::client::legacy::Error, tls: bool) -> Upstre
         reason.push_str(&format!(": {e}"));
         current = e.source();
     }
-    UpstreamError::Unavailable {
-        reason,
-        retry_in: None,
-    }
+    // Not a connect failure: the request may have been (partly) written.
+    UpstreamError::Interrupted(reason)
 }
 
 /// A request failure in words (TLS failures classified).
@@ -576,7 +574,11 @@ impl Http {
                     }));
                 }
             }
-            Err(e @ (UpstreamError::Tls(..) | UpstreamError::Unavailable { .. })) => return Err(e),
+            Err(
+                e @ (UpstreamError::Tls(..)
+                | UpstreamError::Unavailable { .. }
+                | UpstreamError::Interrupted(_)),
+            ) => return Err(e),
             _ => {}
         }
         let start = Remote {
@@ -592,9 +594,10 @@ impl Http {
             Some(&crate::handshake::initialize_params()),
         );
         let (reply, session) = match self.exchange(&start, body, mcp::INITIALIZE).await {
-            Err(UpstreamError::Status(status @ (400 | 404 | 405), _))
-                if self.shared.cfg.fallback_to_sse =>
-            {
+            Err(UpstreamError::Status {
+                status: status @ (400 | 404 | 405),
+                ..
+            }) if self.shared.cfg.fallback_to_sse => {
                 return Err(self.switch_to_sse(status));
             }
             other => other?,
@@ -744,6 +747,12 @@ impl Http {
             .unwrap_or_default()
             .to_ascii_lowercase();
         let max = self.shared.cfg.max_message_bytes;
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         if status == StatusCode::OK && content_type.starts_with("text/event-stream") {
             return self
                 .read_stream(remote, response.into_body(), id, token.as_deref(), events)
@@ -776,10 +785,11 @@ impl Http {
             return Ok(Reply::Error(error));
         }
         let text: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
-        Err(Failure::Upstream(UpstreamError::Status(
-            status.as_u16(),
-            text,
-        )))
+        Err(Failure::Upstream(UpstreamError::Status {
+            status: status.as_u16(),
+            body: text,
+            retry_after,
+        }))
     }
 
     /// Reads a request's event stream up to the answer. A stream that ends or breaks

@@ -19,11 +19,10 @@
 mod supervisor;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::conn::Conn;
@@ -45,10 +44,6 @@ pub struct StdioConfig {
     pub cwd: Option<PathBuf>,
     /// The largest message accepted from the child.
     pub max_message_bytes: usize,
-    /// Calls in flight at once.
-    pub max_in_flight: u32,
-    /// Calls waiting for a slot before new ones are refused.
-    pub queue: u32,
     /// How long the child may take to answer `initialize`.
     pub init_timeout: Duration,
     /// How often the watchdog pings the child while no call is in flight (calls in flight
@@ -88,8 +83,6 @@ impl StdioConfig {
             env: Vec::new(),
             cwd: None,
             max_message_bytes: 4 * 1024 * 1024,
-            max_in_flight: 64,
-            queue: 128,
             init_timeout: Duration::from_secs(20),
             ping_interval: Duration::from_secs(15),
             ping_timeout: Duration::from_secs(10),
@@ -133,8 +126,6 @@ pub struct Status {
     pub last_error: Option<(SystemTime, String)>,
     /// Calls in flight.
     pub in_flight: usize,
-    /// Calls waiting for a slot.
-    pub waiting: usize,
     /// What the tool server said about itself, while ready.
     pub info: Option<Arc<ServerInfo>>,
 }
@@ -158,8 +149,6 @@ struct Shared {
     sink: Arc<dyn Sink>,
     state: Mutex<State>,
     phase: watch::Sender<Phase>,
-    permits: Semaphore,
-    waiting: AtomicUsize,
     shutdown: Notify,
     stopped: watch::Sender<bool>,
 }
@@ -184,14 +173,11 @@ impl Shared {
 impl Stdio {
     /// Starts supervising the tool server. Must be called inside a tokio runtime.
     pub fn spawn(cfg: StdioConfig, sink: Arc<dyn Sink>) -> Stdio {
-        let permits = Semaphore::new(cfg.max_in_flight.max(1) as usize);
         let shared = Arc::new(Shared {
             cfg,
             sink,
             state: Mutex::new(State::default()),
             phase: watch::Sender::new(Phase::Starting),
-            permits,
-            waiting: AtomicUsize::new(0),
             shutdown: Notify::new(),
             stopped: watch::Sender::new(false),
         });
@@ -206,7 +192,6 @@ impl Stdio {
 
     /// Makes one call.
     pub async fn call(&self, call: Call) -> Result<Reply, UpstreamError> {
-        let _permit = self.acquire(call.deadline).await?;
         let conn = self.connection(call.deadline).await?;
         conn.call(call).await
     }
@@ -253,14 +238,12 @@ impl Stdio {
     pub fn status(&self) -> Status {
         let phase = self.shared.phase.borrow().clone();
         let state = self.shared.state();
-        let max = self.shared.cfg.max_in_flight.max(1) as usize;
         Status {
             phase,
             pid: state.pid,
             restarts: state.restarts,
             last_error: state.last_error.clone(),
-            in_flight: max - self.shared.permits.available_permits(),
-            waiting: self.shared.waiting.load(Ordering::Relaxed),
+            in_flight: state.conn.as_ref().map_or(0, |c| c.pending_count()),
             info: state.info.clone(),
         }
     }
@@ -272,29 +255,6 @@ impl Stdio {
         self.shared.shutdown.notify_one();
         let mut stopped = self.shared.stopped.subscribe();
         let _ = stopped.wait_for(|s| *s).await;
-    }
-
-    async fn acquire(&self, deadline: Instant) -> Result<SemaphorePermit<'_>, UpstreamError> {
-        if let Ok(permit) = self.shared.permits.try_acquire() {
-            return Ok(permit);
-        }
-        let cfg = &self.shared.cfg;
-        let busy = UpstreamError::Busy {
-            max_in_flight: cfg.max_in_flight,
-            queue: cfg.queue,
-        };
-        let waiting = &self.shared.waiting;
-        if waiting.fetch_add(1, Ordering::AcqRel) >= cfg.queue as usize {
-            waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(busy);
-        }
-        let result = tokio::time::timeout_at(deadline, self.shared.permits.acquire()).await;
-        waiting.fetch_sub(1, Ordering::AcqRel);
-        match result {
-            Ok(Ok(permit)) => Ok(permit),
-            Ok(Err(_)) => Err(UpstreamError::Closed),
-            Err(_) => Err(busy),
-        }
     }
 
     /// The live connection; waits for a start in progress, or a restart due before
