@@ -359,6 +359,8 @@ async fn a_broken_route_never_breaks_the_others() {
         "fine"
     );
 
+    // The listing above already failed on `missing` often enough to open its breaker:
+    // the error says so, and still names the cause.
     let error = mcp
         .error(
             "tools/call",
@@ -366,7 +368,13 @@ async fn a_broken_route_never_breaks_the_others() {
         )
         .await;
     assert_eq!(error["data"]["route"], "missing");
-    assert_eq!(error["data"]["reason"], "upstream_unavailable");
+    assert!(
+        matches!(
+            error["data"]["reason"].as_str(),
+            Some("upstream_unavailable" | "circuit_open")
+        ),
+        "{error}"
+    );
     assert!(
         error["message"]
             .as_str()

@@ -94,6 +94,8 @@ struct Inner {
     total_trips: u64,
     probes_out: u32,
     probes_ok: u32,
+    /// The last failure, in words.
+    cause: String,
 }
 
 /// One circuit breaker (a route's, or an endpoint's).
@@ -130,6 +132,7 @@ impl Breaker {
                 total_trips: 0,
                 probes_out: 0,
                 probes_ok: 0,
+                cause: String::new(),
             }),
         })
     }
@@ -159,6 +162,7 @@ impl Breaker {
                 return Err(UpstreamError::CircuitOpen {
                     retry_in: until.saturating_duration_since(Instant::now()),
                     trips: inner.trips,
+                    cause: inner.cause.clone(),
                 });
             }
             State::HalfOpen => {
@@ -166,6 +170,7 @@ impl Breaker {
                     return Err(UpstreamError::CircuitOpen {
                         retry_in: Duration::ZERO,
                         trips: inner.trips,
+                        cause: inner.cause.clone(),
                     });
                 }
                 inner.probes_out += 1;
@@ -202,9 +207,16 @@ impl Breaker {
         }
     }
 
-    fn record(&self, probe: bool, failed: bool) {
+    fn record(&self, probe: bool, failed: Option<String>) {
         let mut inner = self.lock();
         self.advance(&mut inner);
+        let failed = match failed {
+            Some(cause) => {
+                inner.cause = cause;
+                true
+            }
+            None => false,
+        };
         if probe {
             inner.probes_out = inner.probes_out.saturating_sub(1);
             if inner.state != State::HalfOpen {
@@ -282,7 +294,11 @@ impl Permit {
     pub fn record(mut self, outcome: &Result<Reply, UpstreamError>) {
         self.recorded = true;
         if let Some(failed) = is_failure(outcome) {
-            self.breaker.record(self.probe, failed);
+            let cause = failed.then(|| match outcome {
+                Err(e) => e.to_string(),
+                Ok(_) => "the tool server answered that it is overloaded".to_owned(),
+            });
+            self.breaker.record(self.probe, cause);
         } else if self.probe {
             let mut inner = self.breaker.lock();
             inner.probes_out = inner.probes_out.saturating_sub(1);
@@ -412,8 +428,13 @@ mod tests {
         assert!(call(&breaker, &fail()));
         assert!(matches!(breaker.snapshot().state, State::Open { .. }));
         match breaker.try_acquire() {
-            Err(UpstreamError::CircuitOpen { retry_in, trips }) => {
+            Err(UpstreamError::CircuitOpen {
+                retry_in,
+                trips,
+                cause,
+            }) => {
                 assert_eq!((retry_in, trips), (Duration::from_secs(1), 1));
+                assert!(cause.contains("did not answer within 1000ms"), "{cause}");
             }
             other => panic!("{other:?}"),
         }

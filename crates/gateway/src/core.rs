@@ -15,6 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::future::join_all;
 use mcp_edge_config::Secret;
 use mcp_edge_config::model::Grant;
+use mcp_edge_policy::{Activity, Request};
 use mcp_edge_protocol::jsonrpc::{self, code};
 use mcp_edge_protocol::version::{self, Era};
 use mcp_edge_protocol::{Id, Kind, Message, RawObject, mcp};
@@ -24,6 +25,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::policy::IDEMPOTENCY_KEY;
 use crate::scope::Scope;
 use crate::session::{Ask, Session, Sessions};
 use crate::upstream::RouteRt;
@@ -86,6 +88,14 @@ pub struct Ctx {
     pub session: Option<Arc<Session>>,
     /// The protocol version in force.
     pub version: &'static str,
+    /// Who asks: the client's name, or `anonymous` (rate limits are kept per principal).
+    pub principal: Arc<str>,
+}
+
+/// The principal of a request that presented no credential.
+pub fn anonymous() -> Arc<str> {
+    static ANONYMOUS: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    ANONYMOUS.get_or_init(|| Arc::from("anonymous")).clone()
 }
 
 impl Ctx {
@@ -94,6 +104,7 @@ impl Ctx {
         Ctx {
             scope: session.scope.clone(),
             version: session.version(),
+            principal: session.principal.clone().unwrap_or_else(anonymous),
             session: Some(session.clone()),
         }
     }
@@ -132,13 +143,56 @@ pub fn upstream_error(route: &str, error: &UpstreamError) -> ErrorObject {
         UpstreamError::Timeout(_) => code::TIMEOUT,
         UpstreamError::Busy { .. } => code::BUSY,
         UpstreamError::Protocol(_) => code::UPSTREAM_PROTOCOL,
+        UpstreamError::RateLimited { .. } => code::RATE_LIMITED,
+        UpstreamError::CircuitOpen { .. } => code::CIRCUIT_OPEN,
         _ => code::UPSTREAM_UNAVAILABLE,
     };
     let mut data = json!({ "route": route, "reason": error.reason() });
+    match error {
+        UpstreamError::CircuitOpen { retry_in, .. } => {
+            data["state"] = json!(if retry_in.is_zero() {
+                "half_open"
+            } else {
+                "open"
+            });
+        }
+        UpstreamError::RateLimited { scope, .. } => data["limit"] = json!(scope),
+        _ => {}
+    }
     if let Some(after) = error.retry_after() {
         data["retry_after_ms"] = json!(after.as_millis() as u64);
     }
     error_object(code, &format!("route `{route}`: {error}"), Some(&data))
+}
+
+/// Tells the call's policies what reached the client: anything stops retries, and
+/// progress moves the deadline on.
+fn note(activity: &Activity, event: &CallEvent) {
+    match event {
+        CallEvent::Notification(message) if message.method() == mcp::PROGRESS => {
+            activity.progressed();
+        }
+        _ => activity.relayed(),
+    }
+}
+
+/// Adds an idempotency key to a repeatable tool call's `_meta` (kept if the client
+/// sent one), so every attempt carries the same.
+fn with_idempotency_key(params: Box<RawValue>) -> Box<RawValue> {
+    let Ok(mut object) = RawObject::parse(params.get()) else {
+        return params;
+    };
+    let mut meta: serde_json::Map<String, Value> = object
+        .get("_meta")
+        .and_then(|m| serde_json::from_str(m.get()).ok())
+        .unwrap_or_default();
+    if meta.contains_key(IDEMPOTENCY_KEY) {
+        return params;
+    }
+    let key: u128 = rand::random();
+    meta.insert(IDEMPOTENCY_KEY.into(), json!(format!("{key:032x}")));
+    object.set_value("_meta", &meta);
+    object.to_raw()
 }
 
 fn invalid_params(message: &str) -> ErrorObject {
@@ -562,13 +616,34 @@ impl Gateway {
         events: Option<&mpsc::Sender<Vec<u8>>>,
     ) -> Result<Box<RawValue>, ErrorObject> {
         let (tx, mut rx) = mpsc::channel(32);
+        let tool = (method == mcp::TOOLS_CALL)
+            .then(|| {
+                params
+                    .as_deref()
+                    .and_then(|p| RawObject::parse(p.get()).ok())
+            })
+            .flatten()
+            .and_then(|p| p.get_str("name"));
+        let repeatable = route.policy.repeatable(method, tool.as_deref());
+        let params = match params {
+            Some(p) if repeatable && tool.is_some() && route.policy.retries() => {
+                Some(with_idempotency_key(p))
+            }
+            other => other,
+        };
+        let activity = Activity::new();
         // Only a call whose client can hear events asks for them: the connector hands a
         // tool server's requests only to a call that can take them.
-        let call = route.call(Call {
-            method: method.to_owned(),
-            params,
-            deadline,
-            events: events.is_some().then_some(tx),
+        let call = route.call(Request {
+            call: Call {
+                method: method.to_owned(),
+                params,
+                deadline,
+                events: events.is_some().then_some(tx),
+            },
+            principal: ctx.principal.clone(),
+            repeatable,
+            activity: activity.clone(),
         });
         tokio::pin!(call);
         // The tool server's requests relayed during this call: (client's id, its id).
@@ -576,7 +651,10 @@ impl Gateway {
         let reply = loop {
             tokio::select! {
                 reply = &mut call => break reply,
-                Some(event) = rx.recv() => self.relay(ctx, route, event, events, &mut asked).await,
+                Some(event) = rx.recv() => {
+                    note(&activity, &event);
+                    self.relay(ctx, route, event, events, &mut asked).await;
+                }
             }
         };
         while let Ok(event) = rx.try_recv() {
@@ -689,7 +767,7 @@ impl Gateway {
         if upstream_name != name {
             object.set_value("name", upstream_name);
         }
-        let deadline = Instant::now() + route.timeout;
+        let deadline = route.deadline();
         let route = route.clone();
         self.forward(
             ctx,
@@ -722,7 +800,7 @@ impl Gateway {
                 Some(&json!({ "uri": uri })),
             )
         })?;
-        let deadline = Instant::now() + route.timeout;
+        let deadline = route.deadline();
         let result = self
             .forward(
                 ctx,
@@ -785,7 +863,7 @@ impl Gateway {
                 ));
             }
         };
-        let deadline = Instant::now() + route.timeout;
+        let deadline = route.deadline();
         self.forward(
             ctx,
             &route,
@@ -932,6 +1010,9 @@ impl Gateway {
             .get(key)
             .and_then(|v| serde_json::from_str::<Vec<Box<RawValue>>>(v.get()).ok())
             .unwrap_or_default();
+        if method == mcp::TOOLS_LIST {
+            route.policy.learn_tools(&items);
+        }
         Some(Page {
             items,
             next: object.get_str("nextCursor"),

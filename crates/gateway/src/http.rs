@@ -24,7 +24,7 @@ use hyper::body::{Frame, Incoming};
 use mcp_edge_protocol::jsonrpc::{self, code};
 use mcp_edge_protocol::version::{self, Era, META_PROTOCOL_VERSION};
 use mcp_edge_protocol::{Id, Kind, Message, RawObject, mcp, sse};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -103,7 +103,7 @@ fn refuse_with(
     id: Option<&Id>,
     code: i32,
     message: &str,
-    data: Option<&serde_json::Value>,
+    data: Option<&Value>,
 ) -> Response<Body> {
     json(status, jsonrpc::error(id, code, message, data))
 }
@@ -440,6 +440,7 @@ async fn post(
         scope,
         session: None,
         version: version::V2026_07_28,
+        principal: principal.unwrap_or_else(crate::core::anonymous),
     };
     dispatch(gw, ctx, message).await
 }
@@ -574,6 +575,20 @@ async fn dispatch(gw: Arc<Gateway>, ctx: Ctx, message: Message) -> Response<Body
     }
 }
 
+/// When an answer is a rate-limit refusal of the whole request: its `Retry-After` in
+/// whole seconds (rounded up, at least 1), for a `429`.
+fn rate_limited(answer: &[u8]) -> Option<u64> {
+    let needle = code::RATE_LIMITED.to_string();
+    memchr::memmem::find(answer, needle.as_bytes())?;
+    let message = Message::parse(answer).ok()?;
+    let error: Value = serde_json::from_str(message.error?.get()).ok()?;
+    if error["code"].as_i64() != Some(i64::from(code::RATE_LIMITED)) {
+        return None;
+    }
+    let ms = error["data"]["retry_after_ms"].as_u64().unwrap_or(1000);
+    Some(ms.div_ceil(1000).max(1))
+}
+
 /// Answers a request: plain JSON when the answer comes first, an SSE stream when
 /// notifications (progress, logs) or tool-server requests come before it.
 async fn respond(gw: Arc<Gateway>, ctx: Ctx, message: Message) -> Response<Body> {
@@ -613,7 +628,14 @@ async fn respond(gw: Arc<Gateway>, ctx: Ctx, message: Message) -> Response<Body>
                 queued.push(event);
             }
             if queued.is_empty() {
-                return json(StatusCode::OK, answer);
+                return match rate_limited(&answer) {
+                    Some(retry_after) => {
+                        let mut response = json(StatusCode::TOO_MANY_REQUESTS, answer);
+                        response.headers_mut().insert(http::header::RETRY_AFTER, retry_after.into());
+                        response
+                    }
+                    None => json(StatusCode::OK, answer),
+                };
             }
             let (tx, rx) = mpsc::channel(queued.len() + 1);
             for event in queued {

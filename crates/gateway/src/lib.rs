@@ -5,7 +5,8 @@
 //! [`cli`] → [`serve`] (load routes.toml with `mcp-edge-config`, classify with
 //! `mcp-edge-router`, start each route's connector from `mcp-edge-transport`) →
 //! [`http`] or [`stdio_front`] (parse, admit, find the session) → [`core`] (aggregate,
-//! route by name, forward, relay notifications, map errors).
+//! route by name, forward, relay notifications, map errors) → [`policy`] (each route's
+//! rate limit, deadlines, retries, circuit breaker and bulkhead) → the connector.
 
 pub mod certs;
 pub mod check;
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod core;
 pub mod demo;
 pub mod http;
+pub mod policy;
 pub mod scope;
 pub mod serve;
 pub mod session;

@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::core::{ClientCredential, ClientRt, Gateway, RouteEvent};
+use crate::policy::RoutePolicy;
 use crate::session::Sessions;
 use crate::upstream::{RouteRt, Upstream};
 
@@ -252,6 +253,7 @@ pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
                 Upstream::NotServed("a command route without a command".into())
             }
         };
+        let policy = RoutePolicy::new(&route.name, &route.policies, upstream.clone());
         routes.push(Arc::new(RouteRt {
             name: route.name.clone(),
             prefix: route.naming.prefix.clone(),
@@ -260,7 +262,9 @@ pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
             transport: planned.transport.label(),
             endpoint: planned.transport.endpoint(),
             timeout: route.policies.timeout,
+            max_timeout: route.policies.max_timeout,
             upstream,
+            policy,
         }));
     }
     let mut clients = Vec::new();

@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use mcp_edge_config::Boundary;
 use mcp_edge_config::model::Naming;
+use mcp_edge_policy::Request;
 use mcp_edge_protocol::Id;
 use mcp_edge_transport::{Call, Http, Link, Reply, ServerInfo, Stdio, UpstreamError};
+
+use crate::policy::RoutePolicy;
 
 /// A route, ready to take calls.
 pub struct RouteRt {
@@ -22,13 +25,18 @@ pub struct RouteRt {
     pub transport: String,
     /// The endpoint, safe to print.
     pub endpoint: String,
-    /// The per-call deadline.
+    /// The per-call deadline (before progress moves it on).
     pub timeout: Duration,
+    /// The furthest progress may move it.
+    pub max_timeout: Duration,
     /// The connector.
     pub upstream: Upstream,
+    /// Its policies, over the same connector.
+    pub policy: RoutePolicy,
 }
 
-/// How a route reaches its tool server.
+/// How a route reaches its tool server. Cheap to clone.
+#[derive(Clone)]
 pub enum Upstream {
     /// A supervised child process.
     Stdio(Stdio),
@@ -40,10 +48,10 @@ pub enum Upstream {
     NotServed(String),
 }
 
-impl RouteRt {
-    /// Makes a call.
+impl Upstream {
+    /// Makes a call, with no policy: see [`RouteRt::call`].
     pub async fn call(&self, call: Call) -> Result<Reply, UpstreamError> {
-        match &self.upstream {
+        match self {
             Upstream::Stdio(stdio) => stdio.call(call).await,
             Upstream::Http(http) => http.call(call).await,
             Upstream::Link(link) => link.call(call).await,
@@ -52,6 +60,18 @@ impl RouteRt {
                 retry_in: None,
             }),
         }
+    }
+}
+
+impl RouteRt {
+    /// Makes a call through the route's policies.
+    pub async fn call(&self, request: Request) -> Result<Reply, UpstreamError> {
+        self.policy.call(request).await
+    }
+
+    /// The hard deadline of a call starting now: the furthest progress may move it.
+    pub fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.max_timeout
     }
 
     /// What the tool server said about itself, while it is up.

@@ -41,6 +41,10 @@ pub mod code {
     pub const FORBIDDEN: i32 = -32006;
     /// mcp-edge: the tool server broke the protocol.
     pub const UPSTREAM_PROTOCOL: i32 = -32007;
+    /// mcp-edge: over the route's or the client's rate limit (`data.retry_after_ms`).
+    pub const RATE_LIMITED: i32 = -32008;
+    /// mcp-edge: the route's circuit breaker is open (`data.state`, `data.retry_after_ms`).
+    pub const CIRCUIT_OPEN: i32 = -32009;
 }
 
 /// A request id: a string or an integer, never null.

@@ -6,8 +6,8 @@
 //!   a timed-out attempt, a dropped connection or a crashed child. Nothing is retried
 //!   once any part of the call (progress, a log, a request) reached the client.
 //! - **When**: after a full-jitter backoff (uniform in `[0, min(max, base·2ⁿ)]`), or
-//!   after the tool server's `Retry-After` when it gave one (never beyond `max`); never
-//!   past the call's deadline.
+//!   after the tool server's `Retry-After` (or a child's restart time) when it gave one;
+//!   not at all when that is beyond `max`, or past the call's deadline.
 //! - **How often**: at most `attempts` in all, and the route's [`Budget`] must allow it:
 //!   retries may add at most `ratio` of the calls of the last ten seconds, plus a floor
 //!   of `min_per_second`, so a failing tool server never sees a retry storm.
@@ -140,8 +140,11 @@ pub fn verdict(request: &Request, outcome: &Result<Reply, UpstreamError>) -> Ver
         return Verdict::Final;
     }
     match outcome {
-        // Never reached the tool server: safe for every method.
-        Err(UpstreamError::Unavailable { retry_in, .. }) => Verdict::Retry(*retry_in),
+        // Never reached the tool server: safe for every method. A supervised server
+        // (a child, a stream) that restarts within a second is waited for by its
+        // connector already; one that restarts later is not waited for here either.
+        Err(UpstreamError::Unavailable { retry_in: None, .. }) => Verdict::Retry(None),
+        Err(UpstreamError::Unavailable { .. }) => Verdict::Final,
         _ if !request.repeatable => Verdict::Final,
         Err(UpstreamError::Status {
             status: 429 | 502 | 503 | 504,
@@ -225,8 +228,12 @@ where
                 if retries + 1 >= cfg.attempts {
                     return outcome;
                 }
-                let wait =
-                    hint.map_or_else(|| cfg.backoff.delay(retries), |h| h.min(cfg.backoff.max));
+                // A tool server that asks for more than the cap is not asked again now:
+                // the caller gets its answer, and its hint, at once.
+                if hint.is_some_and(|h| h > cfg.backoff.max) {
+                    return outcome;
+                }
+                let wait = hint.unwrap_or_else(|| cfg.backoff.delay(retries));
                 if Instant::now() + wait >= request.call.deadline {
                     return outcome;
                 }
@@ -362,10 +369,19 @@ mod tests {
 
         let count = Arc::new(AtomicU32::new(0));
         let greedy = status(503, Some(Duration::from_secs(60)));
-        let service = layer(2, Budget::new(1.0, 100)).layer(flaky(1, greedy, count));
+        let service = layer(2, Budget::new(1.0, 100)).layer(flaky(1, greedy, count.clone()));
         let started = Instant::now();
-        assert!(service.oneshot(request("tools/list", true)).await.is_ok());
-        assert_eq!(started.elapsed(), Duration::from_secs(2), "capped at max");
+        let outcome = service.oneshot(request("tools/list", true)).await;
+        assert_eq!(
+            outcome.unwrap_err().retry_after(),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "beyond the cap: not retried, at once"
+        );
+        assert_eq!(count.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test(start_paused = true)]

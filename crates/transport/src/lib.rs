@@ -105,6 +105,8 @@ pub enum UpstreamError {
         retry_in: Duration,
         /// Times it opened in a row (the open period grows with them).
         trips: u32,
+        /// The last failure it counted, in words.
+        cause: String,
     },
     /// Over a rate limit.
     RateLimited {
@@ -197,9 +199,22 @@ impl fmt::Display for UpstreamError {
                     "the connection to the tool server broke during the call: {why}"
                 )
             }
-            UpstreamError::CircuitOpen { retry_in, trips } => write!(
+            UpstreamError::CircuitOpen {
+                retry_in,
+                trips,
+                cause,
+            } if retry_in.is_zero() => write!(
                 f,
-                "circuit breaker open after {trips} trip{} in a row: calls fail at once; the tool server is tried again in {}ms",
+                "circuit breaker half-open after {trips} trip{}: probes are testing the tool server, and other calls fail at once until they succeed (last failure: {cause})",
+                if *trips == 1 { "" } else { "s" }
+            ),
+            UpstreamError::CircuitOpen {
+                retry_in,
+                trips,
+                cause,
+            } => write!(
+                f,
+                "circuit breaker open after {trips} trip{} in a row: calls fail at once; the tool server is tried again in {}ms (last failure: {cause})",
                 if *trips == 1 { "" } else { "s" },
                 retry_in.as_millis()
             ),

@@ -1,0 +1,198 @@
+//! A route's policies, stacked as tower layers over its connector (outermost first):
+//! rate limit → call deadline → retry → circuit breaker → bulkhead → attempt deadline.
+//! See `mcp-edge-policy` for what each does and why in this order.
+
+use std::collections::HashSet;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::task::{Context, Poll};
+
+use mcp_edge_breaker::{Breaker, BreakerLayer};
+use mcp_edge_config::model::{Glob, Policies};
+use mcp_edge_policy::bulkhead::{Bulkhead, BulkheadLayer};
+use mcp_edge_policy::timeout::TimeoutLayer;
+use mcp_edge_policy::{PolicyFuture, Request};
+use mcp_edge_protocol::mcp;
+use mcp_edge_ratelimit::{Limits, RateLimitLayer};
+use mcp_edge_retry::{Backoff, Budget, RetryLayer};
+use mcp_edge_transport::{Reply, UpstreamError};
+use serde_json::value::RawValue;
+use tower::ServiceExt as _;
+use tower::util::BoxCloneSyncService;
+
+use crate::upstream::Upstream;
+
+/// The `_meta` key carrying a repeatable call's idempotency key: the same on every
+/// attempt, so a tool server can tell a retry from a new call.
+pub const IDEMPOTENCY_KEY: &str = "dev.mcp-edge/idempotency-key";
+
+/// Methods that change nothing on the tool server, or change it the same way however
+/// often they are sent.
+const REPEATABLE_METHODS: &[&str] = &[
+    mcp::PING,
+    mcp::TOOLS_LIST,
+    mcp::PROMPTS_LIST,
+    mcp::PROMPTS_GET,
+    mcp::RESOURCES_LIST,
+    mcp::RESOURCE_TEMPLATES_LIST,
+    mcp::RESOURCES_READ,
+    mcp::RESOURCES_SUBSCRIBE,
+    mcp::RESOURCES_UNSUBSCRIBE,
+    mcp::COMPLETE,
+    mcp::SET_LEVEL,
+    mcp::DISCOVER,
+];
+
+/// A route's policy stack and the state it keeps.
+pub struct RoutePolicy {
+    service: BoxCloneSyncService<Request, Reply, UpstreamError>,
+    /// The route's circuit breaker.
+    pub breaker: Arc<Breaker>,
+    /// The route's in-flight bound.
+    pub bulkhead: Arc<Bulkhead>,
+    /// The route's rate limits.
+    pub limits: Arc<Limits>,
+    attempts: u32,
+    idempotent_tools: Vec<Glob>,
+    /// Tools whose annotations (from `tools/list`) say they are read-only or idempotent.
+    hinted: RwLock<HashSet<String>>,
+}
+
+/// The connector at the bottom of the stack.
+#[derive(Clone)]
+struct Connector(Upstream);
+
+impl tower::Service<Request> for Connector {
+    type Response = Reply;
+    type Error = UpstreamError;
+    type Future = PolicyFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), UpstreamError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> PolicyFuture {
+        let upstream = self.0.clone();
+        Box::pin(async move { upstream.call(request.call).await })
+    }
+}
+
+impl RoutePolicy {
+    /// The stack for route `name` over its connector.
+    pub fn new(name: &str, policies: &Policies, upstream: Upstream) -> RoutePolicy {
+        let b = &policies.breaker;
+        let breaker = Breaker::new(
+            name,
+            mcp_edge_breaker::Config {
+                consecutive_failures: b.consecutive_failures.get(),
+                failure_ratio: b.failure_ratio,
+                min_calls: b.min_calls.get(),
+                window: b.window,
+                open_for: b.open_for,
+                max_open_for: b.max_open_for,
+                probes: b.probes.get(),
+            },
+        );
+        let bulkhead = Bulkhead::new(
+            policies.concurrency.max_in_flight.get(),
+            policies.concurrency.queue,
+        );
+        let bucket = |b: mcp_edge_config::model::Bucket| mcp_edge_ratelimit::Bucket {
+            per_second: b.per_second,
+            burst: b.burst,
+        };
+        let limits = Limits::new(
+            policies.rate_limit.route.map(bucket),
+            policies.rate_limit.per_client.map(bucket),
+        );
+        let r = &policies.retry;
+        let retry = RetryLayer::new(
+            name,
+            r.attempts.get(),
+            Backoff {
+                base: r.base,
+                max: r.max,
+            },
+            Arc::new(Budget::new(r.budget, r.min_per_second)),
+        );
+        let stack = tower::ServiceBuilder::new()
+            .layer(RateLimitLayer::new(limits.clone()))
+            .layer(TimeoutLayer::new(policies.timeout, policies.max_timeout))
+            .layer(retry)
+            .layer(BreakerLayer::new(breaker.clone()))
+            .layer(BulkheadLayer::new(bulkhead.clone()))
+            .layer(TimeoutLayer::new(
+                policies.attempt_timeout,
+                policies.max_timeout,
+            ))
+            .service(Connector(upstream));
+        RoutePolicy {
+            service: BoxCloneSyncService::new(stack),
+            breaker,
+            bulkhead,
+            limits,
+            attempts: r.attempts.get(),
+            idempotent_tools: r.idempotent_tools.clone(),
+            hinted: RwLock::new(HashSet::new()),
+        }
+    }
+
+    /// Makes a call through the stack.
+    pub async fn call(&self, request: Request) -> Result<Reply, UpstreamError> {
+        self.service.clone().oneshot(request).await
+    }
+
+    /// Whether a call may be sent twice: a method that changes nothing, or a tool that
+    /// says it is read-only or idempotent, or one routes.toml names.
+    pub fn repeatable(&self, method: &str, tool: Option<&str>) -> bool {
+        if REPEATABLE_METHODS.contains(&method) {
+            return true;
+        }
+        let Some(tool) = tool.filter(|_| method == mcp::TOOLS_CALL) else {
+            return false;
+        };
+        self.idempotent_tools.iter().any(|g| g.matches(tool))
+            || self
+                .hinted
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(tool)
+    }
+
+    /// Whether this route retries at all (an idempotency key is then worth sending).
+    pub fn retries(&self) -> bool {
+        self.attempts > 1
+    }
+
+    /// Learns from one page of the route's `tools/list` which tools are read-only or
+    /// idempotent.
+    pub fn learn_tools(&self, tools: &[Box<RawValue>]) {
+        #[derive(serde::Deserialize)]
+        struct Tool {
+            name: String,
+            #[serde(default)]
+            annotations: Option<Annotations>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Annotations {
+            #[serde(default)]
+            read_only_hint: Option<bool>,
+            #[serde(default)]
+            idempotent_hint: Option<bool>,
+        }
+        let mut hinted = self.hinted.write().unwrap_or_else(PoisonError::into_inner);
+        for raw in tools {
+            let Ok(tool) = serde_json::from_str::<Tool>(raw.get()) else {
+                continue;
+            };
+            let safe = tool
+                .annotations
+                .is_some_and(|a| a.read_only_hint == Some(true) || a.idempotent_hint == Some(true));
+            if safe {
+                hinted.insert(tool.name);
+            } else {
+                hinted.remove(&tool.name);
+            }
+        }
+    }
+}
