@@ -7,6 +7,8 @@
 
 Tools: echo(message: str) -> str   returns message unchanged
        add(a: int, b: int) -> int  returns a + b
+       lookup(key: str) -> str     annotated readOnlyHint (safe to repeat)
+       write(key: str) -> str      annotated neither read-only nor idempotent
 
 stdio: newline-delimited JSON-RPC on stdin/stdout; logs only on stderr.
 --http PORT: endpoint http://127.0.0.1:PORT/mcp (POST/GET/DELETE).
@@ -21,7 +23,9 @@ Extra HTTP flags: --stateless (stateless_http=True, no session ids),
 --json-response (JSON bodies instead of SSE), --resumable (an event store, retry 100 ms, and a
 tool detach(message) that closes its own stream before answering: resumption with
 Last-Event-ID is the only way to get its answer), --tls-cert/--tls-key (HTTPS) and
---tls-client-ca (require client certificates), --tls-max-version 1.0|1.1 (an outdated server). Stop it with SIGTERM/SIGINT.
+--tls-client-ca (require client certificates), --fail-while FILE [--fail-status N]
+[--retry-after S] (while FILE exists, tools/call POSTs get status N; GET /counts tells
+what arrived per tool, with the idempotency keys seen), --tls-max-version 1.0|1.1 (an outdated server). Stop it with SIGTERM/SIGINT.
 """
 import argparse
 import socket
@@ -53,6 +57,66 @@ class MemoryEventStore(EventStore):
         return stream_id
 
 
+class Faults:
+    """ASGI middleware for policy tests: while the file `flag` exists, every POSTed
+    `tools/call` is answered `status` (with `Retry-After: retry_after` when given)
+    without reaching the server. GET /counts answers what arrived, per tool:
+    {"lookup": {"calls": N, "refused": M, "keys": [distinct idempotency keys]}}."""
+
+    def __init__(self, app, flag: str, status: int, retry_after: str | None) -> None:
+        self.app, self.flag, self.status, self.retry_after = app, flag, status, retry_after
+        self.counts: dict[str, dict] = {}
+
+    async def __call__(self, scope, receive, send):
+        import json
+        import os
+
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        if scope["method"] == "GET" and scope["path"] == "/counts":
+            body = json.dumps(
+                {k: {"calls": v["calls"], "refused": v["refused"], "keys": sorted(v["keys"])} for k, v in self.counts.items()}
+            ).encode()
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+            return await send({"type": "http.response.body", "body": body})
+        if scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        try:
+            request = json.loads(body)
+        except ValueError:
+            request = {}
+        if isinstance(request, dict) and request.get("method") == "tools/call":
+            params = request.get("params") or {}
+            entry = self.counts.setdefault(params.get("name", "?"), {"calls": 0, "refused": 0, "keys": set()})
+            entry["calls"] += 1
+            key = (params.get("_meta") or {}).get("dev.mcp-edge/idempotency-key")
+            if key:
+                entry["keys"].add(key)
+            if os.path.exists(self.flag):
+                entry["refused"] += 1
+                headers = [(b"content-type", b"text/plain")]
+                if self.retry_after:
+                    headers.append((b"retry-after", self.retry_after.encode()))
+                await send({"type": "http.response.start", "status": self.status, "headers": headers})
+                return await send({"type": "http.response.body", "body": b"overloaded (test fault)"})
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+
 def build(stateless: bool = False, json_response: bool = False, resumable: bool = False) -> FastMCP:
     extra = {}
     if resumable:
@@ -76,6 +140,18 @@ def build(stateless: bool = False, json_response: bool = False, resumable: bool 
             await ctx.close_sse_stream()
             await anyio.sleep(0.3)
             return message
+
+    from mcp.types import ToolAnnotations
+
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
+    def lookup(key: str) -> str:
+        """Read-only: safe to repeat."""
+        return f"value of {key}"
+
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, idempotentHint=False))
+    def write(key: str) -> str:
+        """Changes something each time: never repeated by a gateway."""
+        return f"wrote {key}"
 
     @mcp.tool()
     def echo(message: str) -> str:
@@ -159,6 +235,9 @@ def main() -> None:
     )
     p.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate chain")
     p.add_argument("--tls-key", help="... and this PEM private key")
+    p.add_argument("--fail-while", metavar="FILE", help="while FILE exists, answer every tools/call POST with --fail-status")
+    p.add_argument("--fail-status", type=int, default=503, help="the status of --fail-while (default 503)")
+    p.add_argument("--retry-after", help="a Retry-After header for --fail-while answers")
     p.add_argument("--tls-max-version", choices=["1.0", "1.1"], help="speak no TLS newer than this (an old server)")
     p.add_argument("--tls-client-ca", help="require client certificates issued by this CA (mTLS)")
     a = p.parse_args()
@@ -173,7 +252,10 @@ def main() -> None:
 
     mcp = build(stateless=a.stateless, json_response=a.json_response, resumable=a.resumable)
     if a.http is not None:
-        serve_http(mcp.streamable_http_app(), a.http, tls, a.tls_max_version)
+        app = mcp.streamable_http_app()
+        if a.fail_while:
+            app = Faults(app, a.fail_while, a.fail_status, a.retry_after)
+        serve_http(app, a.http, tls, a.tls_max_version)
     elif a.sse is not None:
         serve_http(mcp.sse_app(), a.sse, tls, a.tls_max_version)
     elif a.ws is not None:
