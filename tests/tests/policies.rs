@@ -42,7 +42,7 @@ fn route(port: u16, policies: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_route_opens_its_breaker_and_probes_close_it_after_recovery() {
-    let dir = scratch_dir("policy-breaker");
+    let dir = scratch_dir("policy-breaker-flags");
     let flag = dir.join("failing");
     let server = faulty_server(&flag, &[]);
     let routes = route(
@@ -110,7 +110,7 @@ async fn a_failing_route_opens_its_breaker_and_probes_close_it_after_recovery() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_stay_within_their_budget_and_only_repeat_what_is_safe() {
-    let dir = scratch_dir("policy-retry");
+    let dir = scratch_dir("policy-retry-flags");
     let flag = dir.join("failing");
     let server = faulty_server(&flag, &[]);
     // No floor, 20 % budget, and a breaker that stays out of the way.
@@ -183,7 +183,7 @@ async fn retries_stay_within_their_budget_and_only_repeat_what_is_safe() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_from_the_tool_server_is_waited_for() {
-    let dir = scratch_dir("policy-retry-after");
+    let dir = scratch_dir("policy-retry-after-flags");
     let flag = dir.join("failing");
     let server = faulty_server(&flag, &["--retry-after", "1"]);
     let routes = route(
@@ -382,4 +382,60 @@ async fn progress_moves_a_deadline_on_up_to_its_cap() {
         )
         .await;
     assert_eq!(error["data"]["reason"], "timeout", "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_are_balanced_and_a_sick_one_is_ejected_until_it_recovers() {
+    let dir = scratch_dir("policy-replicas-flags");
+    let never = dir.join("never");
+    let flag = dir.join("failing");
+    let healthy = faulty_server(&never, &[]);
+    let sick = faulty_server(&flag, &[]);
+    std::fs::write(&flag, "").unwrap();
+    let routes = format!(
+        "[[route]]\nname = \"pool\"\nurls = [\"http://127.0.0.1:{}/mcp\", \"http://127.0.0.1:{}/mcp\"]\n\
+         retry = {{ attempts = 3, base = \"1ms\", max = \"5ms\", min_per_second = 100 }}\n\
+         breaker = {{ consecutive_failures = 2, open_for = \"1s\", probes = 1 }}\n",
+        healthy.port, sick.port
+    );
+    let gw = Gateway::start("policy-replicas", &routes);
+    let mut mcp = gw.client("/mcp");
+    mcp.initialize().await;
+    mcp.tool_names().await;
+    let lookup =
+        |i: usize| json!({ "name": "pool__lookup", "arguments": { "key": format!("k{i}") } });
+    // Every call succeeds: a failure on the sick replica is retried on the other, the
+    // balancer leans away from it, and its breaker ejects it.
+    for i in 0..30 {
+        assert_eq!(
+            text(&mcp.call("tools/call", lookup(i)).await),
+            format!("value of k{i}")
+        );
+    }
+    let sick_calls = counts(&sick).await["lookup"]["calls"].as_u64().unwrap_or(0);
+    // Two failures in a row open its breaker; after that only a probe per open period.
+    assert!((2..=4).contains(&sick_calls), "ejected: {sick_calls} calls");
+    gw.wait_log(
+        "circuit breaker open: 2 failures in a row",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(counts(&healthy).await["lookup"]["calls"], 30);
+
+    // It recovers: its estimate fades (or its breaker lets a probe through), and it
+    // takes calls again.
+    std::fs::remove_file(&flag).unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for i in 0..40 {
+        assert_eq!(
+            text(&mcp.call("tools/call", lookup(i)).await),
+            format!("value of k{i}")
+        );
+    }
+    let sick_after = counts(&sick).await["lookup"]["calls"].as_u64().unwrap();
+    assert!(
+        sick_after > sick_calls + 5,
+        "the recovered replica takes calls again: {sick_calls} → {sick_after}"
+    );
+    std::fs::remove_dir_all(dir).ok();
 }

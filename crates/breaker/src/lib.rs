@@ -290,6 +290,11 @@ impl Breaker {
 }
 
 impl Permit {
+    /// Whether this call is a half-open breaker's probe.
+    pub fn is_probe(&self) -> bool {
+        self.probe
+    }
+
     /// Records the call's outcome.
     pub fn record(mut self, outcome: &Result<Reply, UpstreamError>) {
         self.recorded = true;

@@ -169,6 +169,9 @@ pub struct Route {
     pub endpoint: Endpoint,
     /// Where the endpoint was written.
     pub endpoint_span: Span,
+    /// More replicas of the same tool server (from `urls`), after the one in
+    /// `endpoint`; calls are balanced across them all.
+    pub more_urls: Vec<Url>,
     /// The boundary the file declares, if any.
     pub declared: Option<Declared>,
     /// TLS to the tool server.
@@ -720,6 +723,7 @@ impl Validator<'_> {
         let cert_expiry = self.cert_expiry(spec.cert_expiry.as_ref());
         let naming = self.naming(&spec, separator);
         let (endpoint, endpoint_span) = self.endpoint(&spec)?;
+        let more_urls = self.more_urls(&spec, &endpoint);
 
         if let Endpoint::Command(_) = endpoint {
             for (what, span) in [
@@ -761,6 +765,7 @@ impl Validator<'_> {
             name_span,
             endpoint,
             endpoint_span,
+            more_urls,
             declared,
             tls,
             auth,
@@ -780,6 +785,7 @@ impl Validator<'_> {
         let given: Vec<(&str, Span)> = [
             ("command", spec.command.as_ref().map(Spanned::span)),
             ("url", spec.url.as_ref().map(Spanned::span)),
+            ("urls", spec.urls.as_ref().map(Spanned::span)),
             ("address", spec.address.as_ref().map(Spanned::span)),
         ]
         .into_iter()
@@ -803,7 +809,7 @@ impl Validator<'_> {
                         spec.name.get_ref(),
                         given[0].0
                     ),
-                    "keep one of `command`, `url` and `address`",
+                    "keep one of `command`, `url`, `urls` and `address`",
                 );
                 return None;
             }
@@ -816,9 +822,68 @@ impl Validator<'_> {
         if let Some(url) = &spec.url {
             return self.url(url).map(|u| (Endpoint::Url(u), url.span()));
         }
+        if let Some(urls) = &spec.urls {
+            let first = urls.get_ref().first();
+            if first.is_none() {
+                self.error(
+                    urls.span(),
+                    "`urls` is empty",
+                    "list the tool server's replicas, e.g. urls = [\"http://a:8080/mcp\", \"http://b:8080/mcp\"]",
+                );
+            }
+            return self.url(first?).map(|u| (Endpoint::Url(u), urls.span()));
+        }
         let address = spec.address.as_ref()?;
         self.address(address)
             .map(|(host, port)| (Endpoint::Address { host, port }, address.span()))
+    }
+
+    /// The replicas after the first of `urls`: Streamable HTTP, one scheme for all.
+    fn more_urls(&mut self, spec: &RouteSpec, endpoint: &Endpoint) -> Vec<Url> {
+        let (Some(urls), Endpoint::Url(first)) = (&spec.urls, endpoint) else {
+            return Vec::new();
+        };
+        let websocket = matches!(first.scheme(), "ws" | "wss");
+        let protocol = spec.protocol.as_ref().map(|p| *p.get_ref());
+        if urls.get_ref().len() > 1
+            && (websocket || matches!(protocol, Some(Protocol::Sse | Protocol::Websocket)))
+        {
+            self.error(
+                urls.span(),
+                "several `urls` are balanced for Streamable HTTP tool servers only",
+                "use http:// or https:// URLs with protocol = \"auto\" or \"streamable-http\", or one route per replica",
+            );
+            return Vec::new();
+        }
+        let mut more = Vec::new();
+        for written in urls.get_ref().iter().skip(1) {
+            let Some(url) = self.url(written) else {
+                continue;
+            };
+            if url.scheme() != first.scheme() {
+                self.error(
+                    written.span(),
+                    format!(
+                        "`{}` is {}:// but the first of `urls` is {}://",
+                        written.get_ref(),
+                        url.scheme(),
+                        first.scheme()
+                    ),
+                    "replicas of one tool server share one scheme",
+                );
+                continue;
+            }
+            if url == *first || more.contains(&url) {
+                self.error(
+                    written.span(),
+                    format!("`{}` is listed twice", written.get_ref()),
+                    "list each replica once",
+                );
+                continue;
+            }
+            more.push(url);
+        }
+        more
     }
 
     fn command(

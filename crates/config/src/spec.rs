@@ -265,6 +265,8 @@ pub struct RouteSpec {
     pub cwd: Option<Spanned<String>>,
     /// A network tool server: `http`, `https`, `ws` or `wss` URL.
     pub url: Option<Spanned<String>>,
+    /// Several replicas of one Streamable HTTP tool server, balanced.
+    pub urls: Option<Spanned<Vec<Spanned<String>>>>,
     /// A network tool server as `host:port`; the scheme follows from the boundary.
     pub address: Option<Spanned<String>>,
     /// Declared boundary, when inference is not what is wanted.

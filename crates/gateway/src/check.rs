@@ -188,7 +188,7 @@ fn to_text(report: &Report) -> String {
             r.name.clone(),
             r.boundary.to_string(),
             r.transport.label(),
-            r.transport.endpoint(),
+            r.endpoint(),
             r.reason.to_string(),
         ]);
     }
@@ -377,7 +377,7 @@ pub fn to_json(report: &Report, passes: bool) -> Value {
                 "boundary": r.boundary.as_str(),
                 "reason": r.reason.to_string(),
                 "transport": r.transport.label(),
-                "endpoint": r.transport.endpoint(),
+                "endpoint": r.endpoint(),
                 "prefix": route.naming.prefix,
                 "policies": policies_json(&r.policies),
                 "cert_expiry": { "warn": d(route.cert_expiry.warn), "critical": d(route.cert_expiry.critical) },

@@ -8,6 +8,7 @@
 //! route by name, forward, relay notifications, map errors) → [`policy`] (each route's
 //! rate limit, deadlines, retries, circuit breaker and bulkhead) → the connector.
 
+pub mod balance;
 pub mod certs;
 pub mod check;
 pub mod cli;

@@ -42,6 +42,20 @@ const REPEATABLE_METHODS: &[&str] = &[
     mcp::DISCOVER,
 ];
 
+/// The breaker thresholds routes.toml sets for a route (and each of its replicas).
+pub fn breaker_config(policies: &Policies) -> mcp_edge_breaker::Config {
+    let b = &policies.breaker;
+    mcp_edge_breaker::Config {
+        consecutive_failures: b.consecutive_failures.get(),
+        failure_ratio: b.failure_ratio,
+        min_calls: b.min_calls.get(),
+        window: b.window,
+        open_for: b.open_for,
+        max_open_for: b.max_open_for,
+        probes: b.probes.get(),
+    }
+}
+
 /// A route's policy stack and the state it keeps.
 pub struct RoutePolicy {
     service: BoxCloneSyncService<Request, Reply, UpstreamError>,
@@ -79,19 +93,7 @@ impl tower::Service<Request> for Connector {
 impl RoutePolicy {
     /// The stack for route `name` over its connector.
     pub fn new(name: &str, policies: &Policies, upstream: Upstream) -> RoutePolicy {
-        let b = &policies.breaker;
-        let breaker = Breaker::new(
-            name,
-            mcp_edge_breaker::Config {
-                consecutive_failures: b.consecutive_failures.get(),
-                failure_ratio: b.failure_ratio,
-                min_calls: b.min_calls.get(),
-                window: b.window,
-                open_for: b.open_for,
-                max_open_for: b.max_open_for,
-                probes: b.probes.get(),
-            },
-        );
+        let breaker = Breaker::new(name, breaker_config(policies));
         let bulkhead = Bulkhead::new(
             policies.concurrency.max_in_flight.get(),
             policies.concurrency.queue,

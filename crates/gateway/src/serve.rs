@@ -24,10 +24,12 @@ use mcp_edge_transport::{
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use crate::balance::{Balanced, Replica};
 use crate::core::{ClientCredential, ClientRt, Gateway, RouteEvent};
-use crate::policy::RoutePolicy;
+use crate::policy::{RoutePolicy, breaker_config};
 use crate::session::Sessions;
 use crate::upstream::{RouteRt, Upstream};
+use mcp_edge_breaker::Breaker;
 
 /// Sessions per process before `initialize` is refused.
 const MAX_SESSIONS: usize = 100_000;
@@ -153,12 +155,11 @@ fn route_tls(
         .map_err(|e| format!("route `{}` TLS: {e}", route.name))
 }
 
-fn http_upstream(
+fn http_config(
     config: &Config,
     route: &mcp_edge_config::Route,
     url: &url::Url,
-    sink: Arc<dyn Sink>,
-) -> Result<Http, String> {
+) -> Result<HttpConfig, String> {
     let uri: http::Uri = url
         .as_str()
         .parse()
@@ -171,7 +172,31 @@ fn http_upstream(
         cfg.tls = Some(route_tls(route, &[b"h2", b"http/1.1"])?);
         cfg.server_name = route.tls.as_ref().and_then(|t| t.server_name.clone());
     }
-    Ok(Http::new(cfg, sink))
+    Ok(cfg)
+}
+
+/// A route's replicas, each its own Streamable HTTP connector and breaker.
+fn balanced_upstream(
+    config: &Config,
+    route: &mcp_edge_config::Route,
+    first: &url::Url,
+    more: &[url::Url],
+    sink: &Arc<dyn Sink>,
+) -> Result<Balanced, String> {
+    let mut replicas = Vec::new();
+    for url in std::iter::once(first).chain(more) {
+        let mut cfg = http_config(config, route, url)?;
+        // Replicas are Streamable HTTP: no falling back to legacy SSE per replica.
+        cfg.fallback_to_sse = false;
+        let http = Http::new(cfg, sink.clone());
+        let shown = mcp_edge_router::redact(url);
+        let breaker = Breaker::new(
+            &format!("{}@{shown}", route.name),
+            breaker_config(&route.policies),
+        );
+        replicas.push(Replica::new(http, breaker, shown));
+    }
+    Ok(Balanced { replicas })
 }
 
 fn link_upstream(
@@ -223,12 +248,21 @@ pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
                 cfg.max_message_bytes = config.gateway.max_message_bytes;
                 Upstream::Stdio(Stdio::spawn(cfg, sink.clone()))
             }
+            (Transport::Network { url, .. }, _) if !planned.more_urls.is_empty() => {
+                match balanced_upstream(config, route, url, &planned.more_urls, &sink) {
+                    Ok(balanced) => Upstream::Balanced(Arc::new(balanced)),
+                    Err(why) => {
+                        tracing::error!(route = %route.name, "{why}");
+                        Upstream::NotServed(why)
+                    }
+                }
+            }
             (Transport::Network { url, protocol, .. }, _)
                 if matches!(protocol, Protocol::Auto | Protocol::StreamableHttp)
                     && matches!(url.scheme(), "http" | "https") =>
             {
-                match http_upstream(config, route, url, sink.clone()) {
-                    Ok(http) => Upstream::Http(http),
+                match http_config(config, route, url) {
+                    Ok(cfg) => Upstream::Http(Http::new(cfg, sink.clone())),
                     Err(why) => {
                         tracing::error!(route = %route.name, "{why}");
                         Upstream::NotServed(why)
@@ -260,7 +294,7 @@ pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
             naming: route.naming.clone(),
             boundary: planned.boundary,
             transport: planned.transport.label(),
-            endpoint: planned.transport.endpoint(),
+            endpoint: planned.endpoint(),
             timeout: route.policies.timeout,
             max_timeout: route.policies.max_timeout,
             upstream,

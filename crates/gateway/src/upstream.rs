@@ -9,6 +9,7 @@ use mcp_edge_policy::Request;
 use mcp_edge_protocol::Id;
 use mcp_edge_transport::{Call, Http, Link, Reply, ServerInfo, Stdio, UpstreamError};
 
+use crate::balance::Balanced;
 use crate::policy::RoutePolicy;
 
 /// A route, ready to take calls.
@@ -44,6 +45,8 @@ pub enum Upstream {
     Http(Http),
     /// A legacy HTTP+SSE or WebSocket server.
     Link(Link),
+    /// Several replicas of a Streamable HTTP server, balanced.
+    Balanced(Arc<Balanced>),
     /// A transport this build does not serve yet; the reason is given to callers.
     NotServed(String),
 }
@@ -55,6 +58,7 @@ impl Upstream {
             Upstream::Stdio(stdio) => stdio.call(call).await,
             Upstream::Http(http) => http.call(call).await,
             Upstream::Link(link) => link.call(call).await,
+            Upstream::Balanced(balanced) => balanced.call(call).await,
             Upstream::NotServed(why) => Err(UpstreamError::Unavailable {
                 reason: why.clone(),
                 retry_in: None,
@@ -80,6 +84,7 @@ impl RouteRt {
             Upstream::Stdio(stdio) => stdio.status().info,
             Upstream::Http(http) => http.status().info,
             Upstream::Link(link) => link.status().info,
+            Upstream::Balanced(balanced) => balanced.info(),
             Upstream::NotServed(_) => None,
         }
     }
@@ -97,6 +102,7 @@ impl RouteRt {
             Upstream::Stdio(stdio) => stdio.first_attempt(deadline).await,
             Upstream::Http(http) => http.first_attempt(deadline).await,
             Upstream::Link(link) => link.first_attempt(deadline).await,
+            Upstream::Balanced(balanced) => balanced.first_attempt(deadline).await,
             Upstream::NotServed(_) => {}
         }
     }
@@ -107,6 +113,7 @@ impl RouteRt {
             Upstream::Stdio(stdio) => stdio.notify(method, params).await,
             Upstream::Http(http) => http.notify(method, params).await,
             Upstream::Link(link) => link.notify(method, params).await,
+            Upstream::Balanced(balanced) => balanced.notify(method, params).await,
             Upstream::NotServed(_) => {}
         }
     }
@@ -117,6 +124,7 @@ impl RouteRt {
             Upstream::Stdio(stdio) => stdio.respond(id, reply).await,
             Upstream::Http(http) => http.respond(id, reply).await,
             Upstream::Link(link) => link.respond(id, reply).await,
+            Upstream::Balanced(balanced) => balanced.respond(id, reply).await,
             Upstream::NotServed(_) => {}
         }
     }
@@ -127,6 +135,7 @@ impl RouteRt {
             Upstream::Stdio(stdio) => stdio.shutdown().await,
             Upstream::Http(http) => http.shutdown().await,
             Upstream::Link(link) => link.shutdown().await,
+            Upstream::Balanced(balanced) => balanced.shutdown().await,
             Upstream::NotServed(_) => {}
         }
     }

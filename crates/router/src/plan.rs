@@ -69,6 +69,8 @@ pub struct RoutePlan {
     pub reason: Reason,
     /// How mcp-edge reaches the tool server.
     pub transport: Transport,
+    /// The other replicas (`urls`), reached the same way, each classified on its own.
+    pub more_urls: Vec<Url>,
     /// Effective policies.
     pub policies: Policies,
 }
@@ -137,6 +139,18 @@ impl Transport {
             }
             Transport::Network { url, .. } => redact(url),
         }
+    }
+}
+
+impl RoutePlan {
+    /// The endpoint, safe to print, with its replicas: `url`, or `url (+ url, url)`.
+    pub fn endpoint(&self) -> String {
+        let first = self.transport.endpoint();
+        if self.more_urls.is_empty() {
+            return first;
+        }
+        let more: Vec<String> = self.more_urls.iter().map(redact).collect();
+        format!("{first} (+ {})", more.join(", "))
     }
 }
 
@@ -350,11 +364,42 @@ fn plan_route(route: &Route, trust: &Trust, diags: &mut Vec<Diagnostic>) -> Opti
             (class, transport)
         }
     };
+    let mut more_urls = Vec::new();
+    for url in &route.more_urls {
+        let host = url.host()?.to_owned();
+        let other = settle(
+            classify_host(&host, trust),
+            route.declared.as_ref(),
+            &subject,
+            diags,
+        );
+        if other.boundary != class.boundary {
+            diags.push(
+                Diagnostic::error(
+                    route.endpoint_span.clone(),
+                    format!(
+                        "{subject}'s replicas cross different boundaries: {} is {} ({}), the first is {} ({})",
+                        redact(url),
+                        other.boundary,
+                        other.reason,
+                        class.boundary,
+                        class.reason
+                    ),
+                )
+                .help("replicas of one tool server must sit behind the same boundary; make one route per boundary"),
+            );
+            continue;
+        }
+        if network(route, url.clone(), &other, diags).is_some() {
+            more_urls.push(url.clone());
+        }
+    }
     Some(RoutePlan {
         name: route.name.clone(),
         boundary: class.boundary,
         reason: class.reason,
         transport,
+        more_urls,
         policies: route.policies.clone(),
     })
 }

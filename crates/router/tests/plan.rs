@@ -317,3 +317,41 @@ fn anonymous_access_only_when_said_only_on_loopback_never_beside_clients() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn replicas_are_classified_one_by_one() {
+    let r = only_route(
+        "[[route]]\nname = \"pool\"\nurls = [\"http://10.0.0.1:8080/mcp\", \"http://10.0.0.2:8080/mcp?key=s3cret\"]\n",
+    );
+    assert_eq!(r.boundary, Boundary::Trusted);
+    assert_eq!(r.more_urls.len(), 1);
+    assert_eq!(
+        r.endpoint(),
+        "http://10.0.0.1:8080/mcp (+ http://10.0.0.2:8080/mcp?key=<redacted>)"
+    );
+    // One replica across the internet in plaintext: refused, as for `url`.
+    refused(
+        "[[route]]\nname = \"pool\"\nurls = [\"http://10.0.0.1:8080/mcp\", \"http://203.0.113.9:8080/mcp\"]\n",
+        3,
+        &[
+            "replicas cross different boundaries",
+            "203.0.113.9",
+            "untrusted",
+        ],
+    );
+    refused(
+        "[[route]]\nname = \"pool\"\nurls = [\"http://10.0.0.1/mcp\", \"https://10.0.0.2/mcp\"]\n",
+        3,
+        &["is https:// but the first of `urls` is http://"],
+    );
+    refused(
+        "[[route]]\nname = \"pool\"\nurls = [\"ws://10.0.0.1/mcp\", \"ws://10.0.0.2/mcp\"]\n",
+        3,
+        &["balanced for Streamable HTTP tool servers only"],
+    );
+    refused(
+        "[[route]]\nname = \"pool\"\nurl = \"http://10.0.0.1/mcp\"\nurls = [\"http://10.0.0.2/mcp\"]\n",
+        4,
+        &["sets both `url` and `urls`"],
+    );
+}
