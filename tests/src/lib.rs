@@ -116,6 +116,8 @@ pub struct Gateway {
     child: std::process::Child,
     /// Where it listens.
     pub addr: std::net::SocketAddr,
+    /// Where its admin endpoints are (`/healthz`, `/health`, `/metrics`…).
+    pub admin: std::net::SocketAddr,
     /// The scratch directory holding its routes.toml.
     pub dir: PathBuf,
     logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
@@ -163,12 +165,15 @@ impl Gateway {
                     .lines()
                     .map_while(Result::ok)
                 {
+                    if let Some(rest) = line.strip_prefix("mcp-edge: admin on http://") {
+                        let _ = tx.send(("admin", rest.trim_end_matches('/').to_owned()));
+                    }
                     if let Some(rest) = line
                         .strip_prefix("mcp-edge: listening on http://")
                         .or_else(|| line.strip_prefix("mcp-edge: listening on https://"))
                     {
                         let addr = rest.trim_end_matches("/mcp").to_owned();
-                        let _ = tx.send(addr);
+                        let _ = tx.send(("listen", addr));
                     }
                     logs.lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -176,22 +181,32 @@ impl Gateway {
                 }
             });
         }
-        let addr = match rx.recv_timeout(std::time::Duration::from_secs(30)) {
-            Ok(addr) => addr
-                .parse()
-                .unwrap_or_else(|e| panic!("bad address {addr}: {e}")),
-            Err(_) => {
-                let _ = child.kill();
-                let logs = logs
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .join("\n");
-                panic!("mcp-edge serve did not start within 30s; its log:\n{logs}");
+        // The admin address is announced first, then the agents' listener.
+        let mut admin = None;
+        let addr = loop {
+            match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+                Ok(("admin", addr)) => admin = addr.parse().ok(),
+                Ok((_, addr)) => {
+                    break addr
+                        .parse()
+                        .unwrap_or_else(|e| panic!("bad address {addr}: {e}"));
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let logs = logs
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .join("\n");
+                    panic!("mcp-edge serve did not start within 30s; its log:\n{logs}");
+                }
             }
         };
+        let admin =
+            admin.unwrap_or_else(|| panic!("mcp-edge serve did not announce its admin address"));
         Gateway {
             child,
             addr,
+            admin,
             dir,
             logs,
         }

@@ -188,6 +188,10 @@ pub struct Route {
     pub cert_expiry: CertExpiry,
     /// Effective policies: the route's keys over `[defaults]` over built-in defaults.
     pub policies: Policies,
+    /// `/readyz` fails while this route is not usable.
+    pub required: bool,
+    /// How often the tool server is probed (`ping`); `None`: never.
+    pub probe_interval: Option<Duration>,
 }
 
 /// Where a tool server is.
@@ -720,6 +724,12 @@ impl Validator<'_> {
             );
         }
         let policies = self.policies(&PolicyView::route(&spec, defaults));
+        let required = spec.required.as_ref().is_some_and(|r| *r.get_ref());
+        let probe_interval = match &spec.probe_interval {
+            None => Some(15 * SECOND),
+            Some(d) if d.get_ref().get().is_zero() => None,
+            Some(d) => Some(self.duration(Some(d), 15 * SECOND, SECOND, HOUR, "probe_interval")),
+        };
         let cert_expiry = self.cert_expiry(spec.cert_expiry.as_ref());
         let naming = self.naming(&spec, separator);
         let (endpoint, endpoint_span) = self.endpoint(&spec)?;
@@ -774,6 +784,8 @@ impl Validator<'_> {
             naming,
             cert_expiry,
             policies,
+            required,
+            probe_interval,
         })
     }
 

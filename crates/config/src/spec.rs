@@ -285,6 +285,11 @@ pub struct RouteSpec {
     pub tools: Option<ToolFilterSpec>,
     /// When to warn about this route's certificates.
     pub cert_expiry: Option<CertExpirySpec>,
+    /// `/readyz` fails while this route is not usable.
+    pub required: Option<Spanned<bool>>,
+    /// How often the tool server is pinged while nothing else shows it is alive;
+    /// `"0s"` turns probing off.
+    pub probe_interval: Option<Spanned<HumanDuration>>,
     /// Per-call deadline (overrides `[defaults]`).
     pub timeout: Option<Spanned<HumanDuration>>,
     /// Each attempt's deadline (overrides `[defaults]`).

@@ -28,6 +28,9 @@ pub enum Command {
     Stdio(StdioArgs),
     /// Run the built-in demo tool server.
     DemoTools(DemoArgs),
+    /// Print the route table of a running gateway from its /health; exit 0 only when
+    /// healthy (1 degraded or down, 2 unreachable): a probe for scripts.
+    Health(HealthArgs),
     /// Make a development PKI, or look at certificates.
     #[command(subcommand)]
     Certs(CertsCommand),
@@ -102,6 +105,17 @@ pub struct DemoArgs {
     pub linger: bool,
 }
 
+/// `mcp-edge health`.
+#[derive(Debug, clap::Args)]
+pub struct HealthArgs {
+    /// The gateway's /health URL (its `[gateway] admin` address).
+    #[arg(long, default_value = "http://127.0.0.1:9090/health")]
+    pub url: String,
+    /// Print the JSON as it came.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// How `check` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -157,6 +171,10 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Certs(CertsCommand::Init(args)) => crate::certs::init(&args),
         Command::Certs(CertsCommand::Inspect(args)) => crate::certs::inspect(&args),
+        Command::Health(args) => match runtime() {
+            Ok(rt) => rt.block_on(crate::admin::health_command(&args)),
+            Err(e) => finish(Err(e)),
+        },
         Command::Serve(args) => {
             init_logging();
             finish(runtime().and_then(|rt| rt.block_on(serve::serve(&args.file))))

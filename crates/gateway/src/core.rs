@@ -632,6 +632,7 @@ impl Gateway {
             other => other,
         };
         let activity = Activity::new();
+        let started = Instant::now();
         // Only a call whose client can hear events asks for them: the connector hands a
         // tool server's requests only to a call that can take them.
         let call = route.call(Request {
@@ -666,11 +667,18 @@ impl Gateway {
                 session.answer(client_id);
             }
         }
+        let outcome = match &reply {
+            Ok(Reply::Result(_)) => "ok",
+            Ok(Reply::Error(_)) => "error",
+            Err(e) => e.reason(),
+        };
+        route.stats.record(method, outcome, started.elapsed());
         match reply {
             Ok(Reply::Result(result)) => Ok(result),
             Ok(Reply::Error(error)) => Err(error),
             Err(e) => {
                 tracing::warn!(route = %route.name, method, reason = e.reason(), "call failed: {e}");
+                route.stats.failed(e.to_string());
                 Err(upstream_error(&route.name, &e))
             }
         }

@@ -8,6 +8,7 @@
 //! route by name, forward, relay notifications, map errors) → [`policy`] (each route's
 //! rate limit, deadlines, retries, circuit breaker and bulkhead) → the connector.
 
+pub mod admin;
 pub mod balance;
 pub mod certs;
 pub mod check;
@@ -19,5 +20,6 @@ pub mod policy;
 pub mod scope;
 pub mod serve;
 pub mod session;
+pub mod stats;
 pub mod stdio_front;
 pub mod upstream;

@@ -65,6 +65,8 @@ pub struct RoutePolicy {
     pub bulkhead: Arc<Bulkhead>,
     /// The route's rate limits.
     pub limits: Arc<Limits>,
+    /// Retries made.
+    pub retried: Arc<std::sync::atomic::AtomicU64>,
     attempts: u32,
     idempotent_tools: Vec<Glob>,
     /// Tools whose annotations (from `tools/list`) say they are read-only or idempotent.
@@ -116,6 +118,7 @@ impl RoutePolicy {
             },
             Arc::new(Budget::new(r.budget, r.min_per_second)),
         );
+        let retried = retry.retried();
         let stack = tower::ServiceBuilder::new()
             .layer(RateLimitLayer::new(limits.clone()))
             .layer(TimeoutLayer::new(policies.timeout, policies.max_timeout))
@@ -132,6 +135,7 @@ impl RoutePolicy {
             breaker,
             bulkhead,
             limits,
+            retried,
             attempts: r.attempts.get(),
             idempotent_tools: r.idempotent_tools.clone(),
             hinted: RwLock::new(HashSet::new()),

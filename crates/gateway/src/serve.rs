@@ -28,6 +28,7 @@ use crate::balance::{Balanced, Replica};
 use crate::core::{ClientCredential, ClientRt, Gateway, RouteEvent};
 use crate::policy::{RoutePolicy, breaker_config};
 use crate::session::Sessions;
+use crate::stats::RouteStats;
 use crate::upstream::{RouteRt, Upstream};
 use mcp_edge_breaker::Breaker;
 
@@ -299,6 +300,9 @@ pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
             max_timeout: route.policies.max_timeout,
             upstream,
             policy,
+            stats: RouteStats::default(),
+            required: route.required,
+            probe_interval: route.probe_interval,
         }));
     }
     let mut clients = Vec::new();
@@ -375,6 +379,14 @@ async fn signal() {
     }
 }
 
+/// `sha256:` and the hex SHA-256 of the routes file, to tell configurations apart.
+fn digest(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let hash = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    let hex: String = hash.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
 /// `mcp-edge serve`.
 pub async fn serve(path: &Path) -> Result<(), String> {
     let (config, plan) = load(path)?;
@@ -400,6 +412,26 @@ pub async fn serve(path: &Path) -> Result<(), String> {
     for route in gw.routes.iter() {
         tracing::info!(route = %route.name, boundary = %route.boundary, transport = %route.transport, endpoint = %route.endpoint, "route");
     }
+    let admin_addr = config.gateway.admin;
+    let admin_listener = TcpListener::bind(admin_addr)
+        .await
+        .map_err(|e| format!("cannot listen on {admin_addr}: {e} (change [gateway] admin)"))?;
+    let admin = Arc::new(crate::admin::Admin {
+        gw: gw.clone(),
+        started: std::time::Instant::now(),
+        config_path: path.display().to_string(),
+        config_digest: digest(path),
+        loaded_at: std::time::SystemTime::now(),
+        ready: std::sync::atomic::AtomicBool::new(false),
+        draining: std::sync::atomic::AtomicBool::new(false),
+    });
+    let admin_local = admin_listener.local_addr().map_err(|e| e.to_string())?;
+    crate::admin::spawn(admin_listener, admin.clone());
+    crate::admin::spawn_probes(&gw);
+    admin
+        .ready
+        .store(true, std::sync::atomic::Ordering::Release);
+    crate::admin::announce(admin_local);
     let scheme = if acceptor.is_some() { "https" } else { "http" };
     tracing::info!("mcp-edge listening on {scheme}://{local}/mcp (and /mcp/{{route}}, /sse)");
     // Tests and scripts read this line to learn the port when listen uses port 0.
@@ -465,6 +497,9 @@ pub async fn serve(path: &Path) -> Result<(), String> {
             () = &mut shutdown => break,
         }
     }
+    admin
+        .draining
+        .store(true, std::sync::atomic::Ordering::Release);
     tracing::info!("shutting down: no new connections; finishing requests in flight");
     drop(listener);
     // Long-lived streams end now; requests in flight get time to finish.

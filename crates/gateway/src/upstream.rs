@@ -1,16 +1,17 @@
 //! A route at run time: its naming, its policies and the connector to its tool server.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use mcp_edge_config::Boundary;
 use mcp_edge_config::model::Naming;
 use mcp_edge_policy::Request;
 use mcp_edge_protocol::Id;
-use mcp_edge_transport::{Call, Http, Link, Reply, ServerInfo, Stdio, UpstreamError};
+use mcp_edge_transport::{Call, Http, Link, Phase, Reply, ServerInfo, Stdio, UpstreamError};
 
 use crate::balance::Balanced;
 use crate::policy::RoutePolicy;
+use crate::stats::RouteStats;
 
 /// A route, ready to take calls.
 pub struct RouteRt {
@@ -34,6 +35,25 @@ pub struct RouteRt {
     pub upstream: Upstream,
     /// Its policies, over the same connector.
     pub policy: RoutePolicy,
+    /// What it has done.
+    pub stats: RouteStats,
+    /// `/readyz` fails while this route is not usable.
+    pub required: bool,
+    /// How often it is probed.
+    pub probe_interval: Option<Duration>,
+}
+
+/// A connector's state, whatever the transport.
+#[derive(Debug, Clone, Default)]
+pub struct UpState {
+    /// Connected (or the child running) and initialized.
+    pub up: bool,
+    /// The child's pid.
+    pub pid: Option<u32>,
+    /// Restarts or reconnections after the first.
+    pub restarts: u64,
+    /// The connector's last failure and when.
+    pub last_error: Option<(SystemTime, String)>,
 }
 
 /// How a route reaches its tool server. Cheap to clone.
@@ -52,6 +72,55 @@ pub enum Upstream {
 }
 
 impl Upstream {
+    /// The connector's state.
+    pub fn state(&self) -> UpState {
+        match self {
+            Upstream::Stdio(stdio) => {
+                let s = stdio.status();
+                UpState {
+                    up: s.phase == Phase::Ready,
+                    pid: s.pid,
+                    restarts: s.restarts,
+                    last_error: s.last_error,
+                }
+            }
+            Upstream::Http(http) => {
+                let s = http.status();
+                UpState {
+                    up: s.connected,
+                    pid: None,
+                    restarts: u64::from(s.failures),
+                    last_error: s.last_error,
+                }
+            }
+            Upstream::Link(link) => {
+                let s = link.status();
+                UpState {
+                    up: s.phase == Phase::Ready,
+                    pid: None,
+                    restarts: s.restarts,
+                    last_error: s.last_error,
+                }
+            }
+            Upstream::Balanced(balanced) => {
+                let states: Vec<_> = balanced.replicas.iter().map(|r| r.http.status()).collect();
+                UpState {
+                    up: states.iter().any(|s| s.connected),
+                    pid: None,
+                    restarts: states.iter().map(|s| u64::from(s.failures)).sum(),
+                    last_error: states
+                        .iter()
+                        .filter_map(|s| s.last_error.clone())
+                        .max_by_key(|(at, _)| *at),
+                }
+            }
+            Upstream::NotServed(why) => UpState {
+                last_error: Some((SystemTime::now(), why.clone())),
+                ..UpState::default()
+            },
+        }
+    }
+
     /// Makes a call, with no policy: see [`RouteRt::call`].
     pub async fn call(&self, call: Call) -> Result<Reply, UpstreamError> {
         match self {
@@ -71,6 +140,11 @@ impl RouteRt {
     /// Makes a call through the route's policies.
     pub async fn call(&self, request: Request) -> Result<Reply, UpstreamError> {
         self.policy.call(request).await
+    }
+
+    /// The protocol era the tool server speaks, once known.
+    pub fn upstream_info_era(&self) -> Option<mcp_edge_protocol::version::Era> {
+        self.info().map(|i| i.era)
     }
 
     /// The hard deadline of a call starting now: the furthest progress may move it.

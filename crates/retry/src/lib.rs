@@ -12,6 +12,7 @@
 //!   retries may add at most `ratio` of the calls of the last ten seconds, plus a floor
 //!   of `min_per_second`, so a failing tool server never sees a retry storm.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -166,6 +167,7 @@ pub struct RetryLayer {
     backoff: Backoff,
     budget: Arc<Budget>,
     route: Arc<str>,
+    retried: Arc<AtomicU64>,
 }
 
 impl RetryLayer {
@@ -176,7 +178,13 @@ impl RetryLayer {
             backoff,
             budget,
             route: route.into(),
+            retried: Arc::default(),
         }
+    }
+
+    /// Counts the retries made (for metrics).
+    pub fn retried(&self) -> Arc<AtomicU64> {
+        self.retried.clone()
     }
 }
 
@@ -242,6 +250,7 @@ where
                     return outcome;
                 }
                 retries += 1;
+                cfg.retried.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(
                     route = %cfg.route,
                     method = %request.call.method,
@@ -258,7 +267,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::atomic::AtomicU32;
 
     use mcp_edge_policy::testing::{FnService, ok, request};
     use proptest::prelude::*;

@@ -1,0 +1,676 @@
+//! The admin listener (`[gateway] admin`, loopback by default): how platform teams and
+//! Kubernetes look at mcp-edge.
+//!
+//! | path | what |
+//! |---|---|
+//! | `/healthz` | the process is alive: always `200 ok` while it serves |
+//! | `/readyz` | `200` once the listeners are bound and every `required` route is usable; `503` with the reasons otherwise (and while shutting down) |
+//! | `/health` | JSON: version, uptime, config digest, and per route its boundary, transport, endpoint, status, breaker, in-flight, queue, restarts, pid, last error, latency, probe |
+//! | `/metrics` | Prometheus text |
+//! | `/` | a status page, plain HTML |
+//!
+//! Nothing here shows a secret: endpoints are redacted (query values), errors are the
+//! gateway's own words, and headers or tokens never appear.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use mcp_edge_breaker::State;
+use mcp_edge_protocol::mcp;
+use mcp_edge_protocol::version::Era;
+use mcp_edge_transport::Call;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::core::Gateway;
+use crate::stats::{Probe, escape};
+use crate::upstream::{RouteRt, Upstream};
+
+/// What the admin endpoints know beyond the gateway itself.
+pub struct Admin {
+    /// The gateway.
+    pub gw: Arc<Gateway>,
+    /// When the process started.
+    pub started: Instant,
+    /// The routes file, and a digest of what was loaded (`sha256:…`).
+    pub config_path: String,
+    /// `sha256:` and the hex digest of the routes file loaded.
+    pub config_digest: String,
+    /// When it was loaded.
+    pub loaded_at: SystemTime,
+    /// Both listeners are bound and the routes had their first start.
+    pub ready: AtomicBool,
+    /// SIGTERM arrived: `/readyz` fails so that traffic moves elsewhere.
+    pub draining: AtomicBool,
+}
+
+/// A route's status in `/health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    /// Serving.
+    Healthy,
+    /// Serving, with a problem worth a look (half-open breaker, a failed probe, a
+    /// replica out).
+    Degraded,
+    /// Not serving.
+    Down,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Healthy => "healthy",
+            Status::Degraded => "degraded",
+            Status::Down => "down",
+        }
+    }
+}
+
+/// How a route is doing.
+pub fn route_status(route: &RouteRt) -> Status {
+    let state = route.upstream.state();
+    let breaker = route.policy.breaker.snapshot().state;
+    if !state.up || matches!(breaker, State::Open { .. }) {
+        return Status::Down;
+    }
+    let probe_failed = route.stats.probe().is_some_and(|p| p.error.is_some());
+    let replica_out = match &route.upstream {
+        Upstream::Balanced(b) => b.replicas.iter().any(|r| {
+            !r.http.status().connected || !matches!(r.breaker.snapshot().state, State::Closed)
+        }),
+        _ => false,
+    };
+    if breaker == State::HalfOpen || probe_failed || replica_out {
+        Status::Degraded
+    } else {
+        Status::Healthy
+    }
+}
+
+/// `2026-11-21T23:59:01.123Z`.
+pub fn rfc3339(at: SystemTime) -> String {
+    time::OffsetDateTime::from(at)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn breaker_json(state: State, trips: u32, total: u64) -> Value {
+    let mut out = json!({ "state": state.as_str(), "trips": trips, "total_trips": total });
+    if let State::Open { until } = state {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        out["retry_in_ms"] = json!(left.as_millis() as u64);
+    }
+    out
+}
+
+/// One route in `/health`.
+fn route_json(route: &RouteRt) -> Value {
+    let state = route.upstream.state();
+    let breaker = route.policy.breaker.snapshot();
+    let last_error = route
+        .stats
+        .last_error()
+        .into_iter()
+        .chain(state.last_error.clone())
+        .max_by_key(|(at, _)| *at)
+        .map(|(at, message)| json!({ "at": rfc3339(at), "message": message }));
+    let latency = route.stats.percentiles().map(|(p50, p99)| {
+        json!({ "p50_ms": p50.as_secs_f64() * 1e3, "p99_ms": p99.as_secs_f64() * 1e3 })
+    });
+    let probe = route.stats.probe().map(|Probe { at, took, error }| {
+        json!({ "at": rfc3339(at), "ok": error.is_none(), "took_ms": took.as_secs_f64() * 1e3, "error": error })
+    });
+    let mut out = json!({
+        "name": route.name,
+        "boundary": route.boundary.to_string(),
+        "transport": route.transport,
+        "endpoint": route.endpoint,
+        "status": route_status(route).as_str(),
+        "required": route.required,
+        "breaker": breaker_json(breaker.state, breaker.trips, breaker.total_trips),
+        "in_flight": route.policy.bulkhead.in_flight(),
+        "queue": route.policy.bulkhead.waiting(),
+        "restarts": state.restarts,
+        "pid": state.pid,
+        "last_error": last_error,
+        "latency": latency,
+        "probe": probe,
+        "retries": route.policy.retried.load(Ordering::Relaxed),
+        "rate_limited": route.policy.limits.refused(),
+        "certificates": [],
+    });
+    if let Upstream::Balanced(balanced) = &route.upstream {
+        out["replicas"] = balanced
+            .replicas
+            .iter()
+            .map(|r| {
+                let b = r.breaker.snapshot();
+                json!({
+                    "endpoint": r.url,
+                    "up": r.http.status().connected,
+                    "breaker": breaker_json(b.state, b.trips, b.total_trips),
+                    "latency_ms": r.latency().as_secs_f64() * 1e3,
+                    "in_flight": r.in_flight(),
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+impl Admin {
+    /// The overall status: healthy when every route is; down when every route is;
+    /// degraded in between.
+    fn status(&self) -> Status {
+        let statuses: Vec<Status> = self.gw.routes.iter().map(|r| route_status(r)).collect();
+        if statuses.iter().all(|s| *s == Status::Healthy) {
+            Status::Healthy
+        } else if statuses.iter().all(|s| *s == Status::Down) {
+            Status::Down
+        } else {
+            Status::Degraded
+        }
+    }
+
+    /// `/health`.
+    pub fn health(&self) -> Value {
+        json!({
+            "status": self.status().as_str(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": self.started.elapsed().as_secs_f64(),
+            "ready": self.readiness().is_ok(),
+            "config": {
+                "path": self.config_path,
+                "digest": self.config_digest,
+                "loaded_at": rfc3339(self.loaded_at),
+            },
+            "sessions": self.gw.sessions.len(),
+            "routes": self.gw.routes.iter().map(|r| route_json(r)).collect::<Vec<_>>(),
+        })
+    }
+
+    /// `/readyz`: `Ok`, or why not.
+    pub fn readiness(&self) -> Result<(), Vec<String>> {
+        let mut why = Vec::new();
+        if self.draining.load(Ordering::Acquire) {
+            why.push("shutting down".to_owned());
+        }
+        if !self.ready.load(Ordering::Acquire) {
+            why.push("starting".to_owned());
+        }
+        for route in self.gw.routes.iter().filter(|r| r.required) {
+            if route_status(route) == Status::Down {
+                why.push(format!("required route `{}` is down", route.name));
+            }
+        }
+        if why.is_empty() { Ok(()) } else { Err(why) }
+    }
+
+    /// `/metrics`.
+    pub fn metrics(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let help = |out: &mut String, name: &str, kind: &str, text: &str| {
+            let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} {kind}");
+        };
+        help(
+            &mut out,
+            "mcp_edge_build_info",
+            "gauge",
+            "The running version.",
+        );
+        let _ = writeln!(
+            out,
+            "mcp_edge_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        help(
+            &mut out,
+            "mcp_edge_uptime_seconds",
+            "gauge",
+            "Seconds since the process started.",
+        );
+        let _ = writeln!(
+            out,
+            "mcp_edge_uptime_seconds {}",
+            self.started.elapsed().as_secs_f64()
+        );
+        help(
+            &mut out,
+            "mcp_edge_sessions",
+            "gauge",
+            "Open client sessions.",
+        );
+        let _ = writeln!(out, "mcp_edge_sessions {}", self.gw.sessions.len());
+        help(
+            &mut out,
+            "mcp_edge_calls_total",
+            "counter",
+            "Calls to tool servers by route, method and outcome (ok, error, or the gateway's failure reason: timeout, busy, rate_limited, circuit_open, upstream_*).",
+        );
+        for r in self.gw.routes.iter() {
+            r.stats.write_calls(&r.name, &mut out);
+        }
+        help(
+            &mut out,
+            "mcp_edge_call_duration_seconds",
+            "histogram",
+            "Latency of calls to tool servers, policies included.",
+        );
+        for r in self.gw.routes.iter() {
+            r.stats.write_latency(&r.name, &mut out);
+        }
+        let per_route = |out: &mut String,
+                         name: &str,
+                         kind: &str,
+                         text: &str,
+                         value: &dyn Fn(&RouteRt) -> f64| {
+            help(out, name, kind, text);
+            for r in self.gw.routes.iter() {
+                let _ = writeln!(out, "{name}{{route=\"{}\"}} {}", escape(&r.name), value(r));
+            }
+        };
+        per_route(
+            &mut out,
+            "mcp_edge_route_up",
+            "gauge",
+            "1 while the route's tool server is connected (or its child running).",
+            &|r| f64::from(u8::from(r.upstream.state().up)),
+        );
+        per_route(
+            &mut out,
+            "mcp_edge_route_status",
+            "gauge",
+            "0 healthy, 1 degraded, 2 down.",
+            &|r| route_status(r) as u8 as f64,
+        );
+        per_route(
+            &mut out,
+            "mcp_edge_retries_total",
+            "counter",
+            "Retries made.",
+            &|r| r.policy.retried.load(Ordering::Relaxed) as f64,
+        );
+        per_route(
+            &mut out,
+            "mcp_edge_rate_limited_total",
+            "counter",
+            "Calls refused by a rate limit.",
+            &|r| r.policy.limits.refused() as f64,
+        );
+        per_route(
+            &mut out,
+            "mcp_edge_busy_total",
+            "counter",
+            "Calls refused as busy by the bulkhead.",
+            &|r| r.stats.count("busy") as f64,
+        );
+        per_route(
+            &mut out,
+            "mcp_edge_in_flight",
+            "gauge",
+            "Calls in flight.",
+            &|r| r.policy.bulkhead.in_flight() as f64,
+        );
+        per_route(
+            &mut out,
+            "mcp_edge_queued",
+            "gauge",
+            "Calls waiting for a slot.",
+            &|r| r.policy.bulkhead.waiting() as f64,
+        );
+        per_route(
+            &mut out,
+            "mcp_edge_upstream_restarts_total",
+            "counter",
+            "Restarts of a stdio child or reconnections of a network tool server.",
+            &|r| r.upstream.state().restarts as f64,
+        );
+        per_route(
+            &mut out,
+            "mcp_edge_breaker_state",
+            "gauge",
+            "0 closed, 1 half-open, 2 open.",
+            &|r| breaker_value(r.policy.breaker.snapshot().state),
+        );
+        per_route(
+            &mut out,
+            "mcp_edge_breaker_trips_total",
+            "counter",
+            "Times the route's breaker opened.",
+            &|r| r.policy.breaker.snapshot().total_trips as f64,
+        );
+        per_route(
+            &mut out,
+            "mcp_edge_probe_success",
+            "gauge",
+            "1 when the last active probe succeeded.",
+            &|r| {
+                r.stats
+                    .probe()
+                    .map_or(f64::NAN, |p| f64::from(u8::from(p.error.is_none())))
+            },
+        );
+        help(
+            &mut out,
+            "mcp_edge_replica_breaker_state",
+            "gauge",
+            "Per replica: 0 closed, 1 half-open, 2 open.",
+        );
+        for r in self.gw.routes.iter() {
+            if let Upstream::Balanced(b) = &r.upstream {
+                for replica in &b.replicas {
+                    let _ = writeln!(
+                        out,
+                        "mcp_edge_replica_breaker_state{{route=\"{}\",endpoint=\"{}\"}} {}",
+                        escape(&r.name),
+                        escape(&replica.url),
+                        breaker_value(replica.breaker.snapshot().state)
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// `/`: the routes and their states, readable without JavaScript.
+    pub fn page(&self) -> String {
+        let health = self.health();
+        let mut rows = String::new();
+        for r in health["routes"].as_array().into_iter().flatten() {
+            let _ = write!(
+                rows,
+                "<tr class=\"{status}\"><td>{name}</td><td>{boundary}</td><td>{transport}</td><td>{endpoint}</td><td>{status}</td><td>{breaker}</td><td>{in_flight}</td><td>{p50}</td><td>{error}</td></tr>",
+                name = html(r["name"].as_str().unwrap_or_default()),
+                boundary = html(r["boundary"].as_str().unwrap_or_default()),
+                transport = html(r["transport"].as_str().unwrap_or_default()),
+                endpoint = html(r["endpoint"].as_str().unwrap_or_default()),
+                status = html(r["status"].as_str().unwrap_or_default()),
+                breaker = html(r["breaker"]["state"].as_str().unwrap_or_default()),
+                in_flight = r["in_flight"],
+                p50 = r["latency"]["p50_ms"]
+                    .as_f64()
+                    .map(|v| format!("{v:.2} ms"))
+                    .unwrap_or_default(),
+                error = html(r["last_error"]["message"].as_str().unwrap_or_default()),
+            );
+        }
+        format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>mcp-edge</title><meta http-equiv=\"refresh\" content=\"10\">\
+             <style>body{{font:14px system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}\
+             .healthy td:nth-child(5){{color:#070}}.degraded td:nth-child(5){{color:#a60}}.down td:nth-child(5){{color:#b00;font-weight:bold}}</style></head><body>\
+             <h1>mcp-edge {version}: {status}</h1><p>up {uptime:.0} s · config {digest} · {sessions} sessions · <a href=\"/health\">/health</a> · <a href=\"/metrics\">/metrics</a></p>\
+             <table><tr><th>route</th><th>boundary</th><th>transport</th><th>endpoint</th><th>status</th><th>breaker</th><th>in flight</th><th>p50</th><th>last error</th></tr>{rows}</table></body></html>",
+            version = env!("CARGO_PKG_VERSION"),
+            status = html(health["status"].as_str().unwrap_or_default()),
+            uptime = health["uptime_seconds"].as_f64().unwrap_or_default(),
+            digest = html(&self.config_digest),
+            sessions = health["sessions"],
+        )
+    }
+}
+
+fn breaker_value(state: State) -> f64 {
+    match state {
+        State::Closed => 0.0,
+        State::HalfOpen => 1.0,
+        State::Open { .. } => 2.0,
+    }
+}
+
+fn html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    if let Ok(value) = content_type.parse() {
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+async fn handle(
+    admin: Arc<Admin>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Ok(reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n",
+        ));
+    }
+    Ok(match req.uri().path() {
+        "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
+        "/readyz" => match admin.readiness() {
+            Ok(()) => reply(StatusCode::OK, "text/plain", "ready\n"),
+            Err(why) => reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!("not ready: {}\n", why.join("; ")),
+            ),
+        },
+        "/health" => reply(
+            StatusCode::OK,
+            "application/json",
+            admin.health().to_string(),
+        ),
+        "/metrics" => reply(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            admin.metrics(),
+        ),
+        "/" => reply(StatusCode::OK, "text/html; charset=utf-8", admin.page()),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found: try /healthz, /readyz, /health, /metrics or /\n",
+        ),
+    })
+}
+
+/// Serves the admin endpoints on `listener` until the process ends.
+pub fn spawn(listener: TcpListener, admin: Arc<Admin>) {
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let admin = admin.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| handle(admin.clone(), req));
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+}
+
+/// Probes every route with a probe interval: `ping` (or `server/discover` for a
+/// 2026-07-28 server) straight to the connector, outside the route's policies, so a
+/// dead route is known before a call fails. A change of result is logged.
+pub fn spawn_probes(gw: &Arc<Gateway>) {
+    for route in gw.routes.iter() {
+        let Some(interval) = route.probe_interval else {
+            continue;
+        };
+        let route = Arc::downgrade(route);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(route) = route.upgrade() else { return };
+                probe(&route).await;
+            }
+        });
+    }
+}
+
+/// One probe of a route.
+pub async fn probe(route: &RouteRt) {
+    let stateless = route.upstream_info_era() == Some(Era::Stateless);
+    let method = if stateless { mcp::DISCOVER } else { mcp::PING };
+    let started = tokio::time::Instant::now();
+    let outcome = route
+        .upstream
+        .call(Call {
+            method: method.to_owned(),
+            params: None,
+            deadline: started + Duration::from_secs(5).min(route.timeout),
+            events: None,
+        })
+        .await;
+    let error = outcome.err().map(|e| e.to_string());
+    let was_ok = route.stats.probe().is_none_or(|p| p.error.is_none());
+    match (&error, was_ok) {
+        (Some(e), true) => tracing::warn!(route = %route.name, "probe failed: {e}"),
+        (None, false) => tracing::info!(route = %route.name, "probe succeeded again"),
+        _ => {}
+    }
+    route.stats.probed(Probe {
+        at: SystemTime::now(),
+        took: started.elapsed(),
+        error,
+    });
+}
+
+/// The address the admin listener took, announced like the main one.
+pub fn announce(addr: SocketAddr) {
+    tracing::info!("admin endpoints on http://{addr}/ (/healthz, /readyz, /health, /metrics)");
+    eprintln!("mcp-edge: admin on http://{addr}/");
+}
+
+/// `mcp-edge health`: the route table from a gateway's `/health`.
+pub async fn health_command(args: &crate::cli::HealthArgs) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let health = match fetch(&args.url).await {
+        Ok(health) => health,
+        Err(e) => {
+            eprintln!("mcp-edge health: {}: {e}", args.url);
+            return ExitCode::from(2);
+        }
+    };
+    if args.json {
+        println!("{health:#}");
+    } else {
+        print!("{}", health_table(&health));
+    }
+    match health["status"].as_str() {
+        Some("healthy") => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
+    }
+}
+
+async fn fetch(url: &str) -> Result<Value, String> {
+    use http_body_util::BodyExt as _;
+    let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err("only http:// (the admin listener serves plain HTTP on loopback)".into());
+    }
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let response = tokio::time::timeout(Duration::from_secs(5), client.get(uri))
+        .await
+        .map_err(|_| "no answer within 5s".to_owned())?
+        .map_err(|e| {
+            let mut why = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                why = s.to_string();
+                source = s.source();
+            }
+            why
+        })?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(format!("HTTP {status}"));
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("not /health JSON: {e}"))
+}
+
+/// The route table `mcp-edge health` prints.
+pub fn health_table(health: &Value) -> String {
+    let mut out = format!(
+        "mcp-edge {} is {} (up {:.0}s, config {}, {} sessions)\n",
+        health["version"].as_str().unwrap_or("?"),
+        health["status"].as_str().unwrap_or("?"),
+        health["uptime_seconds"].as_f64().unwrap_or_default(),
+        health["config"]["digest"].as_str().unwrap_or("?"),
+        health["sessions"],
+    );
+    let mut rows = vec![
+        [
+            "ROUTE",
+            "STATUS",
+            "BOUNDARY",
+            "TRANSPORT",
+            "BREAKER",
+            "IN-FLIGHT",
+            "P50",
+            "P99",
+            "LAST ERROR",
+        ]
+        .map(str::to_owned),
+    ];
+    for r in health["routes"].as_array().into_iter().flatten() {
+        let s = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+        let ms = |v: &Value| {
+            v.as_f64()
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.2}ms"))
+        };
+        let mut error = s(&r["last_error"]["message"]);
+        if error.chars().count() > 60 {
+            error = error.chars().take(57).collect::<String>() + "...";
+        }
+        rows.push([
+            s(&r["name"]),
+            s(&r["status"]),
+            s(&r["boundary"]),
+            s(&r["transport"]),
+            s(&r["breaker"]["state"]),
+            r["in_flight"].to_string(),
+            ms(&r["latency"]["p50_ms"]),
+            ms(&r["latency"]["p99_ms"]),
+            error,
+        ]);
+    }
+    let widths: Vec<usize> = (0..9)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}

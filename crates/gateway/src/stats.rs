@@ -1,0 +1,263 @@
+//! What a route has done: calls by method and outcome, latency histograms and recent
+//! latencies, the last failure, the last probe. The data path writes these with
+//! atomics (a read lock at most); `/metrics` and `/health` read them.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+/// Upper bounds of the latency histogram buckets, in seconds.
+pub const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0,
+];
+
+/// How many recent latencies are kept for p50/p99.
+const RECENT: usize = 512;
+
+/// A latency histogram.
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+/// The result of the last active probe.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// When it finished.
+    pub at: SystemTime,
+    /// How long it took.
+    pub took: Duration,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+
+struct Recent {
+    samples: Vec<u32>,
+    next: usize,
+}
+
+/// One route's statistics.
+pub struct RouteStats {
+    calls: RwLock<HashMap<(String, &'static str), AtomicU64>>,
+    latency: RwLock<HashMap<String, Histogram>>,
+    recent: Mutex<Recent>,
+    last_error: Mutex<Option<(SystemTime, String)>>,
+    probe: Mutex<Option<Probe>>,
+}
+
+impl Default for RouteStats {
+    fn default() -> Self {
+        RouteStats {
+            calls: RwLock::default(),
+            latency: RwLock::default(),
+            recent: Mutex::new(Recent {
+                samples: Vec::with_capacity(RECENT),
+                next: 0,
+            }),
+            last_error: Mutex::default(),
+            probe: Mutex::default(),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl RouteStats {
+    /// Counts one call: its method, its outcome (`ok`, `error` for a JSON-RPC error
+    /// the tool server answered, or the gateway's failure reason) and how long it took.
+    pub fn record(&self, method: &str, outcome: &'static str, elapsed: Duration) {
+        let key_known = {
+            let calls = self.calls.read().unwrap_or_else(PoisonError::into_inner);
+            match calls.get(&(method.to_owned(), outcome)) {
+                Some(counter) => {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    true
+                }
+                None => false,
+            }
+        };
+        if !key_known {
+            self.calls
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry((method.to_owned(), outcome))
+                .or_default()
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let observed = {
+            let latency = self.latency.read().unwrap_or_else(PoisonError::into_inner);
+            latency.get(method).map(|h| h.observe(elapsed)).is_some()
+        };
+        if !observed {
+            self.latency
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(method.to_owned())
+                .or_default()
+                .observe(elapsed);
+        }
+        let micros = u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX);
+        let mut recent = lock(&self.recent);
+        if recent.samples.len() < RECENT {
+            recent.samples.push(micros);
+        } else {
+            let at = recent.next;
+            recent.samples[at] = micros;
+        }
+        recent.next = (recent.next + 1) % RECENT;
+    }
+
+    /// Remembers a failure.
+    pub fn failed(&self, why: String) {
+        *lock(&self.last_error) = Some((SystemTime::now(), why));
+    }
+
+    /// The last failure and when.
+    pub fn last_error(&self) -> Option<(SystemTime, String)> {
+        lock(&self.last_error).clone()
+    }
+
+    /// Remembers a probe's result.
+    pub fn probed(&self, probe: Probe) {
+        *lock(&self.probe) = Some(probe);
+    }
+
+    /// The last probe.
+    pub fn probe(&self) -> Option<Probe> {
+        lock(&self.probe).clone()
+    }
+
+    /// p50 and p99 of the recent calls.
+    pub fn percentiles(&self) -> Option<(Duration, Duration)> {
+        let mut samples = lock(&self.recent).samples.clone();
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_unstable();
+        let at = |q: f64| {
+            let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+            Duration::from_micros(u64::from(samples[i]))
+        };
+        Some((at(0.5), at(0.99)))
+    }
+
+    /// Calls with this outcome, over every method.
+    pub fn count(&self, outcome: &str) -> u64 {
+        self.calls
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|((_, o), _)| *o == outcome)
+            .map(|(_, c)| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Writes `mcp_edge_calls_total` samples for `route`.
+    pub fn write_calls(&self, route: &str, out: &mut String) {
+        let calls = self.calls.read().unwrap_or_else(PoisonError::into_inner);
+        let mut rows: Vec<_> = calls.iter().collect();
+        rows.sort_by(|a, b| a.0.cmp(b.0));
+        for ((method, outcome), count) in rows {
+            let _ = writeln!(
+                out,
+                "mcp_edge_calls_total{{route=\"{}\",method=\"{}\",outcome=\"{outcome}\"}} {}",
+                escape(route),
+                escape(method),
+                count.load(Ordering::Relaxed)
+            );
+        }
+    }
+
+    /// Writes `mcp_edge_call_duration_seconds` samples for `route`.
+    pub fn write_latency(&self, route: &str, out: &mut String) {
+        let latency = self.latency.read().unwrap_or_else(PoisonError::into_inner);
+        let mut rows: Vec<_> = latency.iter().collect();
+        rows.sort_by(|a, b| a.0.cmp(b.0));
+        for (method, h) in rows {
+            let labels = format!("route=\"{}\",method=\"{}\"", escape(route), escape(method));
+            let mut cumulative = 0;
+            for (bound, bucket) in BUCKETS.iter().zip(&h.buckets) {
+                cumulative += bucket.load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "mcp_edge_call_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let count = h.count.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "mcp_edge_call_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}"
+            );
+            let sum = h.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+            let _ = writeln!(out, "mcp_edge_call_duration_seconds_sum{{{labels}}} {sum}");
+            let _ = writeln!(
+                out,
+                "mcp_edge_call_duration_seconds_count{{{labels}}} {count}"
+            );
+        }
+    }
+}
+
+/// A label value escaped for the Prometheus text format.
+pub fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_and_latency_render_as_prometheus_text() {
+        let stats = RouteStats::default();
+        stats.record("tools/call", "ok", Duration::from_millis(3));
+        stats.record("tools/call", "ok", Duration::from_millis(40));
+        stats.record("tools/call", "timeout", Duration::from_secs(1));
+        let mut out = String::new();
+        stats.write_calls("demo", &mut out);
+        assert!(out.contains(
+            "mcp_edge_calls_total{route=\"demo\",method=\"tools/call\",outcome=\"ok\"} 2"
+        ));
+        assert!(out.contains("outcome=\"timeout\"} 1"));
+        out.clear();
+        stats.write_latency("demo", &mut out);
+        assert!(out.contains("le=\"0.005\"} 1\n"), "{out}");
+        assert!(out.contains("le=\"0.05\"} 2\n"), "{out}");
+        assert!(out.contains("le=\"+Inf\"} 3\n"), "{out}");
+        assert!(out.contains(
+            "mcp_edge_call_duration_seconds_count{route=\"demo\",method=\"tools/call\"} 3"
+        ));
+        let (p50, p99) = stats.percentiles().unwrap();
+        assert_eq!(
+            (p50, p99),
+            (Duration::from_millis(40), Duration::from_secs(1))
+        );
+        assert_eq!(stats.count("ok"), 2);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

@@ -1,0 +1,231 @@
+//! The admin listener of a real gateway: liveness, readiness gated on required routes,
+//! `/health` and `/metrics` after real calls, the status page, `mcp-edge health` as a
+//! probe, active probing that finds a dead tool server before any call does, and no
+//! secret anywhere.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mcp_edge_tests::{Gateway, ServerProc, http, mcp_edge, peer, text};
+use serde_json::{Value, json};
+
+const SECRET: &str = "s3cret-upstream-token-93f1";
+
+async fn get(gw: &Gateway, path: &str) -> (u16, String) {
+    let resp = http(gw.admin, "GET", path, &[], b"").await;
+    (
+        resp.status,
+        String::from_utf8_lossy(&resp.body).into_owned(),
+    )
+}
+
+async fn health(gw: &Gateway) -> Value {
+    let (status, body) = get(gw, "/health").await;
+    assert_eq!(status, 200);
+    serde_json::from_str(&body).unwrap()
+}
+
+fn route<'a>(health: &'a Value, name: &str) -> &'a Value {
+    health["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no route {name} in {health:#}"))
+}
+
+fn health_cli(gw: &Gateway) -> (i32, String) {
+    let out = Command::new(mcp_edge())
+        .args(["health", "--url", &format!("http://{}/health", gw.admin)])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_metrics_and_status_page_describe_every_route_without_secrets() {
+    let routes = format!(
+        "[[route]]\nname = \"demo\"\ncommand = [\"{{mcp_edge}}\", \"demo-tools\", \"--stdio\"]\nrequired = true\n\n\
+         [[route]]\nname = \"gone\"\nurl = \"http://127.0.0.1:9/mcp?api_key={SECRET}\"\nauth = {{ bearer = {{ env = \"OPS_UPSTREAM_TOKEN\" }} }}\n"
+    );
+    let gw = Gateway::start_with_env("ops-health", &routes, &[("OPS_UPSTREAM_TOKEN", SECRET)]);
+    assert_eq!(get(&gw, "/healthz").await, (200, "ok\n".to_owned()));
+    assert_eq!(get(&gw, "/readyz").await.0, 200, "the required route is up");
+
+    let mut mcp = gw.client("/mcp");
+    mcp.initialize().await;
+    for i in 0..5 {
+        let r = mcp
+            .call(
+                "tools/call",
+                json!({ "name": "demo__echo", "arguments": { "message": format!("m{i}") } }),
+            )
+            .await;
+        assert_eq!(text(&r), format!("m{i}"));
+    }
+    mcp.error("tools/call", json!({ "name": "gone__x", "arguments": {} }))
+        .await;
+
+    let h = health(&gw).await;
+    assert_eq!(h["status"], "degraded", "one route up, one down: {h:#}");
+    assert!(
+        h["config"]["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert!(h["uptime_seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(h["sessions"], 1);
+    let demo = route(&h, "demo");
+    assert_eq!(demo["status"], "healthy");
+    assert_eq!(demo["boundary"], "host");
+    assert_eq!(demo["transport"], "stdio");
+    assert_eq!(demo["breaker"]["state"], "closed");
+    assert!(demo["pid"].as_u64().is_some(), "{demo}");
+    assert_eq!(demo["in_flight"], 0);
+    assert!(demo["latency"]["p50_ms"].as_f64().unwrap() > 0.0, "{demo}");
+    let gone = route(&h, "gone");
+    assert_eq!(gone["status"], "down");
+    assert!(
+        gone["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect to 127.0.0.1:9"),
+        "{gone}"
+    );
+    assert_eq!(
+        gone["endpoint"],
+        "http://127.0.0.1:9/mcp?api_key=<redacted>"
+    );
+
+    let (status, metrics) = get(&gw, "/metrics").await;
+    assert_eq!(status, 200);
+    for expected in [
+        "mcp_edge_calls_total{route=\"demo\",method=\"tools/call\",outcome=\"ok\"} 5",
+        "mcp_edge_call_duration_seconds_count{route=\"demo\",method=\"tools/call\"} 5",
+        "mcp_edge_route_up{route=\"demo\"} 1",
+        "mcp_edge_route_up{route=\"gone\"} 0",
+        "mcp_edge_breaker_state{route=\"demo\"} 0",
+        "# TYPE mcp_edge_call_duration_seconds histogram",
+        "mcp_edge_sessions 1",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "{expected} missing from\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("mcp_edge_calls_total{route=\"gone\",method=\"tools/call\",outcome=\"upstream_unavailable\"}")
+            || metrics.contains("outcome=\"circuit_open\""),
+        "{metrics}"
+    );
+    // Every sample line is `name{labels} value` or `name value`.
+    for line in metrics.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(
+            value.parse::<f64>().is_ok() || value == "NaN",
+            "bad sample: {line}"
+        );
+    }
+
+    let (status, page) = get(&gw, "/").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("<td>demo</td>") && page.contains("healthy"),
+        "{page}"
+    );
+
+    for (what, body) in [
+        ("/health", h.to_string()),
+        ("/metrics", metrics),
+        ("/", page),
+        ("log", gw.logs()),
+    ] {
+        assert!(!body.contains(SECRET), "the secret leaked into {what}");
+    }
+
+    let (code, table) = health_cli(&gw);
+    assert_eq!(code, 1, "not healthy: {table}");
+    assert!(
+        table.contains("demo") && table.contains("healthy") && table.contains("down"),
+        "{table}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_required_routes_and_the_cli_exit_code_follows_health() {
+    let gw = Gateway::start(
+        "ops-ready",
+        "[[route]]\nname = \"needed\"\ncommand = [\"{mcp_edge}\", \"demo-tools\", \"--stdio\", \"--exit-at-start\", \"3\"]\nrequired = true\n",
+    );
+    let (status, body) = get(&gw, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("required route `needed` is down"), "{body}");
+    assert_eq!(get(&gw, "/healthz").await.0, 200, "alive all the same");
+    let (code, table) = health_cli(&gw);
+    assert_eq!(code, 1, "{table}");
+
+    let fine = Gateway::start(
+        "ops-ready-fine",
+        "[[route]]\nname = \"fine\"\ncommand = [\"{mcp_edge}\", \"demo-tools\", \"--stdio\"]\nrequired = true\n",
+    );
+    let (code, table) = health_cli(&fine);
+    assert_eq!(code, 0, "{table}");
+    assert!(table.contains("is healthy"), "{table}");
+
+    drop(fine);
+    let out = Command::new(mcp_edge())
+        .args(["health", "--url", "http://127.0.0.1:9/health"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "unreachable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_probes_find_a_dead_tool_server_before_any_call() {
+    let py1 = peer("py1/bin/python");
+    let server = ServerProc::start(&py1, &["tests/peers/fastmcp_server.py", "--http", "0"], &[]);
+    let gw = Gateway::start(
+        "ops-probe",
+        &format!(
+            "[[route]]\nname = \"fast\"\nurl = \"http://127.0.0.1:{}/mcp\"\nprotocol = \"streamable-http\"\nprobe_interval = \"1s\"\n",
+            server.port
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let h = health(&gw).await;
+        if route(&h, "fast")["probe"]["ok"] == true {
+            assert_eq!(route(&h, "fast")["status"], "healthy");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no successful probe: {h:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(server);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let h = health(&gw).await;
+        let fast = route(&h, "fast");
+        if fast["probe"]["ok"] == false {
+            assert_ne!(fast["status"], "healthy", "{fast}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dead server went unnoticed: {h:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    gw.wait_log("probe failed", Duration::from_secs(2)).await;
+    let (_, metrics) = get(&gw, "/metrics").await;
+    assert!(
+        metrics.contains("mcp_edge_probe_success{route=\"fast\"} 0"),
+        "{metrics}"
+    );
+}
