@@ -229,3 +229,121 @@ async fn active_probes_find_a_dead_tool_server_before_any_call() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_unchanged_routes_drains_removed_ones_and_refuses_bad_files() {
+    let demo = |name: &str| {
+        format!(
+            "[[route]]\nname = \"{name}\"\ncommand = [\"{}\", \"demo-tools\", \"--stdio\"]\n\n",
+            mcp_edge().display()
+        )
+    };
+    let head =
+        "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nallow_anonymous = true\n\n";
+    let gw = Gateway::start(
+        "ops-reload",
+        &format!("{head}{}{}", demo("keep"), demo("old")),
+    );
+    let pid_of = |h: &Value, name: &str| route(h, name)["pid"].as_u64().unwrap();
+    let keep_pid = pid_of(&health(&gw).await, "keep");
+    let mut mcp = gw.client("/mcp");
+    mcp.initialize().await;
+
+    // A call in flight on the route about to be removed.
+    let mut slow_client = gw.client("/mcp");
+    slow_client.initialize().await;
+    let slow = tokio::spawn(async move {
+        slow_client
+            .call(
+                "tools/call",
+                json!({ "name": "old__slow", "arguments": { "seconds": 1.5, "steps": 1 } }),
+            )
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // `keep` moves down the file (a comment above it) but is unchanged; `old` goes;
+    // `new` comes. The file watcher notices.
+    let moved = format!("{head}# moved\n{}{}", demo("keep"), demo("new"));
+    std::fs::write(gw.dir.join("routes.toml"), moved).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let h = loop {
+        let h = health(&gw).await;
+        if h["config"]["last_reload"]["result"] == "ok" {
+            break h;
+        }
+        assert!(Instant::now() < deadline, "no reload: {h:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let reload = &h["config"]["last_reload"];
+    assert_eq!(reload["added"], json!(["new"]), "{reload}");
+    assert_eq!(reload["removed"], json!(["old"]), "{reload}");
+    assert_eq!(reload["kept"], 1, "{reload}");
+    assert_eq!(
+        pid_of(&h, "keep"),
+        keep_pid,
+        "the unchanged route kept its child"
+    );
+
+    // The call in flight on the removed route finished: nothing was lost.
+    let result = slow.await.unwrap();
+    assert!(text(&result).starts_with("done"), "{result}");
+    // The same session sees the new table.
+    let names = mcp.tool_names().await;
+    assert!(names.iter().any(|n| n.starts_with("new__")), "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("old__")), "{names:?}");
+    let r = mcp
+        .call(
+            "tools/call",
+            json!({ "name": "new__echo", "arguments": { "message": "fresh" } }),
+        )
+        .await;
+    assert_eq!(text(&r), "fresh");
+    gw.wait_log("drained after a reload", Duration::from_secs(5))
+        .await;
+
+    // A bad file is refused with check's diagnostics; everything keeps serving.
+    std::fs::write(
+        gw.dir.join("routes.toml"),
+        format!(
+            "{head}{}[[route]]\nname = \"broken\"\nurl = \"ftp://x\"\n",
+            demo("keep")
+        ),
+    )
+    .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(gw.pid() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let h = loop {
+        let h = health(&gw).await;
+        if h["config"]["last_reload"]["result"] == "error" {
+            break h;
+        }
+        assert!(Instant::now() < deadline, "no refusal: {h:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let errors = h["config"]["last_reload"]["errors"].to_string();
+    assert!(
+        errors.contains("routes.toml:") && errors.contains("scheme `ftp` is not supported"),
+        "{errors}"
+    );
+    let r = mcp
+        .call(
+            "tools/call",
+            json!({ "name": "new__echo", "arguments": { "message": "still" } }),
+        )
+        .await;
+    assert_eq!(text(&r), "still", "the running configuration keeps serving");
+    let (_, metrics) = get(&gw, "/metrics").await;
+    assert!(
+        metrics.contains("mcp_edge_reloads_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("mcp_edge_reloads_total{result=\"error\"}"),
+        "{metrics}"
+    );
+}

@@ -194,6 +194,27 @@ pub struct Route {
     pub probe_interval: Option<Duration>,
 }
 
+impl Route {
+    /// Everything that decides how the route runs, and nothing about where it was
+    /// written: two routes with the same fingerprint need no restart on reload.
+    pub fn fingerprint(&self) -> String {
+        let mut route = self.clone();
+        route.name_span = 0..0;
+        route.endpoint_span = 0..0;
+        route.protocol_span = None;
+        route.naming.prefix_span = 0..0;
+        if let Some(declared) = &mut route.declared {
+            declared.span = 0..0;
+        }
+        if let Some(tls) = &mut route.tls {
+            tls.span = 0..0;
+            tls.insecure_span = None;
+        }
+        route.auth.span = None;
+        format!("{route:?}")
+    }
+}
+
 /// Where a tool server is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {

@@ -42,16 +42,58 @@ pub struct Admin {
     pub gw: Arc<Gateway>,
     /// When the process started.
     pub started: Instant,
-    /// The routes file, and a digest of what was loaded (`sha256:…`).
-    pub config_path: String,
-    /// `sha256:` and the hex digest of the routes file loaded.
-    pub config_digest: String,
-    /// When it was loaded.
-    pub loaded_at: SystemTime,
+    /// The routes file in force, and its reloads.
+    pub config: std::sync::Mutex<ConfigState>,
+    /// Reloads that took effect.
+    pub reloads_ok: std::sync::atomic::AtomicU64,
+    /// Reloads refused (the file was invalid).
+    pub reloads_failed: std::sync::atomic::AtomicU64,
     /// Both listeners are bound and the routes had their first start.
     pub ready: AtomicBool,
     /// SIGTERM arrived: `/readyz` fails so that traffic moves elsewhere.
     pub draining: AtomicBool,
+}
+
+/// The routes file in force.
+#[derive(Debug, Clone)]
+pub struct ConfigState {
+    /// Its path.
+    pub path: String,
+    /// `sha256:` and the hex digest of what was loaded.
+    pub digest: String,
+    /// When it was loaded.
+    pub loaded_at: SystemTime,
+    /// The last reload: when, what triggered it, its result and what it changed or why
+    /// it was refused.
+    pub last_reload: Option<Value>,
+}
+
+impl Admin {
+    /// The admin state of a gateway serving the file at `path` (digest `digest`).
+    pub fn new(gw: Arc<Gateway>, path: String, digest: String) -> Arc<Admin> {
+        Arc::new(Admin {
+            gw,
+            started: Instant::now(),
+            config: std::sync::Mutex::new(ConfigState {
+                path,
+                digest,
+                loaded_at: SystemTime::now(),
+                last_reload: None,
+            }),
+            reloads_ok: std::sync::atomic::AtomicU64::new(0),
+            reloads_failed: std::sync::atomic::AtomicU64::new(0),
+            ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    /// The routes file in force.
+    pub fn config(&self) -> ConfigState {
+        self.config
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// A route's status in `/health`.
@@ -172,7 +214,13 @@ impl Admin {
     /// The overall status: healthy when every route is; down when every route is;
     /// degraded in between.
     fn status(&self) -> Status {
-        let statuses: Vec<Status> = self.gw.routes.iter().map(|r| route_status(r)).collect();
+        let statuses: Vec<Status> = self
+            .gw
+            .table()
+            .routes
+            .iter()
+            .map(|r| route_status(r))
+            .collect();
         if statuses.iter().all(|s| *s == Status::Healthy) {
             Status::Healthy
         } else if statuses.iter().all(|s| *s == Status::Down) {
@@ -184,18 +232,21 @@ impl Admin {
 
     /// `/health`.
     pub fn health(&self) -> Value {
+        let config = self.config();
+        let config = json!({
+            "path": config.path,
+            "digest": config.digest,
+            "loaded_at": rfc3339(config.loaded_at),
+            "last_reload": config.last_reload,
+        });
         json!({
             "status": self.status().as_str(),
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_seconds": self.started.elapsed().as_secs_f64(),
             "ready": self.readiness().is_ok(),
-            "config": {
-                "path": self.config_path,
-                "digest": self.config_digest,
-                "loaded_at": rfc3339(self.loaded_at),
-            },
+            "config": config,
             "sessions": self.gw.sessions.len(),
-            "routes": self.gw.routes.iter().map(|r| route_json(r)).collect::<Vec<_>>(),
+            "routes": self.gw.table().routes.iter().map(|r| route_json(r)).collect::<Vec<_>>(),
         })
     }
 
@@ -208,7 +259,7 @@ impl Admin {
         if !self.ready.load(Ordering::Acquire) {
             why.push("starting".to_owned());
         }
-        for route in self.gw.routes.iter().filter(|r| r.required) {
+        for route in self.gw.table().routes.iter().filter(|r| r.required) {
             if route_status(route) == Status::Down {
                 why.push(format!("required route `{}` is down", route.name));
             }
@@ -253,11 +304,24 @@ impl Admin {
         let _ = writeln!(out, "mcp_edge_sessions {}", self.gw.sessions.len());
         help(
             &mut out,
+            "mcp_edge_reloads_total",
+            "counter",
+            "Reloads of routes.toml by result.",
+        );
+        for (result, count) in [("ok", &self.reloads_ok), ("error", &self.reloads_failed)] {
+            let _ = writeln!(
+                out,
+                "mcp_edge_reloads_total{{result=\"{result}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+        help(
+            &mut out,
             "mcp_edge_calls_total",
             "counter",
             "Calls to tool servers by route, method and outcome (ok, error, or the gateway's failure reason: timeout, busy, rate_limited, circuit_open, upstream_*).",
         );
-        for r in self.gw.routes.iter() {
+        for r in self.gw.table().routes.iter() {
             r.stats.write_calls(&r.name, &mut out);
         }
         help(
@@ -266,7 +330,7 @@ impl Admin {
             "histogram",
             "Latency of calls to tool servers, policies included.",
         );
-        for r in self.gw.routes.iter() {
+        for r in self.gw.table().routes.iter() {
             r.stats.write_latency(&r.name, &mut out);
         }
         let per_route = |out: &mut String,
@@ -275,7 +339,7 @@ impl Admin {
                          text: &str,
                          value: &dyn Fn(&RouteRt) -> f64| {
             help(out, name, kind, text);
-            for r in self.gw.routes.iter() {
+            for r in self.gw.table().routes.iter() {
                 let _ = writeln!(out, "{name}{{route=\"{}\"}} {}", escape(&r.name), value(r));
             }
         };
@@ -366,7 +430,7 @@ impl Admin {
             "gauge",
             "Per replica: 0 closed, 1 half-open, 2 open.",
         );
-        for r in self.gw.routes.iter() {
+        for r in self.gw.table().routes.iter() {
             if let Upstream::Balanced(b) = &r.upstream {
                 for replica in &b.replicas {
                     let _ = writeln!(
@@ -413,7 +477,7 @@ impl Admin {
             version = env!("CARGO_PKG_VERSION"),
             status = html(health["status"].as_str().unwrap_or_default()),
             uptime = health["uptime_seconds"].as_f64().unwrap_or_default(),
-            digest = html(&self.config_digest),
+            digest = html(&self.config().digest),
             sessions = health["sessions"],
         )
     }
@@ -507,8 +571,8 @@ pub fn spawn(listener: TcpListener, admin: Arc<Admin>) {
 /// Probes every route with a probe interval: `ping` (or `server/discover` for a
 /// 2026-07-28 server) straight to the connector, outside the route's policies, so a
 /// dead route is known before a call fails. A change of result is logged.
-pub fn spawn_probes(gw: &Arc<Gateway>) {
-    for route in gw.routes.iter() {
+pub fn spawn_probes_for(gw: &Arc<Gateway>, which: impl Fn(&RouteRt) -> bool) {
+    for route in gw.table().routes.iter().filter(|r| which(r)) {
         let Some(interval) = route.probe_interval else {
             continue;
         };

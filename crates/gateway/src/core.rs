@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::future::join_all;
@@ -53,16 +54,14 @@ pub enum ClientCredential {
 
 /// The gateway's shared state.
 pub struct Gateway {
-    /// Every route, in routes.toml order.
-    pub routes: Vec<Arc<RouteRt>>,
+    /// The routes and clients in force; a reload swaps them at once.
+    table: ArcSwap<Table>,
     /// Between a route prefix and a name.
     pub separator: Arc<str>,
     /// Open sessions.
     pub sessions: Sessions,
-    /// Clients.
-    pub clients: Vec<ClientRt>,
-    /// Requests without credentials are admitted (with every route).
-    pub allow_anonymous: bool,
+    /// Where routes report what happens outside calls (kept for routes a reload starts).
+    pub sink: Option<Arc<dyn mcp_edge_transport::Sink>>,
     /// Browser origins allowed besides loopback.
     pub allowed_origins: Vec<String>,
     /// The largest message accepted.
@@ -70,6 +69,16 @@ pub struct Gateway {
     /// The agents' listener is on loopback: `Host` must name loopback too.
     pub loopback_listener: bool,
     resources: Mutex<ResourceIndex>,
+}
+
+/// What a reload replaces: the routes and who may use them.
+pub struct Table {
+    /// Every route, in routes.toml order.
+    pub routes: Vec<Arc<RouteRt>>,
+    /// Clients.
+    pub clients: Arc<[ClientRt]>,
+    /// Requests without credentials are admitted (with every route).
+    pub allow_anonymous: bool,
 }
 
 /// Which route serves which resource URI, learned from the routes' lists.
@@ -102,7 +111,7 @@ impl Ctx {
     /// The context of a request on `session`.
     pub fn of(session: &Arc<Session>) -> Ctx {
         Ctx {
-            scope: session.scope.clone(),
+            scope: session.scope(),
             version: session.version(),
             principal: session.principal.clone().unwrap_or_else(anonymous),
             session: Some(session.clone()),
@@ -220,16 +229,39 @@ impl Gateway {
         sessions: Sessions,
     ) -> Self {
         Gateway {
-            routes,
+            table: ArcSwap::from_pointee(Table {
+                routes,
+                clients: clients.into(),
+                allow_anonymous: false,
+            }),
             separator: separator.into(),
             sessions,
-            clients,
-            allow_anonymous: false,
+            sink: None,
             allowed_origins,
             max_message_bytes,
             loopback_listener: false,
             resources: Mutex::new(ResourceIndex::default()),
         }
+    }
+
+    /// The routes and clients in force.
+    pub fn table(&self) -> Arc<Table> {
+        self.table.load_full()
+    }
+
+    /// Puts a new table in force; the old one is returned (to drain its routes).
+    pub fn swap_table(&self, table: Table) -> Arc<Table> {
+        self.table.swap(Arc::new(table))
+    }
+
+    /// Lets clients without credentials in (set from routes.toml at start).
+    pub fn set_allow_anonymous(&self, allow: bool) {
+        let old = self.table();
+        self.table.store(Arc::new(Table {
+            routes: old.routes.clone(),
+            clients: old.clients.clone(),
+            allow_anonymous: allow,
+        }));
     }
 
     /// The principal behind a request: its bearer token if it sent one, else the
@@ -248,7 +280,7 @@ impl Gateway {
                 .ok_or(Unauthorized)?;
             // Every token is compared, each in constant time.
             let mut found = None;
-            for client in &self.clients {
+            for client in self.table().clients.iter() {
                 if let ClientCredential::Token(secret) = &client.credential
                     && constant_time_eq(secret.expose().as_bytes(), token.as_bytes())
                 {
@@ -258,7 +290,8 @@ impl Gateway {
             return found.map(Some).ok_or(Unauthorized);
         }
         if !identities.is_empty() {
-            let client = self.clients.iter().find(|c| match &c.credential {
+            let table = self.table();
+            let client = table.clients.iter().find(|c| match &c.credential {
                 ClientCredential::Identity(id) => identities.iter().any(|i| i == id),
                 ClientCredential::Token(_) => false,
             });
@@ -266,7 +299,7 @@ impl Gateway {
                 return Ok(Some(client.name.clone()));
             }
         }
-        if self.allow_anonymous {
+        if self.table().allow_anonymous {
             return Ok(None);
         }
         Err(Unauthorized)
@@ -278,17 +311,23 @@ impl Gateway {
         principal: Option<&str>,
         target: Option<&str>,
     ) -> Result<Scope, ScopeError> {
+        let table = self.table();
         let grant = principal
-            .and_then(|p| self.clients.iter().find(|c| &*c.name == p))
+            .and_then(|p| table.clients.iter().find(|c| &*c.name == p))
             .map(|c| &c.grant);
         let allowed = |r: &RouteRt| grant.is_none_or(|g| g.allows(&r.name));
         let (routes, single): (Vec<Arc<RouteRt>>, bool) = match target {
             None => (
-                self.routes.iter().filter(|r| allowed(r)).cloned().collect(),
+                table
+                    .routes
+                    .iter()
+                    .filter(|r| allowed(r))
+                    .cloned()
+                    .collect(),
                 false,
             ),
             Some(name) => {
-                let route = self
+                let route = table
                     .routes
                     .iter()
                     .find(|r| r.name == name)
@@ -485,7 +524,8 @@ impl Gateway {
         let ctx = Ctx::of(session);
         match message.kind() {
             Kind::Request if message.method() == mcp::INITIALIZE => {
-                let (version, result) = self.initialize(&session.scope, message.params.as_deref());
+                let (version, result) =
+                    self.initialize(&session.scope(), message.params.as_deref());
                 session.set_version(version);
                 let id = message.id.clone().unwrap_or(Id::Num(0));
                 let _ = out.send(jsonrpc::result(&id, &result)).await;
@@ -1135,9 +1175,24 @@ impl Gateway {
         }
     }
 
+    /// Tells every session that its lists may have changed (after a reload).
+    pub fn lists_changed(&self) {
+        for session in self.sessions.all() {
+            if session.is_initialized() {
+                for method in [
+                    mcp::TOOLS_LIST_CHANGED,
+                    mcp::PROMPTS_LIST_CHANGED,
+                    mcp::RESOURCES_LIST_CHANGED,
+                ] {
+                    session.push(jsonrpc::notification(method, None));
+                }
+            }
+        }
+    }
+
     fn broadcast(&self, route: &str, message: &[u8], want: impl Fn(&Session) -> bool) {
         for session in self.sessions.all() {
-            if session.is_initialized() && session.scope.contains(route) && want(&session) {
+            if session.is_initialized() && session.scope().contains(route) && want(&session) {
                 session.push(message.to_vec());
             }
         }

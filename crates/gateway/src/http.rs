@@ -335,7 +335,7 @@ fn find_session(
     };
     gw.sessions
         .get(id, principal)
-        .filter(|s| s.scope.target() == scope.target())
+        .filter(|s| s.scope().target() == scope.target())
         .ok_or_else(|| {
             refuse(
                 StatusCode::NOT_FOUND,

@@ -17,6 +17,7 @@ pub mod core;
 pub mod demo;
 pub mod http;
 pub mod policy;
+pub mod reload;
 pub mod scope;
 pub mod serve;
 pub mod session;

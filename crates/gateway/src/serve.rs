@@ -40,6 +40,28 @@ const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 /// Loads and validates a routes file for running: every diagnostic is printed, and
 /// errors (including secrets and files missing on this machine) refuse it.
 pub fn load(path: &Path) -> Result<(Config, Plan), String> {
+    let (loaded, diags) = analyze(path)?;
+    let errors = diags.iter().filter(|(s, _)| *s == Severity::Error).count();
+    for (severity, located) in &diags {
+        match severity {
+            Severity::Error => eprintln!("{located}\n"),
+            Severity::Warning => tracing::warn!("{located}"),
+        }
+    }
+    loaded.ok_or_else(|| {
+        format!(
+            "{}: refused ({errors} errors); `mcp-edge check` explains each",
+            path.display()
+        )
+    })
+}
+
+/// A routes file read: the configuration when it has no error, and its diagnostics.
+pub type Analysis = (Option<(Config, Plan)>, Vec<(Severity, String)>);
+
+/// Reads, validates and plans a routes file: the configuration when it has no error,
+/// and every diagnostic located (`file:line:col`, the line, a caret, the fix).
+pub fn analyze(path: &Path) -> Result<Analysis, String> {
     let source: Source = mcp_edge_config::read(path).map_err(|e| {
         format!(
             "cannot read {}: {e} (pass the routes file, or set {})",
@@ -59,20 +81,15 @@ pub fn load(path: &Path) -> Result<(Config, Plan), String> {
         diags.extend(mcp_edge_config::environment_diagnostics(config));
     }
     let errors = diags.iter().filter(|d| d.is_error()).count();
-    for d in &diags {
-        let located = source.locate(d);
-        match d.severity {
-            Severity::Error => eprintln!("{located}\n"),
-            Severity::Warning => tracing::warn!("{located}"),
-        }
-    }
-    match (config, plan) {
-        (Some(config), Some(plan)) if errors == 0 => Ok((config, plan)),
-        _ => Err(format!(
-            "{}: refused ({errors} errors); `mcp-edge check` explains each",
-            source.name()
-        )),
-    }
+    let located = diags
+        .iter()
+        .map(|d| (d.severity, source.locate(d).to_string()))
+        .collect();
+    let loaded = match (config, plan) {
+        (Some(config), Some(plan)) if errors == 0 => Some((config, plan)),
+        _ => None,
+    };
+    Ok((loaded, located))
 }
 
 /// Forwards what routes report outside calls to the gateway's event loop.
@@ -222,89 +239,98 @@ fn link_upstream(
     Ok(Link::spawn(cfg, sink))
 }
 
-/// Builds the gateway and starts every route. Must run inside a tokio runtime.
-pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
-    let (events_tx, mut events_rx) = mpsc::channel::<RouteEvent>(1024);
-    let sink: Arc<dyn Sink> = Arc::new(ChannelSink(events_tx));
-    let mut routes = Vec::new();
-    for (route, planned) in config.routes.iter().zip(&plan.routes) {
-        let upstream = match (&planned.transport, &route.endpoint) {
-            (Transport::Stdio(command), Endpoint::Command(_)) => {
-                let mut env = Vec::new();
-                for (key, value) in &command.env {
-                    let value = match value {
-                        MaybeSecret::Plain(v) => v.clone(),
-                        MaybeSecret::Secret(reference) => reference
-                            .resolve()
-                            .map_err(|e| format!("route `{}` env {key}: {e}", route.name))?
-                            .expose()
-                            .to_owned(),
-                    };
-                    env.push((key.clone(), value));
-                }
-                let mut cfg =
-                    StdioConfig::new(&route.name, program(&command.program), command.args.clone());
-                cfg.env = env;
-                cfg.cwd = command.cwd.clone();
-                cfg.max_message_bytes = config.gateway.max_message_bytes;
-                Upstream::Stdio(Stdio::spawn(cfg, sink.clone()))
-            }
-            (Transport::Network { url, .. }, _) if !planned.more_urls.is_empty() => {
-                match balanced_upstream(config, route, url, &planned.more_urls, &sink) {
-                    Ok(balanced) => Upstream::Balanced(Arc::new(balanced)),
-                    Err(why) => {
-                        tracing::error!(route = %route.name, "{why}");
-                        Upstream::NotServed(why)
-                    }
-                }
-            }
-            (Transport::Network { url, protocol, .. }, _)
-                if matches!(protocol, Protocol::Auto | Protocol::StreamableHttp)
-                    && matches!(url.scheme(), "http" | "https") =>
-            {
-                match http_config(config, route, url) {
-                    Ok(cfg) => Upstream::Http(Http::new(cfg, sink.clone())),
-                    Err(why) => {
-                        tracing::error!(route = %route.name, "{why}");
-                        Upstream::NotServed(why)
-                    }
-                }
-            }
-            (Transport::Network { url, protocol, .. }, _) => {
-                let kind = if *protocol == Protocol::Websocket {
-                    LinkKind::WebSocket
-                } else {
-                    LinkKind::Sse
+/// Starts one route: its connector and its policies. Must run inside tokio.
+pub fn build_route(
+    config: &Config,
+    route: &mcp_edge_config::Route,
+    planned: &mcp_edge_router::RoutePlan,
+    sink: &Arc<dyn Sink>,
+) -> Result<Arc<RouteRt>, String> {
+    let upstream = match (&planned.transport, &route.endpoint) {
+        (Transport::Stdio(command), Endpoint::Command(_)) => {
+            let mut env = Vec::new();
+            for (key, value) in &command.env {
+                let value = match value {
+                    MaybeSecret::Plain(v) => v.clone(),
+                    MaybeSecret::Secret(reference) => reference
+                        .resolve()
+                        .map_err(|e| format!("route `{}` env {key}: {e}", route.name))?
+                        .expose()
+                        .to_owned(),
                 };
-                match link_upstream(config, route, url, kind, sink.clone()) {
-                    Ok(link) => Upstream::Link(link),
-                    Err(why) => {
-                        tracing::error!(route = %route.name, "{why}");
-                        Upstream::NotServed(why)
-                    }
+                env.push((key.clone(), value));
+            }
+            let mut cfg =
+                StdioConfig::new(&route.name, program(&command.program), command.args.clone());
+            cfg.env = env;
+            cfg.cwd = command.cwd.clone();
+            cfg.max_message_bytes = config.gateway.max_message_bytes;
+            Upstream::Stdio(Stdio::spawn(cfg, sink.clone()))
+        }
+        (Transport::Network { url, .. }, _) if !planned.more_urls.is_empty() => {
+            match balanced_upstream(config, route, url, &planned.more_urls, sink) {
+                Ok(balanced) => Upstream::Balanced(Arc::new(balanced)),
+                Err(why) => {
+                    tracing::error!(route = %route.name, "{why}");
+                    Upstream::NotServed(why)
                 }
             }
-            (Transport::Stdio(_), _) => {
-                Upstream::NotServed("a command route without a command".into())
+        }
+        (Transport::Network { url, protocol, .. }, _)
+            if matches!(protocol, Protocol::Auto | Protocol::StreamableHttp)
+                && matches!(url.scheme(), "http" | "https") =>
+        {
+            match http_config(config, route, url) {
+                Ok(cfg) => Upstream::Http(Http::new(cfg, sink.clone())),
+                Err(why) => {
+                    tracing::error!(route = %route.name, "{why}");
+                    Upstream::NotServed(why)
+                }
             }
-        };
-        let policy = RoutePolicy::new(&route.name, &route.policies, upstream.clone());
-        routes.push(Arc::new(RouteRt {
-            name: route.name.clone(),
-            prefix: route.naming.prefix.clone(),
-            naming: route.naming.clone(),
-            boundary: planned.boundary,
-            transport: planned.transport.label(),
-            endpoint: planned.endpoint(),
-            timeout: route.policies.timeout,
-            max_timeout: route.policies.max_timeout,
-            upstream,
-            policy,
-            stats: RouteStats::default(),
-            required: route.required,
-            probe_interval: route.probe_interval,
-        }));
-    }
+        }
+        (Transport::Network { url, protocol, .. }, _) => {
+            let kind = if *protocol == Protocol::Websocket {
+                LinkKind::WebSocket
+            } else {
+                LinkKind::Sse
+            };
+            match link_upstream(config, route, url, kind, sink.clone()) {
+                Ok(link) => Upstream::Link(link),
+                Err(why) => {
+                    tracing::error!(route = %route.name, "{why}");
+                    Upstream::NotServed(why)
+                }
+            }
+        }
+        (Transport::Stdio(_), _) => Upstream::NotServed("a command route without a command".into()),
+    };
+    let policy = RoutePolicy::new(&route.name, &route.policies, upstream.clone());
+    Ok(Arc::new(RouteRt {
+        name: route.name.clone(),
+        prefix: route.naming.prefix.clone(),
+        naming: route.naming.clone(),
+        boundary: planned.boundary,
+        transport: planned.transport.label(),
+        endpoint: planned.endpoint(),
+        timeout: route.policies.timeout,
+        max_timeout: route.policies.max_timeout,
+        upstream,
+        policy,
+        stats: RouteStats::default(),
+        required: route.required,
+        probe_interval: route.probe_interval,
+        fingerprint: fingerprint(route, planned),
+    }))
+}
+
+/// What decides how a route runs (its configuration and its classification, not its
+/// place in the file): equal fingerprints need no restart on reload.
+pub fn fingerprint(route: &mcp_edge_config::Route, planned: &mcp_edge_router::RoutePlan) -> String {
+    format!("{}{planned:?}", route.fingerprint())
+}
+
+/// The clients of a configuration, their tokens read.
+pub fn build_clients(config: &Config) -> Result<Vec<ClientRt>, String> {
     let mut clients = Vec::new();
     for client in &config.clients {
         let credential = match &client.credential {
@@ -321,6 +347,18 @@ pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
             grant: client.routes.clone(),
         });
     }
+    Ok(clients)
+}
+
+/// Builds the gateway and starts every route. Must run inside a tokio runtime.
+pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
+    let (events_tx, mut events_rx) = mpsc::channel::<RouteEvent>(1024);
+    let sink: Arc<dyn Sink> = Arc::new(ChannelSink(events_tx));
+    let mut routes = Vec::new();
+    for (route, planned) in config.routes.iter().zip(&plan.routes) {
+        routes.push(build_route(config, route, planned, &sink)?);
+    }
+    let clients = build_clients(config)?;
     let mut gateway = Gateway::new(
         routes,
         &config.gateway.name_separator,
@@ -330,7 +368,8 @@ pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
         Sessions::new(MAX_SESSIONS, SESSION_IDLE),
     );
     gateway.loopback_listener = config.gateway.listen.addr.ip().is_loopback();
-    gateway.allow_anonymous = config.gateway.allow_anonymous;
+    gateway.set_allow_anonymous(config.gateway.allow_anonymous);
+    gateway.sink = Some(sink);
     let gateway = Arc::new(gateway);
     let gw = Arc::downgrade(&gateway);
     tokio::spawn(async move {
@@ -358,12 +397,14 @@ pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
 /// every route that can start rather than whichever won the race.
 pub async fn wait_for_routes(gw: &Gateway) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    futures_util::future::join_all(gw.routes.iter().map(|r| r.first_attempt(deadline))).await;
+    futures_util::future::join_all(gw.table().routes.iter().map(|r| r.first_attempt(deadline)))
+        .await;
 }
 
 /// Stops every route's tool server as the spec says.
 pub async fn shutdown_routes(gw: &Gateway) {
-    let stops = gw.routes.iter().map(|r| r.shutdown());
+    let table = gw.table();
+    let stops = table.routes.iter().map(|r| r.shutdown());
     futures_util::future::join_all(stops).await;
 }
 
@@ -380,7 +421,7 @@ async fn signal() {
 }
 
 /// `sha256:` and the hex SHA-256 of the routes file, to tell configurations apart.
-fn digest(path: &Path) -> String {
+pub fn digest(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap_or_default();
     let hash = ring::digest::digest(&ring::digest::SHA256, &bytes);
     let hex: String = hash.as_ref().iter().map(|b| format!("{b:02x}")).collect();
@@ -409,25 +450,18 @@ pub async fn serve(path: &Path) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e} (change [gateway] listen)"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    for route in gw.routes.iter() {
+    for route in gw.table().routes.iter() {
         tracing::info!(route = %route.name, boundary = %route.boundary, transport = %route.transport, endpoint = %route.endpoint, "route");
     }
     let admin_addr = config.gateway.admin;
     let admin_listener = TcpListener::bind(admin_addr)
         .await
         .map_err(|e| format!("cannot listen on {admin_addr}: {e} (change [gateway] admin)"))?;
-    let admin = Arc::new(crate::admin::Admin {
-        gw: gw.clone(),
-        started: std::time::Instant::now(),
-        config_path: path.display().to_string(),
-        config_digest: digest(path),
-        loaded_at: std::time::SystemTime::now(),
-        ready: std::sync::atomic::AtomicBool::new(false),
-        draining: std::sync::atomic::AtomicBool::new(false),
-    });
+    let admin = crate::admin::Admin::new(gw.clone(), path.display().to_string(), digest(path));
     let admin_local = admin_listener.local_addr().map_err(|e| e.to_string())?;
     crate::admin::spawn(admin_listener, admin.clone());
-    crate::admin::spawn_probes(&gw);
+    crate::admin::spawn_probes_for(&gw, |_| true);
+    crate::reload::Reloader::new(path.to_owned(), gw.clone(), admin.clone(), &config).watch();
     admin
         .ready
         .store(true, std::sync::atomic::Ordering::Release);

@@ -33,8 +33,8 @@ pub struct Session {
     /// The id the client presents in `Mcp-Session-Id`.
     pub id: String,
     version: Mutex<&'static str>,
-    /// The routes the session sees.
-    pub scope: Scope,
+    /// The routes the session sees (renewed by a reload).
+    scope: Mutex<Scope>,
     /// Who opened it (`None`: anonymous).
     pub principal: Option<Arc<str>>,
     /// Opened by a legacy HTTP+SSE client: every answer goes on its event stream.
@@ -57,6 +57,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Session {
+    /// The routes the session sees.
+    pub fn scope(&self) -> Scope {
+        lock(&self.scope).clone()
+    }
+
+    /// Gives the session the routes a new configuration grants it.
+    pub fn set_scope(&self, scope: Scope) {
+        *lock(&self.scope) = scope;
+    }
+
     /// The negotiated protocol version.
     pub fn version(&self) -> &'static str {
         *lock(&self.version)
@@ -219,7 +229,7 @@ impl Sessions {
         let session = Arc::new(Session {
             id: id.clone(),
             version: Mutex::new(version),
-            scope,
+            scope: Mutex::new(scope),
             principal,
             legacy,
             initialized: AtomicBool::new(false),

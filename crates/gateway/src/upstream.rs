@@ -41,6 +41,8 @@ pub struct RouteRt {
     pub required: bool,
     /// How often it is probed.
     pub probe_interval: Option<Duration>,
+    /// Its configuration, positions left out: unchanged on reload means kept as is.
+    pub fingerprint: String,
 }
 
 /// A connector's state, whatever the transport.

@@ -1,0 +1,292 @@
+//! Hot reload: SIGHUP, or a change to routes.toml (checked every second, by content,
+//! so a Kubernetes ConfigMap's symlink swap is seen too), re-reads the file.
+//!
+//! - An invalid file is refused with the same diagnostics as `mcp-edge check`: logged,
+//!   shown in `/health` (`config.last_reload`), counted in
+//!   `mcp_edge_reloads_total{result="error"}`. The running configuration keeps serving.
+//! - A valid one swaps in at once. Routes whose configuration did not change (their
+//!   place in the file aside) keep their children, connections and breakers; new and
+//!   changed routes start; removed and replaced routes drain — their calls in flight
+//!   finish (up to their `max_timeout`) before their tool servers are stopped. No call
+//!   in flight is lost. Sessions see the new routes at once and are told their lists
+//!   changed.
+//! - `[gateway]` settings (listeners, TLS, limits) take effect at the next restart; a
+//!   reload that changes them says so. `allow_anonymous` and `[[clients]]` reload.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use mcp_edge_config::Severity;
+use mcp_edge_config::model::Config;
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::admin::{Admin, rfc3339};
+use crate::core::{Gateway, Table};
+use crate::scope::Scope;
+use crate::serve;
+use crate::upstream::RouteRt;
+
+/// Reloads one gateway's routes file.
+pub struct Reloader {
+    path: PathBuf,
+    gw: Arc<Gateway>,
+    admin: Arc<Admin>,
+    /// The `[gateway]` settings in force, to tell when a reload asks for a restart.
+    gateway: std::sync::Mutex<String>,
+    one_at_a_time: tokio::sync::Mutex<()>,
+}
+
+/// `[gateway]` as far as a restart is needed to change it.
+fn restart_settings(config: &Config) -> String {
+    let g = &config.gateway;
+    format!(
+        "{} {:?} {} {} {:?} {}",
+        g.listen.addr,
+        g.listen
+            .tls
+            .as_ref()
+            .map(|t| (&t.cert, &t.key, &t.client_ca)),
+        g.admin,
+        g.name_separator,
+        g.allowed_origins,
+        g.max_message_bytes
+    )
+}
+
+impl Reloader {
+    /// A reloader for the gateway serving `config` from `path`.
+    pub fn new(path: PathBuf, gw: Arc<Gateway>, admin: Arc<Admin>, config: &Config) -> Arc<Self> {
+        Arc::new(Reloader {
+            path,
+            gw,
+            admin,
+            gateway: std::sync::Mutex::new(restart_settings(config)),
+            one_at_a_time: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Re-reads the file and applies it (see the module documentation).
+    pub async fn reload(&self, trigger: &str) {
+        let _one = self.one_at_a_time.lock().await;
+        let started = Instant::now();
+        let digest = serve::digest(&self.path);
+        let analyzed = serve::analyze(&self.path);
+        let (loaded, diags) = match analyzed {
+            Ok(analyzed) => analyzed,
+            Err(e) => {
+                self.refused(trigger, &digest, &[e]);
+                return;
+            }
+        };
+        let Some((config, plan)) = loaded else {
+            let errors: Vec<String> = diags
+                .into_iter()
+                .filter(|(s, _)| *s == Severity::Error)
+                .map(|(_, text)| text)
+                .collect();
+            self.refused(trigger, &digest, &errors);
+            return;
+        };
+        for (_, warning) in diags.iter().filter(|(s, _)| *s == Severity::Warning) {
+            tracing::warn!("{warning}");
+        }
+        let clients = match serve::build_clients(&config) {
+            Ok(clients) => clients,
+            Err(e) => {
+                self.refused(trigger, &digest, &[e]);
+                return;
+            }
+        };
+        let Some(sink) = self.gw.sink.clone() else {
+            return;
+        };
+
+        let old = self.gw.table();
+        let mut routes = Vec::with_capacity(config.routes.len());
+        let (mut added, mut changed, mut kept) = (Vec::new(), Vec::new(), 0usize);
+        for (route, planned) in config.routes.iter().zip(&plan.routes) {
+            let fingerprint = serve::fingerprint(route, planned);
+            let same = old
+                .routes
+                .iter()
+                .find(|r| r.name == route.name && r.fingerprint == fingerprint);
+            if let Some(same) = same {
+                routes.push(same.clone());
+                kept += 1;
+                continue;
+            }
+            match serve::build_route(&config, route, planned, &sink) {
+                Ok(new) => routes.push(new),
+                Err(e) => {
+                    // Nothing is swapped: stop what this attempt started.
+                    for started in routes
+                        .iter()
+                        .filter(|r| !old.routes.iter().any(|o| Arc::ptr_eq(o, r)))
+                    {
+                        started.shutdown().await;
+                    }
+                    self.refused(trigger, &digest, &[e]);
+                    return;
+                }
+            }
+            if old.routes.iter().any(|r| r.name == route.name) {
+                changed.push(route.name.clone());
+            } else {
+                added.push(route.name.clone());
+            }
+        }
+        let removed: Vec<String> = old
+            .routes
+            .iter()
+            .filter(|r| !config.routes.iter().any(|n| n.name == r.name))
+            .map(|r| r.name.clone())
+            .collect();
+        let replaced: Vec<Arc<RouteRt>> = old
+            .routes
+            .iter()
+            .filter(|r| !routes.iter().any(|n| Arc::ptr_eq(n, r)))
+            .cloned()
+            .collect();
+
+        self.gw.swap_table(Table {
+            routes,
+            clients: clients.into(),
+            allow_anonymous: config.gateway.allow_anonymous,
+        });
+        self.renew_sessions();
+        for route in replaced {
+            tokio::spawn(drain(route));
+        }
+        crate::admin::spawn_probes_for(&self.gw, |r| {
+            added.contains(&r.name) || changed.contains(&r.name)
+        });
+
+        let restart = {
+            let mut gateway = self
+                .gateway
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = restart_settings(&config);
+            let differs = *gateway != now;
+            *gateway = now;
+            differs
+        };
+        if restart {
+            tracing::warn!(
+                "[gateway] changed (listeners, TLS, limits): that part takes effect at the next restart"
+            );
+        }
+        let took = started.elapsed();
+        tracing::info!(
+            trigger,
+            ?added,
+            ?changed,
+            ?removed,
+            kept,
+            took_us = took.as_micros() as u64,
+            "reloaded {}",
+            self.path.display()
+        );
+        self.admin.reloads_ok.fetch_add(1, Ordering::Relaxed);
+        let mut state = self
+            .admin
+            .config
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.digest = digest;
+        state.loaded_at = SystemTime::now();
+        state.last_reload = Some(json!({
+            "at": rfc3339(SystemTime::now()),
+            "trigger": trigger,
+            "result": "ok",
+            "added": added,
+            "changed": changed,
+            "removed": removed,
+            "kept": kept,
+            "took_ms": took.as_secs_f64() * 1e3,
+            "restart_needed_for_gateway_settings": restart,
+        }));
+    }
+
+    fn refused(&self, trigger: &str, digest: &str, errors: &[String]) {
+        for e in errors {
+            tracing::error!("reload refused; the running configuration keeps serving:\n{e}");
+        }
+        self.admin.reloads_failed.fetch_add(1, Ordering::Relaxed);
+        let mut state = self
+            .admin
+            .config
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.last_reload = Some(json!({
+            "at": rfc3339(SystemTime::now()),
+            "trigger": trigger,
+            "result": "error",
+            "refused_digest": digest,
+            "errors": errors,
+        }));
+    }
+
+    /// Gives every session the routes the new table grants it, and tells the ones that
+    /// listen that their lists changed.
+    fn renew_sessions(&self) {
+        for session in self.gw.sessions.all() {
+            let old = session.scope();
+            let scope = self
+                .gw
+                .scope(session.principal.as_deref(), old.target())
+                .unwrap_or_else(|_| Scope {
+                    routes: Arc::from(Vec::new()),
+                    single: old.single,
+                    separator: old.separator.clone(),
+                });
+            session.set_scope(scope);
+        }
+        self.gw.lists_changed();
+    }
+
+    /// Reloads on SIGHUP and when the file's content changes.
+    pub fn watch(self: &Arc<Self>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                this.reload("SIGHUP").await;
+            }
+        });
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut seen = serve::digest(&this.path);
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let now = serve::digest(&this.path);
+                if now != seen {
+                    seen = now;
+                    this.reload("file changed").await;
+                }
+            }
+        });
+    }
+}
+
+/// Lets a route's calls in flight finish (up to its `max_timeout`), then stops its
+/// tool server.
+async fn drain(route: Arc<RouteRt>) {
+    let deadline = Instant::now() + route.max_timeout;
+    while route.policy.bulkhead.in_flight() + route.policy.bulkhead.waiting() > 0
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::info!(route = %route.name, "drained after a reload; stopping its tool server");
+    route.shutdown().await;
+}
