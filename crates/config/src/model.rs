@@ -43,6 +43,30 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// The routes file's directory; relative paths were resolved against it.
     pub base_dir: PathBuf,
+    /// Where certificate alerts go.
+    pub alerts: Alerts,
+    /// Traces and logs.
+    pub telemetry: Telemetry,
+}
+
+/// `[alerts]`.
+#[derive(Debug, Clone, Default)]
+pub struct Alerts {
+    /// An Alertmanager-compatible alerts URL.
+    pub webhook: Option<Url>,
+    /// `/readyz` fails while a certificate in play is critical or expired.
+    pub fail_readiness: bool,
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Clone)]
+pub struct Telemetry {
+    /// OTLP/HTTP traces endpoint.
+    pub otlp_endpoint: Option<Url>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// JSON log lines instead of text.
+    pub json_logs: bool,
 }
 
 /// `[gateway]`.
@@ -447,12 +471,47 @@ pub fn validate(spec: RoutesSpec, base_dir: &Path) -> (Config, Vec<Diagnostic>) 
         .collect();
     let routes = v.unique_routes(routes);
     let clients = v.clients(spec.clients, &routes);
+    let alerts = Alerts {
+        webhook: spec
+            .alerts
+            .webhook
+            .as_ref()
+            .and_then(|w| v.http_url(w, "alerts.webhook")),
+        fail_readiness: spec.alerts.fail_readiness.unwrap_or(false),
+    };
+    let telemetry = Telemetry {
+        otlp_endpoint: spec
+            .telemetry
+            .otlp_endpoint
+            .as_ref()
+            .and_then(|e| v.http_url(e, "telemetry.otlp_endpoint")),
+        service_name: spec
+            .telemetry
+            .service_name
+            .clone()
+            .unwrap_or_else(|| "mcp-edge".into()),
+        json_logs: match &spec.telemetry.log_format {
+            None => false,
+            Some(f) if f.get_ref() == "text" => false,
+            Some(f) if f.get_ref() == "json" => true,
+            Some(f) => {
+                v.error(
+                    Some(f.span()),
+                    format!("log_format `{}` is not known", f.get_ref()),
+                    "use \"text\" or \"json\"",
+                );
+                false
+            }
+        },
+    };
     let config = Config {
         gateway,
         trust,
         clients,
         routes,
         base_dir: base_dir.to_path_buf(),
+        alerts,
+        telemetry,
     };
     (config, v.diags)
 }
@@ -1413,6 +1472,23 @@ impl Validator<'_> {
                 max_in_flight,
                 queue,
             },
+        }
+    }
+
+    /// An `http://` or `https://` URL with a host, or an error at its place.
+    fn http_url(&mut self, written: &Spanned<String>, key: &str) -> Option<Url> {
+        match Url::parse(written.get_ref()) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                Some(url)
+            }
+            _ => {
+                self.error(
+                    Some(written.span()),
+                    format!("{key} `{}` is not an http(s) URL", written.get_ref()),
+                    "write a full URL, e.g. \"http://alertmanager:9093/api/v2/alerts\"",
+                );
+                None
+            }
         }
     }
 

@@ -90,6 +90,35 @@ pub struct RoutesSpec {
     /// The tool servers.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteSpec>,
+    /// Where certificate alerts go.
+    #[serde(default)]
+    pub alerts: AlertsSpec,
+    /// Traces and logs.
+    #[serde(default)]
+    pub telemetry: TelemetrySpec,
+}
+
+/// `[alerts]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsSpec {
+    /// An Alertmanager-compatible alerts URL (`…/api/v2/alerts`).
+    pub webhook: Option<Spanned<String>>,
+    /// `/readyz` fails while a certificate in play is critical or expired.
+    pub fail_readiness: Option<bool>,
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySpec {
+    /// OTLP/HTTP traces endpoint (`http://collector:4318/v1/traces`); nothing is
+    /// exported without it.
+    pub otlp_endpoint: Option<Spanned<String>>,
+    /// `service.name` of the exported spans.
+    pub service_name: Option<String>,
+    /// `text` (default) or `json` log lines.
+    pub log_format: Option<Spanned<String>>,
 }
 
 /// `[gateway]`.

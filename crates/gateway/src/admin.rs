@@ -26,6 +26,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use mcp_edge_breaker::State;
+use mcp_edge_certwatch::Watcher;
 use mcp_edge_protocol::mcp;
 use mcp_edge_protocol::version::Era;
 use mcp_edge_transport::Call;
@@ -52,6 +53,8 @@ pub struct Admin {
     pub ready: AtomicBool,
     /// SIGTERM arrived: `/readyz` fails so that traffic moves elsewhere.
     pub draining: AtomicBool,
+    /// `/readyz` fails while a certificate in play is critical or expired.
+    pub fail_readiness_on_certs: AtomicBool,
 }
 
 /// The routes file in force.
@@ -84,6 +87,7 @@ impl Admin {
             reloads_failed: std::sync::atomic::AtomicU64::new(0),
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            fail_readiness_on_certs: AtomicBool::new(false),
         })
     }
 
@@ -119,20 +123,21 @@ impl Status {
 }
 
 /// How a route is doing.
-pub fn route_status(route: &RouteRt) -> Status {
+pub fn route_status(route: &RouteRt, certs: &Watcher) -> Status {
     let state = route.upstream.state();
     let breaker = route.policy.breaker.snapshot().state;
     if !state.up || matches!(breaker, State::Open { .. }) {
         return Status::Down;
     }
     let probe_failed = route.stats.probe().is_some_and(|p| p.error.is_some());
+    let cert_severe = certs.worst(Some(&route.name)).is_severe();
     let replica_out = match &route.upstream {
         Upstream::Balanced(b) => b.replicas.iter().any(|r| {
             !r.http.status().connected || !matches!(r.breaker.snapshot().state, State::Closed)
         }),
         _ => false,
     };
-    if breaker == State::HalfOpen || probe_failed || replica_out {
+    if breaker == State::HalfOpen || probe_failed || replica_out || cert_severe {
         Status::Degraded
     } else {
         Status::Healthy
@@ -156,7 +161,8 @@ fn breaker_json(state: State, trips: u32, total: u64) -> Value {
 }
 
 /// One route in `/health`.
-fn route_json(route: &RouteRt) -> Value {
+fn route_json(route: &RouteRt, certs: &Watcher) -> Value {
+    let now = mcp_edge_tls::inspect::now();
     let state = route.upstream.state();
     let breaker = route.policy.breaker.snapshot();
     let last_error = route
@@ -177,7 +183,7 @@ fn route_json(route: &RouteRt) -> Value {
         "boundary": route.boundary.to_string(),
         "transport": route.transport,
         "endpoint": route.endpoint,
-        "status": route_status(route).as_str(),
+        "status": route_status(route, certs).as_str(),
         "required": route.required,
         "breaker": breaker_json(breaker.state, breaker.trips, breaker.total_trips),
         "in_flight": route.policy.bulkhead.in_flight(),
@@ -189,7 +195,7 @@ fn route_json(route: &RouteRt) -> Value {
         "probe": probe,
         "retries": route.policy.retried.load(Ordering::Relaxed),
         "rate_limited": route.policy.limits.refused(),
-        "certificates": [],
+        "certificates": certs.of_route(Some(&route.name)).iter().map(|t| t.to_json(now)).collect::<Vec<_>>(),
     });
     if let Upstream::Balanced(balanced) = &route.upstream {
         out["replicas"] = balanced
@@ -219,9 +225,10 @@ impl Admin {
             .table()
             .routes
             .iter()
-            .map(|r| route_status(r))
+            .map(|r| route_status(r, &self.gw.certs))
             .collect();
-        if statuses.iter().all(|s| *s == Status::Healthy) {
+        let own_certs_severe = self.gw.certs.worst(None).is_severe();
+        if statuses.iter().all(|s| *s == Status::Healthy) && !own_certs_severe {
             Status::Healthy
         } else if statuses.iter().all(|s| *s == Status::Down) {
             Status::Down
@@ -246,7 +253,8 @@ impl Admin {
             "ready": self.readiness().is_ok(),
             "config": config,
             "sessions": self.gw.sessions.len(),
-            "routes": self.gw.table().routes.iter().map(|r| route_json(r)).collect::<Vec<_>>(),
+            "certificates": self.gw.certs.of_route(None).iter().map(|t| t.to_json(mcp_edge_tls::inspect::now())).collect::<Vec<_>>(),
+            "routes": self.gw.table().routes.iter().map(|r| route_json(r, &self.gw.certs)).collect::<Vec<_>>(),
         })
     }
 
@@ -259,8 +267,18 @@ impl Admin {
         if !self.ready.load(Ordering::Acquire) {
             why.push("starting".to_owned());
         }
+        if self.fail_readiness_on_certs.load(Ordering::Relaxed) {
+            for t in self.gw.certs.all().iter().filter(|t| t.level.is_severe()) {
+                why.push(format!(
+                    "certificate {} ({}) is {}",
+                    t.cert.subject,
+                    t.origin.from,
+                    t.level.as_str()
+                ));
+            }
+        }
         for route in self.gw.table().routes.iter().filter(|r| r.required) {
-            if route_status(route) == Status::Down {
+            if route_status(route, &self.gw.certs) == Status::Down {
                 why.push(format!("required route `{}` is down", route.name));
             }
         }
@@ -355,7 +373,7 @@ impl Admin {
             "mcp_edge_route_status",
             "gauge",
             "0 healthy, 1 degraded, 2 down.",
-            &|r| route_status(r) as u8 as f64,
+            &|r| route_status(r, &self.gw.certs) as u8 as f64,
         );
         per_route(
             &mut out,
@@ -424,6 +442,7 @@ impl Admin {
                     .map_or(f64::NAN, |p| f64::from(u8::from(p.error.is_none())))
             },
         );
+        self.gw.certs.write_metrics(&mut out);
         help(
             &mut out,
             "mcp_edge_replica_breaker_state",

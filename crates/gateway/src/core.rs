@@ -62,6 +62,8 @@ pub struct Gateway {
     pub sessions: Sessions,
     /// Where routes report what happens outside calls (kept for routes a reload starts).
     pub sink: Option<Arc<dyn mcp_edge_transport::Sink>>,
+    /// Every certificate in play.
+    pub certs: Arc<mcp_edge_certwatch::Watcher>,
     /// Browser origins allowed besides loopback.
     pub allowed_origins: Vec<String>,
     /// The largest message accepted.
@@ -237,6 +239,7 @@ impl Gateway {
             separator: separator.into(),
             sessions,
             sink: None,
+            certs: mcp_edge_certwatch::Watcher::new(None),
             allowed_origins,
             max_message_bytes,
             loopback_listener: false,

@@ -118,7 +118,7 @@ impl Reloader {
                 kept += 1;
                 continue;
             }
-            match serve::build_route(&config, route, planned, &sink) {
+            match serve::build_route(&config, route, planned, &sink, &self.gw.certs) {
                 Ok(new) => routes.push(new),
                 Err(e) => {
                     // Nothing is swapped: stop what this attempt started.
@@ -157,6 +157,9 @@ impl Reloader {
             allow_anonymous: config.gateway.allow_anonymous,
         });
         self.renew_sessions();
+        for name in &removed {
+            self.gw.certs.forget_route(name);
+        }
         for route in replaced {
             tokio::spawn(drain(route));
         }

@@ -13,11 +13,13 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use mcp_edge_certwatch::{Origin, Thresholds, Watcher};
 use mcp_edge_config::Protocol;
 use mcp_edge_config::model::{Config, Credential, Endpoint};
 use mcp_edge_config::{MaybeSecret, Severity, Source};
 use mcp_edge_protocol::Message;
 use mcp_edge_router::{Plan, Transport};
+use mcp_edge_transport::http::{OnHandshake, PeerTls};
 use mcp_edge_transport::{
     Http, HttpConfig, Link, LinkConfig, LinkKind, ServerInfo, Sink, Stdio, StdioConfig,
 };
@@ -173,10 +175,52 @@ fn route_tls(
         .map_err(|e| format!("route `{}` TLS: {e}", route.name))
 }
 
+/// Tracks a route's CA bundle and client certificate.
+fn track_route_files(certs: &Watcher, route: &mcp_edge_config::Route) {
+    let Some(tls) = &route.tls else { return };
+    let thresholds = thresholds(route);
+    let origin = |kind, path: &Path| Origin {
+        kind,
+        route: Some(route.name.clone()),
+        from: path.display().to_string(),
+    };
+    if let Some(ca) = &tls.ca {
+        certs.observe_file(&origin("route_ca", ca), ca, thresholds);
+    }
+    if let Some((cert, _)) = &tls.client_identity {
+        certs.observe_file(&origin("route_client_cert", cert), cert, thresholds);
+    }
+}
+
+fn thresholds(route: &mcp_edge_config::Route) -> Thresholds {
+    Thresholds {
+        warn: route.cert_expiry.warn,
+        critical: route.cert_expiry.critical,
+    }
+}
+
+/// Tracks the chain each TLS tool server of the route presents, at every handshake.
+fn handshake_hook(certs: &Arc<Watcher>, route: &mcp_edge_config::Route) -> OnHandshake {
+    let certs = Arc::downgrade(certs);
+    let name = route.name.clone();
+    let thresholds = thresholds(route);
+    Arc::new(move |peer: &PeerTls| {
+        if let Some(certs) = certs.upgrade() {
+            let origin = Origin {
+                kind: "upstream",
+                route: Some(name.clone()),
+                from: peer.server_name.clone(),
+            };
+            certs.observe_der(&origin, &peer.chain, thresholds);
+        }
+    })
+}
+
 fn http_config(
     config: &Config,
     route: &mcp_edge_config::Route,
     url: &url::Url,
+    hook: &OnHandshake,
 ) -> Result<HttpConfig, String> {
     let uri: http::Uri = url
         .as_str()
@@ -189,6 +233,7 @@ fn http_config(
     if url.scheme() == "https" {
         cfg.tls = Some(route_tls(route, &[b"h2", b"http/1.1"])?);
         cfg.server_name = route.tls.as_ref().and_then(|t| t.server_name.clone());
+        cfg.on_handshake = Some(hook.clone());
     }
     Ok(cfg)
 }
@@ -200,10 +245,11 @@ fn balanced_upstream(
     first: &url::Url,
     more: &[url::Url],
     sink: &Arc<dyn Sink>,
+    hook: &OnHandshake,
 ) -> Result<Balanced, String> {
     let mut replicas = Vec::new();
     for url in std::iter::once(first).chain(more) {
-        let mut cfg = http_config(config, route, url)?;
+        let mut cfg = http_config(config, route, url, hook)?;
         // Replicas are Streamable HTTP: no falling back to legacy SSE per replica.
         cfg.fallback_to_sse = false;
         let http = Http::new(cfg, sink.clone());
@@ -223,6 +269,7 @@ fn link_upstream(
     url: &url::Url,
     kind: LinkKind,
     sink: Arc<dyn Sink>,
+    hook: &OnHandshake,
 ) -> Result<Link, String> {
     let uri: http::Uri = url
         .as_str()
@@ -235,6 +282,7 @@ fn link_upstream(
         // A WebSocket upgrade is HTTP/1.1: offer nothing else.
         cfg.tls = Some(route_tls(route, &[b"http/1.1"])?);
         cfg.server_name = route.tls.as_ref().and_then(|t| t.server_name.clone());
+        cfg.on_handshake = Some(hook.clone());
     }
     Ok(Link::spawn(cfg, sink))
 }
@@ -245,7 +293,10 @@ pub fn build_route(
     route: &mcp_edge_config::Route,
     planned: &mcp_edge_router::RoutePlan,
     sink: &Arc<dyn Sink>,
+    certs: &Arc<Watcher>,
 ) -> Result<Arc<RouteRt>, String> {
+    track_route_files(certs, route);
+    let hook = handshake_hook(certs, route);
     let upstream = match (&planned.transport, &route.endpoint) {
         (Transport::Stdio(command), Endpoint::Command(_)) => {
             let mut env = Vec::new();
@@ -268,7 +319,7 @@ pub fn build_route(
             Upstream::Stdio(Stdio::spawn(cfg, sink.clone()))
         }
         (Transport::Network { url, .. }, _) if !planned.more_urls.is_empty() => {
-            match balanced_upstream(config, route, url, &planned.more_urls, sink) {
+            match balanced_upstream(config, route, url, &planned.more_urls, sink, &hook) {
                 Ok(balanced) => Upstream::Balanced(Arc::new(balanced)),
                 Err(why) => {
                     tracing::error!(route = %route.name, "{why}");
@@ -280,7 +331,7 @@ pub fn build_route(
             if matches!(protocol, Protocol::Auto | Protocol::StreamableHttp)
                 && matches!(url.scheme(), "http" | "https") =>
         {
-            match http_config(config, route, url) {
+            match http_config(config, route, url, &hook) {
                 Ok(cfg) => Upstream::Http(Http::new(cfg, sink.clone())),
                 Err(why) => {
                     tracing::error!(route = %route.name, "{why}");
@@ -294,7 +345,7 @@ pub fn build_route(
             } else {
                 LinkKind::Sse
             };
-            match link_upstream(config, route, url, kind, sink.clone()) {
+            match link_upstream(config, route, url, kind, sink.clone(), &hook) {
                 Ok(link) => Upstream::Link(link),
                 Err(why) => {
                     tracing::error!(route = %route.name, "{why}");
@@ -354,9 +405,20 @@ pub fn build_clients(config: &Config) -> Result<Vec<ClientRt>, String> {
 pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
     let (events_tx, mut events_rx) = mpsc::channel::<RouteEvent>(1024);
     let sink: Arc<dyn Sink> = Arc::new(ChannelSink(events_tx));
+    let certs = match &config.alerts.webhook {
+        Some(url) => {
+            let webhook = mcp_edge_certwatch::Webhook::new(url.as_str())
+                .map_err(|e| format!("[alerts] webhook: {e}"))?;
+            let (tx, rx) = mpsc::unbounded_channel();
+            webhook.spawn(rx);
+            Watcher::new(Some(tx))
+        }
+        None => Watcher::new(None),
+    };
+    mcp_edge_certwatch::spawn_evaluation(&certs);
     let mut routes = Vec::new();
     for (route, planned) in config.routes.iter().zip(&plan.routes) {
-        routes.push(build_route(config, route, planned, &sink)?);
+        routes.push(build_route(config, route, planned, &sink, &certs)?);
     }
     let clients = build_clients(config)?;
     let mut gateway = Gateway::new(
@@ -370,6 +432,7 @@ pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
     gateway.loopback_listener = config.gateway.listen.addr.ip().is_loopback();
     gateway.set_allow_anonymous(config.gateway.allow_anonymous);
     gateway.sink = Some(sink);
+    gateway.certs = certs;
     let gateway = Arc::new(gateway);
     let gw = Arc::downgrade(&gateway);
     tokio::spawn(async move {
@@ -420,6 +483,58 @@ async fn signal() {
     }
 }
 
+/// Tracks the listener's certificate chain and client CA bundle, and serves a rotated
+/// certificate (its files' content changed) to new connections without a restart;
+/// connections already open keep theirs.
+fn watch_listener_certificate(
+    certs: &Arc<Watcher>,
+    tls: &mcp_edge_config::model::ListenerTls,
+    cert: Arc<mcp_edge_tls::SwappableCert>,
+) {
+    let chain = Origin {
+        kind: "listener",
+        route: None,
+        from: tls.cert.display().to_string(),
+    };
+    let thresholds = Thresholds::default();
+    certs.observe_file(&chain, &tls.cert, thresholds);
+    if let Some(ca) = &tls.client_ca {
+        let origin = Origin {
+            kind: "listener_client_ca",
+            route: None,
+            from: ca.display().to_string(),
+        };
+        certs.observe_file(&origin, ca, thresholds);
+    }
+    let files = [tls.cert.clone(), tls.key.clone()];
+    let certs = Arc::downgrade(certs);
+    let read = move || files.iter().map(|f| digest(f)).collect::<Vec<_>>();
+    tokio::spawn(async move {
+        let mut seen = read();
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(certs) = certs.upgrade() else { return };
+            let now = read();
+            if now == seen {
+                continue;
+            }
+            // A rotation writes two files; a half-written pair is tried again next tick.
+            match cert.reload() {
+                Ok(()) => {
+                    seen = now;
+                    tracing::info!(file = %chain.from, "listener certificate rotated: new connections get the new one");
+                    certs.observe_file(&chain, Path::new(&chain.from), thresholds);
+                }
+                Err(e) => {
+                    tracing::warn!(file = %chain.from, "listener certificate changed but cannot be loaded yet (kept the old one): {e}");
+                }
+            }
+        }
+    });
+}
+
 /// `sha256:` and the hex SHA-256 of the routes file, to tell configurations apart.
 pub fn digest(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap_or_default();
@@ -431,19 +546,20 @@ pub fn digest(path: &Path) -> String {
 /// `mcp-edge serve`.
 pub async fn serve(path: &Path) -> Result<(), String> {
     let (config, plan) = load(path)?;
+    let gw = build(&config, &plan)?;
     let acceptor = match &config.gateway.listen.tls {
         Some(tls) => {
-            let (server, _cert) = mcp_edge_tls::server_config(&mcp_edge_tls::ServerTls {
+            let (server, cert) = mcp_edge_tls::server_config(&mcp_edge_tls::ServerTls {
                 cert: tls.cert.clone(),
                 key: tls.key.clone(),
                 client_ca: tls.client_ca.clone(),
             })
             .map_err(|e| format!("[gateway] tls: {e}"))?;
+            watch_listener_certificate(&gw.certs, tls, cert);
             Some(tokio_rustls::TlsAcceptor::from(server))
         }
         None => None,
     };
-    let gw = build(&config, &plan)?;
     wait_for_routes(&gw).await;
     let addr: SocketAddr = config.gateway.listen.addr;
     let listener = TcpListener::bind(addr)
@@ -458,6 +574,10 @@ pub async fn serve(path: &Path) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {admin_addr}: {e} (change [gateway] admin)"))?;
     let admin = crate::admin::Admin::new(gw.clone(), path.display().to_string(), digest(path));
+    admin.fail_readiness_on_certs.store(
+        config.alerts.fail_readiness,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let admin_local = admin_listener.local_addr().map_err(|e| e.to_string())?;
     crate::admin::spawn(admin_listener, admin.clone());
     crate::admin::spawn_probes_for(&gw, |_| true);

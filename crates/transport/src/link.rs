@@ -54,6 +54,8 @@ pub struct LinkConfig {
     pub tls: Option<Arc<ClientConfig>>,
     /// The name the certificate must show, when not the URL's host (`tls.server_name`).
     pub server_name: Option<String>,
+    /// Called with what each TLS handshake showed (certificate tracking).
+    pub on_handshake: Option<crate::http::OnHandshake>,
     /// The largest message accepted.
     pub max_message_bytes: usize,
     /// How long connecting and `initialize` may take.
@@ -74,6 +76,7 @@ impl LinkConfig {
             headers: Vec::new(),
             tls: None,
             server_name: None,
+            on_handshake: None,
             max_message_bytes: 4 * 1024 * 1024,
             init_timeout: Duration::from_secs(20),
             backoff_base: Duration::from_millis(200),
@@ -145,7 +148,7 @@ impl Link {
         let connector = Connector::new(
             cfg.tls.clone(),
             server_name(&cfg),
-            None,
+            cfg.on_handshake.clone(),
             Duration::from_secs(10),
         );
         let client = Client::builder(TokioExecutor::new()).build(connector);
@@ -537,6 +540,7 @@ async fn dial_tcp_tls(
         None => rustls_pki_types::ServerName::try_from(host.clone())
             .map_err(|_| format!("{}: `{host}` is not a valid TLS server name", cfg.url))?,
     };
+    let shown = name.to_str().into_owned();
     let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(name, tcp)
         .await
@@ -544,6 +548,19 @@ async fn dial_tcp_tls(
             Some(failure) => format!("{}: {failure}", cfg.url),
             None => format!("{}: TLS failed: {e}", cfg.url),
         })?;
+    if let Some(hook) = &cfg.on_handshake {
+        let session = stream.get_ref().1;
+        hook(&crate::http::PeerTls {
+            server_name: shown,
+            chain: Arc::new(
+                session
+                    .peer_certificates()
+                    .map(<[_]>::to_vec)
+                    .unwrap_or_default(),
+            ),
+            alpn: session.alpn_protocol().map(<[u8]>::to_vec),
+        });
+    }
     Ok(tokio_tungstenite::MaybeTlsStream::Rustls(stream))
 }
 
