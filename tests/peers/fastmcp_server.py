@@ -61,7 +61,8 @@ class Faults:
     """ASGI middleware for policy tests: while the file `flag` exists, every POSTed
     `tools/call` is answered `status` (with `Retry-After: retry_after` when given)
     without reaching the server. GET /counts answers what arrived, per tool:
-    {"lookup": {"calls": N, "refused": M, "keys": [distinct idempotency keys]}}."""
+    {"lookup": {"calls": N, "refused": M, "keys": [distinct idempotency keys],
+                "traceparents": [the traceparent header of each call]}}."""
 
     def __init__(self, app, flag: str, status: int, retry_after: str | None) -> None:
         self.app, self.flag, self.status, self.retry_after = app, flag, status, retry_after
@@ -75,7 +76,10 @@ class Faults:
             return await self.app(scope, receive, send)
         if scope["method"] == "GET" and scope["path"] == "/counts":
             body = json.dumps(
-                {k: {"calls": v["calls"], "refused": v["refused"], "keys": sorted(v["keys"])} for k, v in self.counts.items()}
+                {
+                    k: {"calls": v["calls"], "refused": v["refused"], "keys": sorted(v["keys"]), "traceparents": v["traceparents"]}
+                    for k, v in self.counts.items()
+                }
             ).encode()
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
             return await send({"type": "http.response.body", "body": body})
@@ -93,8 +97,13 @@ class Faults:
             request = {}
         if isinstance(request, dict) and request.get("method") == "tools/call":
             params = request.get("params") or {}
-            entry = self.counts.setdefault(params.get("name", "?"), {"calls": 0, "refused": 0, "keys": set()})
+            entry = self.counts.setdefault(
+                params.get("name", "?"), {"calls": 0, "refused": 0, "keys": set(), "traceparents": []}
+            )
             entry["calls"] += 1
+            for name, value in scope.get("headers", []):
+                if name == b"traceparent":
+                    entry["traceparents"].append(value.decode())
             key = (params.get("_meta") or {}).get("dev.mcp-edge/idempotency-key")
             if key:
                 entry["keys"].add(key)

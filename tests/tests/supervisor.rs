@@ -38,6 +38,7 @@ fn call(method: &str, params: &Value, within: Duration) -> Call {
         params: Some(serde_json::value::to_raw_value(params).unwrap()),
         deadline: Instant::now() + within,
         events: None,
+        traceparent: None,
     }
 }
 

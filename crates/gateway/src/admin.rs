@@ -621,6 +621,7 @@ pub async fn probe(route: &RouteRt) {
             params: None,
             deadline: started + Duration::from_secs(5).min(route.timeout),
             events: None,
+            traceparent: None,
         })
         .await;
     let error = outcome.err().map(|e| e.to_string());

@@ -125,15 +125,21 @@ pub enum Format {
     Json,
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MCP_EDGE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // stderr, always: in `stdio` mode stdout belongs to MCP.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+/// Sets logging and tracing up from the routes file's `[telemetry]` (read before
+/// anything else, so that everything after is logged the way it asks).
+fn init_telemetry(file: &Path) -> crate::telemetry::Telemetry {
+    let mut settings = crate::telemetry::Settings {
+        service_name: "mcp-edge".into(),
+        ..Default::default()
+    };
+    if let Ok(source) = mcp_edge_config::read(file)
+        && let (Some(config), _) = mcp_edge_config::parse(&source)
+    {
+        settings.json_logs = config.telemetry.json_logs;
+        settings.otlp_endpoint = config.telemetry.otlp_endpoint.map(|u| u.to_string());
+        settings.service_name = config.telemetry.service_name;
+    }
+    crate::telemetry::init(&settings)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -176,12 +182,16 @@ pub fn main() -> ExitCode {
             Err(e) => finish(Err(e)),
         },
         Command::Serve(args) => {
-            init_logging();
-            finish(runtime().and_then(|rt| rt.block_on(serve::serve(&args.file))))
+            let telemetry = init_telemetry(&args.file);
+            let result = runtime().and_then(|rt| rt.block_on(serve::serve(&args.file)));
+            drop(telemetry);
+            finish(result)
         }
         Command::Stdio(args) => {
-            init_logging();
-            finish(run_stdio(&args.file, args.route.as_deref()))
+            let telemetry = init_telemetry(&args.file);
+            let result = run_stdio(&args.file, args.route.as_deref());
+            drop(telemetry);
+            finish(result)
         }
         Command::DemoTools(args) => {
             if let Some(code) = args.exit_at_start {

@@ -101,6 +101,8 @@ pub struct Ctx {
     pub version: &'static str,
     /// Who asks: the client's name, or `anonymous` (rate limits are kept per principal).
     pub principal: Arc<str>,
+    /// The client's W3C `traceparent`, if it sent one.
+    pub traceparent: Option<String>,
 }
 
 /// The principal of a request that presented no credential.
@@ -116,6 +118,7 @@ impl Ctx {
             scope: session.scope(),
             version: session.version(),
             principal: session.principal.clone().unwrap_or_else(anonymous),
+            traceparent: None,
             session: Some(session.clone()),
         }
     }
@@ -174,6 +177,47 @@ pub fn upstream_error(route: &str, error: &UpstreamError) -> ErrorObject {
         data["retry_after_ms"] = json!(after.as_millis() as u64);
     }
     error_object(code, &format!("route `{route}`: {error}"), Some(&data))
+}
+
+/// Fills a request span's name and attributes (only when the span is recorded).
+fn describe_request(span: &tracing::Span, ctx: &Ctx, message: &Message) {
+    let method = message.method();
+    let params = message
+        .params
+        .as_deref()
+        .and_then(|p| RawObject::parse(p.get()).ok());
+    let target = match method {
+        mcp::TOOLS_CALL => params
+            .as_ref()
+            .and_then(|p| p.get_str("name"))
+            .inspect(|name| {
+                span.record("gen_ai.tool.name", name.as_str());
+            }),
+        mcp::PROMPTS_GET => params
+            .as_ref()
+            .and_then(|p| p.get_str("name"))
+            .inspect(|name| {
+                span.record("gen_ai.prompt.name", name.as_str());
+            }),
+        mcp::RESOURCES_READ | mcp::RESOURCES_SUBSCRIBE | mcp::RESOURCES_UNSUBSCRIBE => params
+            .as_ref()
+            .and_then(|p| p.get_str("uri"))
+            .inspect(|uri| {
+                span.record("mcp.resource.uri", uri.as_str());
+            }),
+        _ => None,
+    };
+    let name = match target {
+        Some(target) => format!("{method} {target}"),
+        None => method.to_owned(),
+    };
+    span.record("otel.name", name.as_str());
+    if let Some(session) = &ctx.session {
+        span.record("mcp.session.id", session.id.as_str());
+    }
+    if let Some(id) = &message.id {
+        span.record("jsonrpc.request.id", id.to_string().as_str());
+    }
 }
 
 /// Tells the call's policies what reached the client: anything stops retries, and
@@ -466,6 +510,57 @@ impl Gateway {
         message: &Message,
         events: &mpsc::Sender<Vec<u8>>,
     ) -> Vec<u8> {
+        use tracing::Instrument as _;
+        let method = message.method();
+        let span = tracing::debug_span!(
+            "mcp.request",
+            otel.name = tracing::field::Empty,
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            mcp.method.name = method,
+            mcp.protocol.version = ctx.version,
+            mcp.session.id = tracing::field::Empty,
+            jsonrpc.request.id = tracing::field::Empty,
+            gen_ai.tool.name = tracing::field::Empty,
+            gen_ai.prompt.name = tracing::field::Empty,
+            mcp.resource.uri = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            rpc.response.status_code = tracing::field::Empty,
+        );
+        if span.is_disabled() {
+            return self.request_inner(ctx, message, events).await;
+        }
+        describe_request(&span, ctx, message);
+        crate::telemetry::continue_trace(&span, ctx.traceparent.as_deref());
+        let answer = self
+            .request_inner(ctx, message, events)
+            .instrument(span.clone())
+            .await;
+        if memchr::memmem::find(&answer, b"\"error\":").is_some()
+            && let Ok(reply) = Message::parse(&answer)
+            && let Some(error) = reply.error
+            && let Ok(error) = serde_json::from_str::<Value>(error.get())
+        {
+            span.record("otel.status_code", "ERROR");
+            span.record(
+                "rpc.response.status_code",
+                error["code"].as_i64().unwrap_or(0),
+            );
+            let kind = error["data"]["reason"].as_str().map_or_else(
+                || error["code"].as_i64().unwrap_or(0).to_string(),
+                str::to_owned,
+            );
+            span.record("error.type", kind.as_str());
+        }
+        answer
+    }
+
+    async fn request_inner(
+        &self,
+        ctx: &Ctx,
+        message: &Message,
+        events: &mpsc::Sender<Vec<u8>>,
+    ) -> Vec<u8> {
         let id = message.id.clone().unwrap_or(Id::Num(0));
         let method = message.method();
         let params = message.params.as_deref();
@@ -684,10 +779,12 @@ impl Gateway {
                 params,
                 deadline,
                 events: events.is_some().then_some(tx),
+                traceparent: ctx.traceparent.clone(),
             },
             principal: ctx.principal.clone(),
             repeatable,
             activity: activity.clone(),
+            attempt: 1,
         });
         tokio::pin!(call);
         // The tool server's requests relayed during this call: (client's id, its id).

@@ -418,7 +418,8 @@ async fn post(
                 &format!("Bad Request: unsupported MCP-Protocol-Version `{v}`"),
             );
         }
-        let ctx = Ctx::of(&session);
+        let mut ctx = Ctx::of(&session);
+        ctx.traceparent = header(&headers, "traceparent").map(str::to_owned);
         return dispatch(gw, ctx, message).await;
     }
 
@@ -441,6 +442,7 @@ async fn post(
         session: None,
         version: version::V2026_07_28,
         principal: principal.unwrap_or_else(crate::core::anonymous),
+        traceparent: header(&headers, "traceparent").map(str::to_owned),
     };
     dispatch(gw, ctx, message).await
 }

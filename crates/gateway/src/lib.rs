@@ -23,4 +23,5 @@ pub mod serve;
 pub mod session;
 pub mod stats;
 pub mod stdio_front;
+pub mod telemetry;
 pub mod upstream;

@@ -73,9 +73,12 @@ pub struct RoutePolicy {
     hinted: RwLock<HashSet<String>>,
 }
 
-/// The connector at the bottom of the stack.
+/// The connector at the bottom of the stack: one attempt, in its own span.
 #[derive(Clone)]
-struct Connector(Upstream);
+struct Connector {
+    upstream: Upstream,
+    route: Arc<str>,
+}
 
 impl tower::Service<Request> for Connector {
     type Response = Reply;
@@ -87,8 +90,39 @@ impl tower::Service<Request> for Connector {
     }
 
     fn call(&mut self, request: Request) -> PolicyFuture {
-        let upstream = self.0.clone();
-        Box::pin(async move { upstream.call(request.call).await })
+        use tracing::Instrument as _;
+        let upstream = self.upstream.clone();
+        let span = tracing::debug_span!(
+            "mcp.upstream",
+            otel.name = tracing::field::Empty,
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            mcp.method.name = request.call.method.as_str(),
+            mcp_edge.route = &*self.route,
+            mcp_edge.attempt = request.attempt,
+            error.type = tracing::field::Empty,
+        );
+        let mut call = request.call;
+        if span.is_disabled() {
+            return Box::pin(async move { upstream.call(call).await });
+        }
+        span.record(
+            "otel.name",
+            format!("{} {}", call.method, self.route).as_str(),
+        );
+        call.traceparent = crate::telemetry::traceparent(&span, call.traceparent.as_deref());
+        let recorder = span.clone();
+        Box::pin(
+            async move {
+                let outcome = upstream.call(call).await;
+                if let Err(e) = &outcome {
+                    recorder.record("otel.status_code", "ERROR");
+                    recorder.record("error.type", e.reason());
+                }
+                outcome
+            }
+            .instrument(span),
+        )
     }
 }
 
@@ -129,7 +163,10 @@ impl RoutePolicy {
                 policies.attempt_timeout,
                 policies.max_timeout,
             ))
-            .service(Connector(upstream));
+            .service(Connector {
+                upstream,
+                route: name.into(),
+            });
         RoutePolicy {
             service: BoxCloneSyncService::new(stack),
             breaker,

@@ -41,6 +41,8 @@ pub struct Request {
     pub repeatable: bool,
     /// What of the call reached the client so far.
     pub activity: Arc<Activity>,
+    /// Which attempt this is (1 for the first; the retry layer counts).
+    pub attempt: u32,
 }
 
 /// What a policy layer's future resolves to.
@@ -155,10 +157,12 @@ pub mod testing {
                 params: None,
                 deadline: Instant::now() + Duration::from_secs(3600),
                 events: None,
+                traceparent: None,
             },
             principal: "tester".into(),
             repeatable,
             activity: Activity::new(),
+            attempt: 1,
         }
     }
 

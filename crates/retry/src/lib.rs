@@ -229,7 +229,9 @@ where
         Box::pin(async move {
             let mut retries = 0;
             loop {
-                let outcome = inner.call(request.clone()).await;
+                let mut attempt = request.clone();
+                attempt.attempt = retries + 1;
+                let outcome = inner.call(attempt).await;
                 let Verdict::Retry(hint) = verdict(&request, &outcome) else {
                     return outcome;
                 };

@@ -43,6 +43,8 @@ pub struct Call {
     pub deadline: Instant,
     /// Where the call's notifications and the tool server's requests go.
     pub events: Option<mpsc::Sender<CallEvent>>,
+    /// A W3C `traceparent` for HTTP tool servers.
+    pub traceparent: Option<String>,
 }
 
 /// Something that happens during a call.

@@ -334,6 +334,7 @@ async fn open(conn: &Arc<Conn>, cfg: &LinkConfig) -> Result<Arc<ServerInfo>, Str
             params: Some(crate::handshake::initialize_params()),
             deadline: Instant::now() + cfg.init_timeout,
             events: None,
+            traceparent: None,
         })
         .await
         .map_err(|e| format!("initialize failed: {e}"))?;

@@ -332,6 +332,7 @@ impl Http {
             params,
             deadline,
             events,
+            traceparent,
         } = call;
         for attempt in 0..2 {
             let remote = match self.remote(deadline).await {
@@ -344,6 +345,7 @@ impl Http {
                                 params,
                                 deadline,
                                 events,
+                                traceparent,
                             })
                             .await;
                     }
@@ -364,7 +366,13 @@ impl Http {
             };
             let outcome = async {
                 let response = self
-                    .send(&remote, body, Some(&method), name.as_deref())
+                    .send_traced(
+                        &remote,
+                        body,
+                        Some(&method),
+                        name.as_deref(),
+                        traceparent.as_deref(),
+                    )
                     .await?;
                 self.read_reply(&remote, response, id, token, events.as_ref())
                     .await
@@ -694,6 +702,18 @@ impl Http {
         method: Option<&str>,
         name: Option<&str>,
     ) -> Result<Response<Incoming>, Failure> {
+        self.send_traced(remote, body, method, name, None).await
+    }
+
+    /// [`Http::send`] with a W3C `traceparent`.
+    async fn send_traced(
+        &self,
+        remote: &Remote,
+        body: Vec<u8>,
+        method: Option<&str>,
+        name: Option<&str>,
+        traceparent: Option<&str>,
+    ) -> Result<Response<Incoming>, Failure> {
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(self.shared.cfg.url.clone())
@@ -707,6 +727,9 @@ impl Http {
         }
         if let Some(session) = &remote.session {
             request = request.header(SESSION_HEADER, session.clone());
+        }
+        if let Some(tp) = traceparent.and_then(|t| HeaderValue::from_str(t).ok()) {
+            request = request.header("traceparent", tp);
         }
         if remote.stateless {
             if let Some(method) = method.and_then(|m| HeaderValue::from_str(m).ok()) {

@@ -348,6 +348,7 @@ async fn handshake(
         params: Some(params),
         deadline,
         events: None,
+        traceparent: None,
     });
     tokio::select! {
         reply = call => reply.map_err(|e| match e {
@@ -381,7 +382,7 @@ async fn serve(shared: &Shared, running: &mut Running) -> End {
                 let conn = running.conn.clone();
                 let deadline = Instant::now() + cfg.ping_timeout;
                 ping = Some(Box::pin(async move {
-                    conn.call(Call { method: mcp::PING.to_owned(), params: None, deadline, events: None }).await
+                    conn.call(Call { method: mcp::PING.to_owned(), params: None, deadline, events: None, traceparent: None }).await
                 }));
             }
             result = async {
