@@ -347,3 +347,85 @@ async fn a_reload_keeps_unchanged_routes_drains_removed_ones_and_refuses_bad_fil
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics_under_load_agree_with_the_calls_made() {
+    let gw = Gateway::start(
+        "ops-load",
+        "[[route]]\nname = \"demo\"\ncommand = [\"{mcp_edge}\", \"demo-tools\", \"--stdio\"]\nrate_limit = { per_second = 100000 }\n",
+    );
+    let clients = 8;
+    let per_client = 40;
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let mut mcp = gw.client("/mcp");
+        tasks.push(tokio::spawn(async move {
+            mcp.initialize().await;
+            for i in 0..per_client {
+                if i % 10 == 0 {
+                    // A tool error: the tool server answers, with isError.
+                    mcp.call("tools/call", json!({ "name": "demo__fail", "arguments": {} })).await;
+                } else {
+                    let r = mcp
+                        .call("tools/call", json!({ "name": "demo__echo", "arguments": { "message": format!("{c}-{i}") } }))
+                        .await;
+                    assert_eq!(text(&r), format!("{c}-{i}"));
+                }
+            }
+        }));
+    }
+    // Scrape while the load runs: every page answers.
+    let scraper = {
+        let admin = gw.admin;
+        tokio::spawn(async move {
+            for _ in 0..20 {
+                for path in ["/health", "/metrics", "/"] {
+                    assert_eq!(http(admin, "GET", path, &[], b"").await.status, 200);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    for task in tasks {
+        task.await.unwrap();
+    }
+    scraper.await.unwrap();
+    let total = clients * per_client;
+    let (_, metrics) = get(&gw, "/metrics").await;
+    let sample = |prefix: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
+    };
+    assert_eq!(
+        sample("mcp_edge_calls_total{route=\"demo\",method=\"tools/call\",outcome=\"ok\"}"),
+        total as u64,
+        "a tool's isError result is an answered call"
+    );
+    assert_eq!(
+        sample("mcp_edge_call_duration_seconds_count{route=\"demo\",method=\"tools/call\"}"),
+        total as u64
+    );
+    assert_eq!(
+        sample(
+            "mcp_edge_call_duration_seconds_bucket{route=\"demo\",method=\"tools/call\",le=\"+Inf\"}"
+        ),
+        total as u64
+    );
+    assert_eq!(sample("mcp_edge_in_flight{route=\"demo\"}"), 0);
+    assert_eq!(sample("mcp_edge_sessions"), clients as u64);
+    let h = health(&gw).await;
+    let demo = route(&h, "demo");
+    assert_eq!(demo["status"], "healthy");
+    assert_eq!(demo["in_flight"], 0);
+    let (p50, p99) = (
+        demo["latency"]["p50_ms"].as_f64().unwrap(),
+        demo["latency"]["p99_ms"].as_f64().unwrap(),
+    );
+    assert!(p50 > 0.0 && p99 >= p50, "{demo}");
+    let (_, page) = get(&gw, "/").await;
+    assert!(page.contains(&format!("{clients} sessions")), "{page}");
+}

@@ -487,12 +487,31 @@ impl Admin {
                 error = html(r["last_error"]["message"].as_str().unwrap_or_default()),
             );
         }
+        let now = mcp_edge_tls::inspect::now();
+        let mut certs = String::new();
+        for t in self.gw.certs.all() {
+            let _ = write!(
+                certs,
+                "<tr class=\"{state}\"><td>{kind}</td><td>{route}</td><td>{from}</td><td>{subject}</td><td>{until}</td><td>{days}</td><td>{state}</td></tr>",
+                kind = t.origin.kind,
+                route = html(t.origin.route.as_deref().unwrap_or("-")),
+                from = html(&t.origin.from),
+                subject = html(&t.cert.subject),
+                until = mcp_edge_certwatch::rfc3339(t.cert.not_after),
+                days = t.cert.days_left(now),
+                state = t.level.as_str(),
+            );
+        }
+        if certs.is_empty() {
+            certs.push_str("<tr><td colspan=\"7\">no certificate in play</td></tr>");
+        }
         format!(
             "<!doctype html><html><head><meta charset=\"utf-8\"><title>mcp-edge</title><meta http-equiv=\"refresh\" content=\"10\">\
              <style>body{{font:14px system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}\
              .healthy td:nth-child(5){{color:#070}}.degraded td:nth-child(5){{color:#a60}}.down td:nth-child(5){{color:#b00;font-weight:bold}}</style></head><body>\
              <h1>mcp-edge {version}: {status}</h1><p>up {uptime:.0} s · config {digest} · {sessions} sessions · <a href=\"/health\">/health</a> · <a href=\"/metrics\">/metrics</a></p>\
-             <table><tr><th>route</th><th>boundary</th><th>transport</th><th>endpoint</th><th>status</th><th>breaker</th><th>in flight</th><th>p50</th><th>last error</th></tr>{rows}</table></body></html>",
+             <table><tr><th>route</th><th>boundary</th><th>transport</th><th>endpoint</th><th>status</th><th>breaker</th><th>in flight</th><th>p50</th><th>last error</th></tr>{rows}</table>\
+             <h2>certificates</h2><table><tr><th>kind</th><th>route</th><th>from</th><th>subject</th><th>valid until</th><th>days left</th><th>state</th></tr>{certs}</table></body></html>",
             version = env!("CARGO_PKG_VERSION"),
             status = html(health["status"].as_str().unwrap_or_default()),
             uptime = health["uptime_seconds"].as_f64().unwrap_or_default(),
