@@ -84,6 +84,8 @@ pub struct Gateway {
     pub allowed_origins: Vec<String>,
     /// The largest message accepted, in bytes.
     pub max_message_bytes: usize,
+    /// How long calls in flight may take to finish after SIGTERM.
+    pub shutdown_grace: Duration,
     /// Requests without credentials are admitted (with every route).
     pub allow_anonymous: bool,
     /// Where `allow_anonymous` was written.
@@ -733,6 +735,13 @@ impl Validator<'_> {
             name_separator,
             allowed_origins,
             max_message_bytes: max_message_bytes.max(1024),
+            shutdown_grace: self.duration(
+                spec.shutdown_grace.as_ref(),
+                20 * SECOND,
+                Duration::ZERO,
+                HOUR,
+                "shutdown_grace",
+            ),
             allow_anonymous: spec.allow_anonymous.as_ref().is_some_and(|a| *a.get_ref()),
             allow_anonymous_span: spec.allow_anonymous.as_ref().map(Spanned::span),
         }

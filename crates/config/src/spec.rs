@@ -144,6 +144,8 @@ pub struct GatewaySpec {
     pub max_message_bytes: Option<Spanned<i64>>,
     /// Admit requests without credentials (loopback listeners only, and no `[[clients]]`).
     pub allow_anonymous: Option<Spanned<bool>>,
+    /// How long calls in flight may take to finish after SIGTERM.
+    pub shutdown_grace: Option<Spanned<HumanDuration>>,
 }
 
 /// `[gateway.tls]`.

@@ -660,7 +660,16 @@ pub async fn serve(path: &Path) -> Result<(), String> {
     for session in gw.sessions.all() {
         session.close_stream();
     }
-    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+    let grace = config.gateway.shutdown_grace;
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "calls still in flight after shutdown_grace ({}ms): ending them",
+            grace.as_millis()
+        );
+    }
     for session in gw.sessions.all() {
         gw.sessions.end(&session.id);
     }
