@@ -333,8 +333,17 @@ fn find_session(
             "Bad Request: no Mcp-Session-Id header; send initialize first (or speak 2026-07-28, which needs no session)",
         ));
     };
-    gw.sessions
-        .get(id, principal)
+    let local = gw.sessions.get(id, principal);
+    let session = local.or_else(|| {
+        // Opened on another replica: the sealed id says by whom, for what.
+        let claims = gw.sessions.revive(id, principal)?;
+        let version = version::known(&claims.version)?;
+        let revived = gw.scope(principal, claims.target.as_deref()).ok()?;
+        gw.sessions
+            .adopt(id, version, revived, principal.map(Arc::from))
+            .ok()
+    });
+    session
         .filter(|s| s.scope().target() == scope.target())
         .ok_or_else(|| {
             refuse(

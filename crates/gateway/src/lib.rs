@@ -19,6 +19,7 @@ pub mod http;
 pub mod policy;
 pub mod reload;
 pub mod scope;
+pub mod seal;
 pub mod serve;
 pub mod session;
 pub mod stats;

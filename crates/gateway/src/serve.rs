@@ -427,7 +427,7 @@ pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
         clients,
         config.gateway.allowed_origins.clone(),
         config.gateway.max_message_bytes,
-        Sessions::new(MAX_SESSIONS, SESSION_IDLE),
+        Sessions::with_sealer(MAX_SESSIONS, SESSION_IDLE, crate::seal::Sealer::from_env()?),
     );
     gateway.loopback_listener = config.gateway.listen.addr.ip().is_loopback();
     gateway.set_allow_anonymous(config.gateway.allow_anonymous);
@@ -566,6 +566,11 @@ pub async fn serve(path: &Path) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e} (change [gateway] listen)"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    if gw.sessions.shared() {
+        tracing::info!("session ids are sealed with the configured key: every replica with it serves them");
+    } else {
+        tracing::info!("session ids are sealed with a key of this process (set MCP_EDGE_SESSION_KEY to share sessions between replicas)");
+    }
     for route in gw.table().routes.iter() {
         tracing::info!(route = %route.name, boundary = %route.boundary, transport = %route.transport, endpoint = %route.endpoint, "route");
     }

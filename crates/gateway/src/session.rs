@@ -18,6 +18,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::scope::Scope;
+use crate::seal::{Claims, Refusal, Sealer};
 use crate::upstream::RouteRt;
 
 /// What a tool server asked the client, awaiting the client's answer.
@@ -203,16 +204,29 @@ pub struct Sessions {
     map: Mutex<HashMap<String, Arc<Session>>>,
     max: usize,
     idle: Duration,
+    sealer: Sealer,
 }
 
 impl Sessions {
     /// A store for at most `max` sessions, each swept after `idle` without activity.
     pub fn new(max: usize, idle: Duration) -> Self {
+        Sessions::with_sealer(max, idle, Sealer::random())
+    }
+
+    /// A store whose Streamable HTTP session ids are sealed with `sealer`, so that
+    /// replicas with the same key can serve them.
+    pub fn with_sealer(max: usize, idle: Duration, sealer: Sealer) -> Self {
         Sessions {
             map: Mutex::new(HashMap::new()),
             max,
             idle,
+            sealer,
         }
+    }
+
+    /// Whether session ids are sealed with a key replicas share.
+    pub fn shared(&self) -> bool {
+        self.sealer.shared
     }
 
     /// Opens a session.
@@ -223,16 +237,66 @@ impl Sessions {
         principal: Option<Arc<str>>,
         legacy: bool,
     ) -> Result<Arc<Session>, Full> {
-        let mut bytes = [0u8; 16];
-        rand::rng().fill(&mut bytes);
-        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let id = if legacy {
+            // A legacy SSE session lives on its stream, in this process.
+            let mut bytes = [0u8; 16];
+            rand::rng().fill(&mut bytes);
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        } else {
+            self.sealer.seal(&Claims {
+                principal: principal.as_deref().map(str::to_owned),
+                version: version.to_owned(),
+                target: scope.target().map(str::to_owned),
+                issued: crate::seal::now(),
+            })
+        };
+        self.insert(id, version, scope, principal, legacy, false)
+    }
+
+    /// A session opened on another replica (or before a restart): its sealed id
+    /// opened, checked against `principal`, and adopted here, initialized.
+    pub fn revive(&self, id: &str, principal: Option<&str>) -> Option<Claims> {
+        match self.sealer.open(id, principal) {
+            Ok(claims) => Some(claims),
+            Err(Refusal::NotSealed) => None,
+            Err(why) => {
+                tracing::info!("refused a session id: {}", why.as_str());
+                None
+            }
+        }
+    }
+
+    /// Adopts a revived session under its id.
+    pub fn adopt(
+        &self,
+        id: &str,
+        version: &'static str,
+        scope: Scope,
+        principal: Option<Arc<str>>,
+    ) -> Result<Arc<Session>, Full> {
+        if let Some(existing) = lock(&self.map).get(id) {
+            return Ok(existing.clone());
+        }
+        tracing::debug!("serving a session opened elsewhere");
+        self.insert(id.to_owned(), version, scope, principal, false, true)
+    }
+
+    fn insert(
+        &self,
+        id: String,
+        version: &'static str,
+        scope: Scope,
+        principal: Option<Arc<str>>,
+        legacy: bool,
+        initialized: bool,
+    ) -> Result<Arc<Session>, Full> {
         let session = Arc::new(Session {
             id: id.clone(),
             version: Mutex::new(version),
             scope: Mutex::new(scope),
             principal,
             legacy,
-            initialized: AtomicBool::new(false),
+            initialized: AtomicBool::new(initialized),
             stream: Mutex::new(None),
             inflight: Mutex::new(HashMap::new()),
             asks: Mutex::new(HashMap::new()),
