@@ -567,9 +567,13 @@ pub async fn serve(path: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {addr}: {e} (change [gateway] listen)"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     if gw.sessions.shared() {
-        tracing::info!("session ids are sealed with the configured key: every replica with it serves them");
+        tracing::info!(
+            "session ids are sealed with the configured key: every replica with it serves them"
+        );
     } else {
-        tracing::info!("session ids are sealed with a key of this process (set MCP_EDGE_SESSION_KEY to share sessions between replicas)");
+        tracing::info!(
+            "session ids are sealed with a key of this process (set MCP_EDGE_SESSION_KEY to share sessions between replicas)"
+        );
     }
     for route in gw.table().routes.iter() {
         tracing::info!(route = %route.name, boundary = %route.boundary, transport = %route.transport, endpoint = %route.endpoint, "route");
