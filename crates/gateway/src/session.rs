@@ -205,6 +205,8 @@ pub struct Sessions {
     max: usize,
     idle: Duration,
     sealer: Sealer,
+    /// Sessions ended here (DELETE): their sealed ids must not come back to life here.
+    ended: Mutex<HashMap<String, Instant>>,
 }
 
 impl Sessions {
@@ -221,6 +223,7 @@ impl Sessions {
             max,
             idle,
             sealer,
+            ended: Mutex::new(HashMap::new()),
         }
     }
 
@@ -256,6 +259,9 @@ impl Sessions {
     /// A session opened on another replica (or before a restart): its sealed id
     /// opened, checked against `principal`, and adopted here, initialized.
     pub fn revive(&self, id: &str, principal: Option<&str>) -> Option<Claims> {
+        if lock(&self.ended).contains_key(id) {
+            return None;
+        }
         match self.sealer.open(id, principal) {
             Ok(claims) => Some(claims),
             Err(Refusal::NotSealed) => None,
@@ -325,6 +331,16 @@ impl Sessions {
     /// Ends a session; false if it did not exist.
     pub fn end(&self, id: &str) -> bool {
         let removed = lock(&self.map).remove(id);
+        if removed.is_some() {
+            let mut ended = lock(&self.ended);
+            // Bounded: past the cap, the oldest half is forgotten.
+            if ended.len() >= self.max {
+                let mut by_age: Vec<(String, Instant)> = ended.drain().collect();
+                by_age.sort_by_key(|(_, at)| *at);
+                ended.extend(by_age.into_iter().skip(self.max / 2));
+            }
+            ended.insert(id.to_owned(), Instant::now());
+        }
         match removed {
             Some(session) => {
                 session.close();
@@ -353,6 +369,8 @@ impl Sessions {
     /// handshake, unless they hold an open stream.
     pub fn sweep(&self) -> usize {
         let now = Instant::now();
+        let max_age = Duration::from_secs(crate::seal::MAX_AGE_SECS);
+        lock(&self.ended).retain(|_, at| now.saturating_duration_since(*at) < max_age);
         let mut map = lock(&self.map);
         let before = map.len();
         map.retain(|_, s| {
