@@ -16,13 +16,10 @@
 //! gateway's own refusals (busy, rate limited) count as nothing.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use mcp_edge_policy::{PolicyFuture, Reply, Request, UpstreamError, overloaded};
+use mcp_edge_policy::{Policy, PolicyFuture, Reply, Request, Stack, UpstreamError, overloaded};
 use tokio::time::Instant;
-use tower_layer::Layer;
-use tower_service::Service;
 
 /// A breaker's thresholds.
 #[derive(Debug, Clone, Copy)]
@@ -336,53 +333,22 @@ pub fn is_failure(outcome: &Result<Reply, UpstreamError>) -> Option<bool> {
     }
 }
 
-/// Applies a [`Breaker`].
-#[derive(Clone)]
-pub struct BreakerLayer {
+/// Applies a [`Breaker`]: wrap it in a [`mcp_edge_policy::PolicyLayer`].
+#[derive(Debug, Clone)]
+pub struct BreakerPolicy {
     breaker: Arc<Breaker>,
 }
 
-impl BreakerLayer {
-    /// A layer over this breaker (kept by the caller for health reporting).
+impl BreakerPolicy {
+    /// The policy of this breaker (kept by the caller for health reporting).
     pub fn new(breaker: Arc<Breaker>) -> Self {
-        BreakerLayer { breaker }
+        BreakerPolicy { breaker }
     }
 }
 
-impl<S> Layer<S> for BreakerLayer {
-    type Service = BreakerService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        BreakerService {
-            inner,
-            breaker: self.breaker.clone(),
-        }
-    }
-}
-
-/// See [`BreakerLayer`].
-#[derive(Clone)]
-pub struct BreakerService<S> {
-    inner: S,
-    breaker: Arc<Breaker>,
-}
-
-impl<S> Service<Request> for BreakerService<S>
-where
-    S: Service<Request, Response = Reply, Error = UpstreamError> + Clone + Send + 'static,
-    S::Future: Send,
-{
-    type Response = Reply;
-    type Error = UpstreamError;
-    type Future = PolicyFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), UpstreamError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request) -> PolicyFuture {
+impl Policy for BreakerPolicy {
+    fn call<S: Stack>(&self, mut inner: S, request: Request) -> PolicyFuture {
         let permit = self.breaker.try_acquire();
-        let mut inner = self.inner.clone();
         Box::pin(async move {
             let permit = permit?;
             let outcome = inner.call(request).await;

@@ -4,16 +4,15 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::task::{Context, Poll};
 
-use mcp_edge_breaker::{Breaker, BreakerLayer};
+use mcp_edge_breaker::{Breaker, BreakerPolicy};
 use mcp_edge_config::model::{Glob, Policies};
-use mcp_edge_policy::bulkhead::{Bulkhead, BulkheadLayer};
-use mcp_edge_policy::timeout::TimeoutLayer;
-use mcp_edge_policy::{PolicyFuture, Request};
+use mcp_edge_policy::bulkhead::{Bulkhead, BulkheadPolicy};
+use mcp_edge_policy::timeout::Timeout;
+use mcp_edge_policy::{PolicyFuture, PolicyLayer, Request};
 use mcp_edge_protocol::mcp;
-use mcp_edge_ratelimit::{Limits, RateLimitLayer};
-use mcp_edge_retry::{Backoff, Budget, RetryLayer};
+use mcp_edge_ratelimit::{Limits, RateLimitPolicy};
+use mcp_edge_retry::{Backoff, Budget, RetryPolicy};
 use mcp_edge_transport::{Reply, UpstreamError};
 use serde_json::value::RawValue;
 use tower::ServiceExt as _;
@@ -80,16 +79,8 @@ struct Connector {
     route: Arc<str>,
 }
 
-impl tower::Service<Request> for Connector {
-    type Response = Reply;
-    type Error = UpstreamError;
-    type Future = PolicyFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), UpstreamError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request) -> PolicyFuture {
+impl Connector {
+    fn attempt(&self, request: Request) -> PolicyFuture {
         use tracing::Instrument as _;
         let upstream = self.upstream.clone();
         let span = tracing::debug_span!(
@@ -143,7 +134,7 @@ impl RoutePolicy {
             policies.rate_limit.per_client.map(bucket),
         );
         let r = &policies.retry;
-        let retry = RetryLayer::new(
+        let retry = RetryPolicy::new(
             name,
             r.attempts.get(),
             Backoff {
@@ -153,20 +144,24 @@ impl RoutePolicy {
             Arc::new(Budget::new(r.budget, r.min_per_second)),
         );
         let retried = retry.retried();
+        let connector = Connector {
+            upstream,
+            route: name.into(),
+        };
         let stack = tower::ServiceBuilder::new()
-            .layer(RateLimitLayer::new(limits.clone()))
-            .layer(TimeoutLayer::new(policies.timeout, policies.max_timeout))
-            .layer(retry)
-            .layer(BreakerLayer::new(breaker.clone()))
-            .layer(BulkheadLayer::new(bulkhead.clone()))
-            .layer(TimeoutLayer::new(
+            .layer(PolicyLayer::new(RateLimitPolicy::new(limits.clone())))
+            .layer(PolicyLayer::new(Timeout::new(
+                policies.timeout,
+                policies.max_timeout,
+            )))
+            .layer(PolicyLayer::new(retry))
+            .layer(PolicyLayer::new(BreakerPolicy::new(breaker.clone())))
+            .layer(PolicyLayer::new(BulkheadPolicy::new(bulkhead.clone())))
+            .layer(PolicyLayer::new(Timeout::new(
                 policies.attempt_timeout,
                 policies.max_timeout,
-            ))
-            .service(Connector {
-                upstream,
-                route: name.into(),
-            });
+            )))
+            .service(tower::service_fn(move |request| connector.attempt(request)));
         RoutePolicy {
             service: BoxCloneSyncService::new(stack),
             breaker,

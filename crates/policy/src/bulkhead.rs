@@ -5,14 +5,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
-use tower_layer::Layer;
-use tower_service::Service;
 
-use crate::{PolicyFuture, Reply, Request, UpstreamError};
+use crate::{Policy, PolicyFuture, Request, Stack, UpstreamError};
 
 /// The shared state of one route's bulkhead.
 #[derive(Debug)]
@@ -71,53 +68,22 @@ impl Bulkhead {
     }
 }
 
-/// Applies a [`Bulkhead`].
-#[derive(Clone)]
-pub struct BulkheadLayer {
+/// Applies a [`Bulkhead`]: wrap it in a [`crate::PolicyLayer`].
+#[derive(Debug, Clone)]
+pub struct BulkheadPolicy {
     bulkhead: Arc<Bulkhead>,
 }
 
-impl BulkheadLayer {
-    /// A layer over this bulkhead (kept by the caller for health reporting).
+impl BulkheadPolicy {
+    /// The policy of this bulkhead (kept by the caller for health reporting).
     pub fn new(bulkhead: Arc<Bulkhead>) -> Self {
-        BulkheadLayer { bulkhead }
+        BulkheadPolicy { bulkhead }
     }
 }
 
-impl<S> Layer<S> for BulkheadLayer {
-    type Service = BulkheadService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        BulkheadService {
-            inner,
-            bulkhead: self.bulkhead.clone(),
-        }
-    }
-}
-
-/// See [`BulkheadLayer`].
-#[derive(Clone)]
-pub struct BulkheadService<S> {
-    inner: S,
-    bulkhead: Arc<Bulkhead>,
-}
-
-impl<S> Service<Request> for BulkheadService<S>
-where
-    S: Service<Request, Response = Reply, Error = UpstreamError> + Clone + Send + 'static,
-    S::Future: Send,
-{
-    type Response = Reply;
-    type Error = UpstreamError;
-    type Future = PolicyFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), UpstreamError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request) -> PolicyFuture {
+impl Policy for BulkheadPolicy {
+    fn call<S: Stack>(&self, mut inner: S, request: Request) -> PolicyFuture {
         let bulkhead = self.bulkhead.clone();
-        let mut inner = self.inner.clone();
         Box::pin(async move {
             let _slot = bulkhead.acquire(request.call.deadline).await?;
             inner.call(request).await
@@ -129,13 +95,14 @@ where
 mod tests {
     use std::time::Duration;
 
-    use tower::ServiceExt as _;
+    use tower::{Layer as _, ServiceExt as _};
 
     use super::*;
-    use crate::testing::{FnService, ok, request};
+    use crate::PolicyLayer;
+    use crate::testing::{ok, request};
 
-    fn slow() -> FnService<impl FnMut(Request) -> PolicyFuture + Clone> {
-        FnService(|_| -> PolicyFuture {
+    fn slow() -> impl Stack {
+        tower::service_fn(|_| -> PolicyFuture {
             Box::pin(async {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 Ok(ok())
@@ -146,7 +113,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn beyond_the_slots_and_the_queue_calls_are_busy_at_once() {
         let bulkhead = Bulkhead::new(1, 1);
-        let service = BulkheadLayer::new(bulkhead.clone()).layer(slow());
+        let service = PolicyLayer::new(BulkheadPolicy::new(bulkhead.clone())).layer(slow());
         let first = tokio::spawn(service.clone().oneshot(request("tools/call", false)));
         let second = tokio::spawn(service.clone().oneshot(request("tools/call", false)));
         tokio::task::yield_now().await;
@@ -172,7 +139,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_queued_call_waits_no_longer_than_its_deadline() {
         let bulkhead = Bulkhead::new(1, 4);
-        let service = BulkheadLayer::new(bulkhead.clone()).layer(slow());
+        let service = PolicyLayer::new(BulkheadPolicy::new(bulkhead.clone())).layer(slow());
         let _first = tokio::spawn(service.clone().oneshot(request("tools/call", false)));
         tokio::task::yield_now().await;
         let mut hurried = request("tools/call", false);

@@ -5,16 +5,17 @@
 //! | layer | crate | what it does |
 //! |---|---|---|
 //! | rate limit | `mcp-edge-ratelimit` | refuses a call over the route's or the client's rate |
-//! | [`timeout::TimeoutLayer`] | here | the call's deadline, moved on by progress up to a cap |
+//! | [`timeout::Timeout`] | here | the call's deadline, moved on by progress up to a cap |
 //! | retry | `mcp-edge-retry` | repeats what is safe to repeat, within a budget |
 //! | circuit breaker | `mcp-edge-breaker` | fails at once while the tool server is sick |
-//! | [`bulkhead::BulkheadLayer`] | here | bounds calls in flight, with a bounded queue |
-//! | [`timeout::TimeoutLayer`] | here | each attempt's deadline |
+//! | [`bulkhead::BulkheadPolicy`] | here | bounds calls in flight, with a bounded queue |
+//! | [`timeout::Timeout`] | here | each attempt's deadline |
 //!
-//! Each layer is a [`tower_layer::Layer`] over [`Request`], answering
-//! [`Reply`] or [`UpstreamError`]. None of them applies back-pressure through
-//! `poll_ready`: a call that cannot go on fails fast with an error that says why, so
-//! memory and latency stay bounded.
+//! Each is a [`Policy`]: what it does with one call, given the rest of the stack.
+//! [`PolicyLayer`] makes any of them a [`tower_layer::Layer`] over [`Request`],
+//! answering [`Reply`] or [`UpstreamError`]. None of them applies back-pressure
+//! through `poll_ready`: a call that cannot go on fails fast with an error that says
+//! why, so memory and latency stay bounded.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,6 +25,8 @@ use std::time::Duration;
 
 pub use mcp_edge_transport::{Call, CallEvent, Reply, UpstreamError};
 use tokio::time::Instant;
+use tower_layer::Layer;
+use tower_service::Service;
 
 pub mod bulkhead;
 pub mod timeout;
@@ -47,6 +50,73 @@ pub struct Request {
 
 /// What a policy layer's future resolves to.
 pub type PolicyFuture = Pin<Box<dyn Future<Output = Result<Reply, UpstreamError>> + Send>>;
+
+/// The rest of a route's stack, as a policy sees it.
+pub trait Stack:
+    Service<Request, Response = Reply, Error = UpstreamError, Future: Send> + Clone + Send + 'static
+{
+}
+
+impl<S> Stack for S where
+    S: Service<Request, Response = Reply, Error = UpstreamError, Future: Send>
+        + Clone
+        + Send
+        + 'static
+{
+}
+
+/// One policy: what it does with a call, given the rest of the stack (a fresh clone,
+/// ready: no policy waits in `poll_ready`).
+pub trait Policy: Clone + Send + Sync + 'static {
+    /// Makes one call through this policy.
+    fn call<S: Stack>(&self, inner: S, request: Request) -> PolicyFuture;
+}
+
+/// Any [`Policy`] as a tower [`Layer`].
+#[derive(Debug, Clone)]
+pub struct PolicyLayer<P>(P);
+
+impl<P> PolicyLayer<P> {
+    /// The layer applying `policy`.
+    pub fn new(policy: P) -> Self {
+        PolicyLayer(policy)
+    }
+}
+
+impl<P: Clone, S> Layer<S> for PolicyLayer<P> {
+    type Service = PolicyService<P, S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        PolicyService {
+            policy: self.0.clone(),
+            inner,
+        }
+    }
+}
+
+/// A [`Policy`] over the rest of the stack.
+#[derive(Debug, Clone)]
+pub struct PolicyService<P, S> {
+    policy: P,
+    inner: S,
+}
+
+impl<P: Policy, S: Stack> Service<Request> for PolicyService<P, S> {
+    type Response = Reply;
+    type Error = UpstreamError;
+    type Future = PolicyFuture;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), UpstreamError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> PolicyFuture {
+        self.policy.call(self.inner.clone(), request)
+    }
+}
 
 /// What of a call reached the client: anything (then it is never retried) and
 /// progress (which moves its deadline on).
@@ -123,31 +193,6 @@ fn overloaded_hint(error: &str) -> Option<Option<Duration>> {
 #[doc(hidden)]
 pub mod testing {
     use super::*;
-
-    /// Wraps a closure as a tower service over [`Request`].
-    #[derive(Clone)]
-    pub struct FnService<F>(pub F);
-
-    impl<F, Fut> tower_service::Service<Request> for FnService<F>
-    where
-        F: FnMut(Request) -> Fut,
-        Fut: Future<Output = Result<Reply, UpstreamError>> + Send + 'static,
-    {
-        type Response = Reply;
-        type Error = UpstreamError;
-        type Future = PolicyFuture;
-
-        fn poll_ready(
-            &mut self,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), UpstreamError>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-
-        fn call(&mut self, request: Request) -> PolicyFuture {
-            Box::pin((self.0)(request))
-        }
-    }
 
     /// A request for `method` with a deadline far away.
     pub fn request(method: &str, repeatable: bool) -> Request {

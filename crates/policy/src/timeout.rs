@@ -6,67 +6,38 @@
 //! The connector is told the hard limit (`start + max`) in [`crate::Call::deadline`];
 //! the soft, movable deadline is kept here.
 
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tower_layer::Layer;
-use tower_service::Service;
 
-use crate::{PolicyFuture, Reply, Request, UpstreamError};
+use crate::{Policy, PolicyFuture, Request, Stack, UpstreamError};
 
-/// Applies a deadline of `timeout`, extended by progress up to `max`.
+/// A deadline of `timeout`, extended by progress up to `max`: wrap it in a
+/// [`crate::PolicyLayer`].
 #[derive(Debug, Clone, Copy)]
-pub struct TimeoutLayer {
+pub struct Timeout {
     timeout: Duration,
     max: Duration,
 }
 
-impl TimeoutLayer {
+impl Timeout {
     /// `max` below `timeout` is taken as `timeout` (no extension).
     pub fn new(timeout: Duration, max: Duration) -> Self {
-        TimeoutLayer {
+        Timeout {
             timeout,
             max: max.max(timeout),
         }
     }
 }
 
-impl<S> Layer<S> for TimeoutLayer {
-    type Service = TimeoutService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        TimeoutService { inner, cfg: *self }
-    }
-}
-
-/// See [`TimeoutLayer`].
-#[derive(Clone)]
-pub struct TimeoutService<S> {
-    inner: S,
-    cfg: TimeoutLayer,
-}
-
-impl<S> Service<Request> for TimeoutService<S>
-where
-    S: Service<Request, Response = Reply, Error = UpstreamError> + Clone + Send + 'static,
-    S::Future: Send,
-{
-    type Response = Reply;
-    type Error = UpstreamError;
-    type Future = PolicyFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), UpstreamError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, mut request: Request) -> PolicyFuture {
-        let TimeoutLayer { timeout, max } = self.cfg;
+impl Policy for Timeout {
+    fn call<S: Stack>(&self, mut inner: S, mut request: Request) -> PolicyFuture {
+        let Timeout { timeout, max } = *self;
         let start = Instant::now();
         let cap = request.call.deadline.min(start + max);
         request.call.deadline = cap;
         let activity = request.activity.clone();
-        let call = self.inner.clone().call(request);
+        let call = inner.call(request);
         Box::pin(async move {
             tokio::pin!(call);
             let mut deadline = (start + timeout).min(cap);
@@ -94,18 +65,15 @@ where
 mod tests {
     use std::sync::Arc;
 
-    use tower::ServiceExt as _;
+    use tower::{Layer as _, ServiceExt as _};
 
     use super::*;
-    use crate::Activity;
-    use crate::testing::{FnService, ok, request};
+    use crate::testing::{ok, request};
+    use crate::{Activity, PolicyLayer};
 
     /// A tool that works for `total`, reporting progress every `every` when given.
-    fn working(
-        total: Duration,
-        every: Option<Duration>,
-    ) -> FnService<impl FnMut(Request) -> PolicyFuture + Clone> {
-        FnService(move |request: Request| -> PolicyFuture {
+    fn working(total: Duration, every: Option<Duration>) -> impl Stack {
+        tower::service_fn(move |request: Request| -> PolicyFuture {
             let activity: Arc<Activity> = request.activity;
             Box::pin(async move {
                 let end = Instant::now() + total;
@@ -123,8 +91,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_silent_call_times_out_at_its_deadline() {
-        let service = TimeoutLayer::new(Duration::from_secs(1), Duration::from_secs(10))
-            .layer(working(Duration::from_secs(5), None));
+        let service = PolicyLayer::new(Timeout::new(
+            Duration::from_secs(1),
+            Duration::from_secs(10),
+        ))
+        .layer(working(Duration::from_secs(5), None));
         let started = Instant::now();
         let result = service.oneshot(request("tools/call", false)).await;
         assert_eq!(
@@ -136,17 +107,23 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn progress_moves_the_deadline_on() {
-        let service = TimeoutLayer::new(Duration::from_secs(1), Duration::from_secs(10)).layer(
-            working(Duration::from_secs(5), Some(Duration::from_millis(500))),
-        );
+        let service = PolicyLayer::new(Timeout::new(
+            Duration::from_secs(1),
+            Duration::from_secs(10),
+        ))
+        .layer(working(
+            Duration::from_secs(5),
+            Some(Duration::from_millis(500)),
+        ));
         assert!(service.oneshot(request("tools/call", false)).await.is_ok());
     }
 
     #[tokio::test(start_paused = true)]
     async fn progress_never_moves_it_beyond_the_cap() {
-        let service = TimeoutLayer::new(Duration::from_secs(1), Duration::from_secs(3)).layer(
-            working(Duration::from_secs(5), Some(Duration::from_millis(500))),
-        );
+        let service =
+            PolicyLayer::new(Timeout::new(Duration::from_secs(1), Duration::from_secs(3))).layer(
+                working(Duration::from_secs(5), Some(Duration::from_millis(500))),
+            );
         let started = Instant::now();
         let result = service.oneshot(request("tools/call", false)).await;
         assert!(matches!(result, Err(UpstreamError::Timeout(_))));
@@ -155,14 +132,16 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_connector_is_told_the_hard_limit() {
-        let seen = FnService(|request: Request| -> PolicyFuture {
+        let seen = tower::service_fn(|request: Request| -> PolicyFuture {
             let left = request.call.deadline - Instant::now();
             Box::pin(async move {
                 assert_eq!(left, Duration::from_secs(3));
                 Ok(ok())
             })
         });
-        let service = TimeoutLayer::new(Duration::from_secs(1), Duration::from_secs(3)).layer(seen);
+        let service =
+            PolicyLayer::new(Timeout::new(Duration::from_secs(1), Duration::from_secs(3)))
+                .layer(seen);
         assert!(service.oneshot(request("ping", true)).await.is_ok());
     }
 }

@@ -10,7 +10,6 @@
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -18,9 +17,7 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::HashMapStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
-use mcp_edge_policy::{PolicyFuture, Reply, Request, UpstreamError};
-use tower_layer::Layer;
-use tower_service::Service;
+use mcp_edge_policy::{Policy, PolicyFuture, Request, Stack, UpstreamError};
 
 /// A bucket: `per_second` sustained, `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,56 +119,25 @@ impl<C: Clock + Clone> Limits<C> {
     }
 }
 
-/// Applies a route's [`Limits`].
-#[derive(Clone)]
-pub struct RateLimitLayer<C: Clock = DefaultClock> {
+/// Applies a route's [`Limits`]: wrap it in a [`mcp_edge_policy::PolicyLayer`].
+#[derive(Debug, Clone)]
+pub struct RateLimitPolicy<C: Clock = DefaultClock> {
     limits: Arc<Limits<C>>,
 }
 
-impl<C: Clock> RateLimitLayer<C> {
-    /// A layer over these limits (kept by the caller for metrics).
+impl<C: Clock> RateLimitPolicy<C> {
+    /// The policy of these limits (kept by the caller for metrics).
     pub fn new(limits: Arc<Limits<C>>) -> Self {
-        RateLimitLayer { limits }
+        RateLimitPolicy { limits }
     }
 }
 
-impl<S, C: Clock> Layer<S> for RateLimitLayer<C> {
-    type Service = RateLimitService<S, C>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RateLimitService {
-            inner,
-            limits: self.limits.clone(),
-        }
-    }
-}
-
-/// See [`RateLimitLayer`].
-#[derive(Clone)]
-pub struct RateLimitService<S, C: Clock = DefaultClock> {
-    inner: S,
-    limits: Arc<Limits<C>>,
-}
-
-impl<S, C> Service<Request> for RateLimitService<S, C>
-where
-    S: Service<Request, Response = Reply, Error = UpstreamError> + Clone + Send + 'static,
-    S::Future: Send,
-    C: Clock + Clone + Send + Sync + 'static,
-{
-    type Response = Reply;
-    type Error = UpstreamError;
-    type Future = PolicyFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), UpstreamError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request) -> PolicyFuture {
+impl<C: Clock + Clone + Send + Sync + 'static> Policy for RateLimitPolicy<C> {
+    fn call<S: Stack>(&self, mut inner: S, request: Request) -> PolicyFuture {
         if let Err(refused) = self.limits.check(&request.principal) {
             return Box::pin(std::future::ready(Err(refused)));
         }
-        Box::pin(self.inner.call(request))
+        Box::pin(inner.call(request))
     }
 }
 

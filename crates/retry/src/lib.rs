@@ -14,13 +14,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use mcp_edge_policy::{PolicyFuture, Reply, Request, UpstreamError, overloaded};
+use mcp_edge_policy::{Policy, PolicyFuture, Reply, Request, Stack, UpstreamError, overloaded};
 use tokio::time::Instant;
-use tower_layer::Layer;
-use tower_service::Service;
 
 /// Exponential backoff with full jitter.
 #[derive(Debug, Clone, Copy)]
@@ -160,9 +157,9 @@ pub fn verdict(request: &Request, outcome: &Result<Reply, UpstreamError>) -> Ver
     }
 }
 
-/// A route's retry policy.
+/// A route's retry policy: wrap it in a [`mcp_edge_policy::PolicyLayer`].
 #[derive(Debug, Clone)]
-pub struct RetryLayer {
+pub struct RetryPolicy {
     attempts: u32,
     backoff: Backoff,
     budget: Arc<Budget>,
@@ -170,10 +167,10 @@ pub struct RetryLayer {
     retried: Arc<AtomicU64>,
 }
 
-impl RetryLayer {
+impl RetryPolicy {
     /// At most `attempts` in all (1: no retries), waiting per `backoff`, within `budget`.
     pub fn new(route: &str, attempts: u32, backoff: Backoff, budget: Arc<Budget>) -> Self {
-        RetryLayer {
+        RetryPolicy {
             attempts: attempts.max(1),
             backoff,
             budget,
@@ -188,40 +185,9 @@ impl RetryLayer {
     }
 }
 
-impl<S> Layer<S> for RetryLayer {
-    type Service = RetryService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RetryService {
-            inner,
-            cfg: self.clone(),
-        }
-    }
-}
-
-/// See [`RetryLayer`].
-#[derive(Clone)]
-pub struct RetryService<S> {
-    inner: S,
-    cfg: RetryLayer,
-}
-
-impl<S> Service<Request> for RetryService<S>
-where
-    S: Service<Request, Response = Reply, Error = UpstreamError> + Clone + Send + 'static,
-    S::Future: Send,
-{
-    type Response = Reply;
-    type Error = UpstreamError;
-    type Future = PolicyFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), UpstreamError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request) -> PolicyFuture {
-        let cfg = self.cfg.clone();
-        let mut inner = self.inner.clone();
+impl Policy for RetryPolicy {
+    fn call<S: Stack>(&self, mut inner: S, request: Request) -> PolicyFuture {
+        let cfg = self.clone();
         cfg.budget.deposit();
         if cfg.attempts == 1 {
             return Box::pin(inner.call(request));
@@ -271,9 +237,10 @@ where
 mod tests {
     use std::sync::atomic::AtomicU32;
 
-    use mcp_edge_policy::testing::{FnService, ok, request};
+    use mcp_edge_policy::PolicyLayer;
+    use mcp_edge_policy::testing::{ok, request};
     use proptest::prelude::*;
-    use tower::ServiceExt as _;
+    use tower::{Layer as _, ServiceExt as _};
 
     use super::*;
 
@@ -293,20 +260,16 @@ mod tests {
     }
 
     /// A service failing with `error` `fails` times, then answering; counts attempts.
-    fn flaky(
-        fails: u32,
-        error: UpstreamError,
-        count: Arc<AtomicU32>,
-    ) -> FnService<impl FnMut(Request) -> PolicyFuture + Clone> {
-        FnService(move |_| -> PolicyFuture {
+    fn flaky(fails: u32, error: UpstreamError, count: Arc<AtomicU32>) -> impl Stack {
+        tower::service_fn(move |_| -> PolicyFuture {
             let n = count.fetch_add(1, Ordering::SeqCst);
             let error = error.clone();
             Box::pin(async move { if n < fails { Err(error) } else { Ok(ok()) } })
         })
     }
 
-    fn layer(attempts: u32, budget: Budget) -> RetryLayer {
-        RetryLayer::new(
+    fn layer(attempts: u32, budget: Budget) -> PolicyLayer<RetryPolicy> {
+        PolicyLayer::new(RetryPolicy::new(
             "r",
             attempts,
             Backoff {
@@ -314,7 +277,7 @@ mod tests {
                 max: Duration::from_secs(2),
             },
             Arc::new(budget),
-        )
+        ))
     }
 
     #[test]
