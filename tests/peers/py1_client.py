@@ -22,24 +22,15 @@ import asyncio
 import json
 import os
 import sys
-import threading
+
+import peer_common  # tests/peers/: how every peer fails and runs
 
 NAME = "py1_client"
 TIMEOUT = float(os.environ.get("PEER_TIMEOUT", "20"))
 
 
 def die(msg: str, code: int = 1) -> None:
-    sys.stderr.write(f"{NAME}: {msg}\n")
-    sys.stderr.flush()
-    os._exit(code)
-
-
-def describe(exc: BaseException) -> str:
-    """Flatten exception groups (anyio task groups wrap everything) into one line."""
-    if isinstance(exc, BaseExceptionGroup):
-        return "; ".join(describe(e) for e in exc.exceptions)
-    text = str(exc) or repr(exc)
-    return f"{type(exc).__name__}: {text}"
+    peer_common.die(NAME, msg, code)
 
 
 def tls_context():
@@ -117,18 +108,7 @@ def main() -> None:
         die("ARGS_JSON must be a JSON object", 2)
 
     # Backstop: whatever happens inside the event loop, the process ends.
-    killer = threading.Timer(TIMEOUT + 5, die, args=(f"hard timeout after {TIMEOUT + 5:.0f}s", 124))
-    killer.daemon = True
-    killer.start()
-    try:
-        out = asyncio.run(asyncio.wait_for(run(url, mode, tool, args, headers), TIMEOUT))
-    except (asyncio.TimeoutError, TimeoutError):
-        die(f"timed out after {TIMEOUT:.0f}s talking to {url} ({mode})", 124)
-    except BaseException as e:  # noqa: BLE001 - a peer reports every failure the same way
-        die(f"{mode} {url}: {describe(e)}")
-    sys.stdout.write(json.dumps(out) + "\n")
-    sys.stdout.flush()
-    os._exit(0)
+    peer_common.run(NAME, run(url, mode, tool, args, headers), TIMEOUT, f"{mode} {url}")
 
 
 if __name__ == "__main__":

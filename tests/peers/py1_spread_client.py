@@ -20,22 +20,15 @@ import collections
 import json
 import os
 import sys
-import threading
+
+import peer_common  # tests/peers/: how every peer fails and runs
 
 NAME = "py1_spread_client"
 TIMEOUT = float(os.environ.get("PEER_TIMEOUT", "30"))
 
 
 def die(msg: str, code: int = 1) -> None:
-    sys.stderr.write(f"{NAME}: {msg}\n")
-    sys.stderr.flush()
-    os._exit(code)
-
-
-def describe(exc: BaseException) -> str:
-    if isinstance(exc, BaseExceptionGroup):
-        return "; ".join(describe(e) for e in exc.exceptions)
-    return f"{type(exc).__name__}: {exc or repr(exc)}"
+    peer_common.die(NAME, msg, code)
 
 
 async def run(ports: list[int], calls: int, pause_after: int) -> dict:
@@ -95,18 +88,7 @@ def main() -> None:
         die("usage: py1_spread_client.py PORTS CALLS PAUSE_AFTER", 2)
     ports = [int(p) for p in sys.argv[1].split(",")]
     calls, pause_after = int(sys.argv[2]), int(sys.argv[3])
-    killer = threading.Timer(TIMEOUT + 5, die, args=(f"hard timeout after {TIMEOUT + 5:.0f}s", 124))
-    killer.daemon = True
-    killer.start()
-    try:
-        out = asyncio.run(asyncio.wait_for(run(ports, calls, pause_after), TIMEOUT))
-    except (asyncio.TimeoutError, TimeoutError):
-        die(f"timed out after {TIMEOUT:.0f}s", 124)
-    except BaseException as e:  # noqa: BLE001
-        die(describe(e))
-    sys.stdout.write(json.dumps(out) + "\n")
-    sys.stdout.flush()
-    os._exit(0)
+    peer_common.run(NAME, run(ports, calls, pause_after), TIMEOUT, "the spread session")
 
 
 if __name__ == "__main__":

@@ -667,6 +667,96 @@ impl Drop for ServerProc {
     }
 }
 
+// ---------- TLS and local receivers ----------
+
+/// A TLS connection to the `localhost` name on 127.0.0.1:`port`, verified with the CA
+/// bundle `ca`, presenting `identity` (certificate and key files) when given, and
+/// offering `alpn`.
+pub async fn tls_connect(
+    port: u16,
+    ca: &str,
+    identity: Option<(&str, &str)>,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let config = mcp_edge_tls::client_config(
+        &mcp_edge_tls::ClientTls {
+            ca: Some(ca.into()),
+            client_identity: identity.map(|(c, k)| (c.into(), k.into())),
+            insecure_skip_verify: false,
+        },
+        alpn,
+    )
+    .unwrap_or_else(|e| panic!("client TLS config: {e}"));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap_or_else(|e| panic!("connect 127.0.0.1:{port}: {e}"));
+    let name = rustls_pki_types::ServerName::try_from("localhost")
+        .unwrap_or_else(|e| panic!("server name: {e}"));
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .unwrap_or_else(|e| panic!("TLS handshake with 127.0.0.1:{port}: {e}"))
+}
+
+/// Writes a certificate and its key as `dir/NAME.pem` and `dir/NAME-key.pem`; their
+/// paths.
+pub fn save_pem(dir: &Path, name: &str, pem: &mcp_edge_tls::pki::Pem) -> (String, String) {
+    let cert = dir.join(format!("{name}.pem"));
+    let key = dir.join(format!("{name}-key.pem"));
+    std::fs::write(&cert, &pem.cert).unwrap_or_else(|e| panic!("write {}: {e}", cert.display()));
+    std::fs::write(&key, &pem.key).unwrap_or_else(|e| panic!("write {}: {e}", key.display()));
+    (cert.display().to_string(), key.display().to_string())
+}
+
+/// What a [`json_receiver`] was sent.
+pub type Received = std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>;
+
+/// A local HTTP server on 127.0.0.1 taking JSON POSTs at `path` (an Alertmanager's
+/// alerts API, an OTLP/HTTP collector): its port, and every body it was sent. It
+/// answers `200 {}`; a POST elsewhere fails the test.
+pub async fn json_receiver(path: &'static str) -> (u16, Received) {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let port = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("local_addr: {e}"))
+        .port();
+    let received: Received = Received::default();
+    let seen = received.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            assert_eq!(req.uri().path(), path, "POSTed to the wrong path");
+                            let body = req.into_body().collect().await?.to_bytes();
+                            let json: serde_json::Value = serde_json::from_slice(&body)
+                                .unwrap_or_else(|e| panic!("not JSON: {e}"));
+                            seen.lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .push(json);
+                            let ok = hyper::Response::builder()
+                                .header("content-type", "application/json")
+                                .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+                                .unwrap_or_else(|e| panic!("response: {e}"));
+                            Ok::<_, hyper::Error>(ok)
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (port, received)
+}
+
 // ---------- interop peers ----------
 
 /// Where `tests/peers/install` put the official SDK peers (`PEERS_DIR` overrides).

@@ -6,58 +6,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::rt::TokioIo;
-use mcp_edge_tests::{Gateway, ServerProc, http, peer, scratch_dir};
-use mcp_edge_tls::pki::{Ca, Pem, Validity};
+use mcp_edge_tests::{
+    Gateway, ServerProc, http, json_receiver, peer, save_pem, scratch_dir, tls_connect,
+};
+use mcp_edge_tls::pki::{Ca, Validity};
 use serde_json::Value;
-
-fn save(dir: &Path, name: &str, pem: &Pem) -> (String, String) {
-    let cert = dir.join(format!("{name}.pem"));
-    let key = dir.join(format!("{name}-key.pem"));
-    std::fs::write(&cert, &pem.cert).unwrap();
-    std::fs::write(&key, &pem.key).unwrap();
-    (cert.display().to_string(), key.display().to_string())
-}
-
-/// A local receiver for the alerts webhook: every JSON body POSTed to it.
-async fn alert_receiver() -> (u16, Arc<Mutex<Vec<Value>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let seen = got.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let seen = seen.clone();
-                        async move {
-                            assert_eq!(req.uri().path(), "/api/v2/alerts");
-                            let body = req.into_body().collect().await.unwrap().to_bytes();
-                            seen.lock()
-                                .unwrap()
-                                .push(serde_json::from_slice::<Value>(&body).unwrap());
-                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                                Bytes::new(),
-                            )))
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (port, got)
-}
 
 fn alerts_with(got: &Mutex<Vec<Value>>, kind: &str, state: &str) -> usize {
     got.lock()
@@ -74,22 +33,7 @@ async fn connect(
     port: u16,
     ca: &str,
 ) -> (i64, hyper::client::conn::http1::SendRequest<Full<Bytes>>) {
-    let config = mcp_edge_tls::client_config(
-        &mcp_edge_tls::ClientTls {
-            ca: Some(ca.into()),
-            ..Default::default()
-        },
-        &[b"http/1.1"],
-    )
-    .unwrap();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
-        .unwrap();
+    let tls = tls_connect(port, ca, None, &[b"http/1.1"]).await;
     let leaf = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
     let not_after = mcp_edge_tls::CertInfo::from_der(&leaf).unwrap().not_after;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
@@ -121,15 +65,15 @@ async fn health(gw: &Gateway) -> Value {
 async fn certificates_near_expiry_are_critical_alerted_once_and_rotated_without_a_restart() {
     let dir = scratch_dir("certs-expiry-files");
     let ca = Ca::new("expiry CA", Validity::days(365)).unwrap();
-    let ca_file = save(&dir, "ca", &ca.pem).0;
+    let ca_file = save_pem(&dir, "ca", &ca.pem).0;
     let five_days = Validity {
         from_days: -1,
         until_days: 5,
     };
     let names = vec!["localhost".to_owned()];
-    let upstream = save(&dir, "upstream", &ca.server(&names, five_days).unwrap());
-    let listener = save(&dir, "listener", &ca.server(&names, five_days).unwrap());
-    let (webhook_port, alerts) = alert_receiver().await;
+    let upstream = save_pem(&dir, "upstream", &ca.server(&names, five_days).unwrap());
+    let listener = save_pem(&dir, "listener", &ca.server(&names, five_days).unwrap());
+    let (webhook_port, alerts) = json_receiver("/api/v2/alerts").await;
 
     let server = ServerProc::start(
         &peer("py1/bin/python"),
@@ -217,6 +161,8 @@ async fn certificates_near_expiry_are_critical_alerted_once_and_rotated_without_
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    gw.wait_log("certificate expires in", Duration::from_secs(5))
+        .await;
     let logs = gw.logs();
     let logged = logs
         .lines()

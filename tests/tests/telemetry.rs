@@ -5,61 +5,29 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
-use mcp_edge_tests::{Gateway, ServerProc, http, peer, scratch_dir, text};
+use mcp_edge_tests::{Gateway, Received, ServerProc, http, json_receiver, peer, scratch_dir, text};
 use serde_json::{Value, json};
 
 const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const PARENT: &str = "b7ad6b7169203331";
 
-/// A local OTLP/HTTP (JSON) traces receiver: every span it was sent.
-async fn otlp_receiver() -> (u16, Arc<Mutex<Vec<Value>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let spans = Arc::new(Mutex::new(Vec::new()));
-    let seen = spans.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let seen = seen.clone();
-                        async move {
-                            assert_eq!(req.uri().path(), "/v1/traces");
-                            let body = req.into_body().collect().await.unwrap().to_bytes();
-                            let export: Value = serde_json::from_slice(&body).unwrap();
-                            for resource in export["resourceSpans"].as_array().into_iter().flatten()
-                            {
-                                for scope in resource["scopeSpans"].as_array().into_iter().flatten()
-                                {
-                                    for span in scope["spans"].as_array().into_iter().flatten() {
-                                        let mut span = span.clone();
-                                        span["resource"] = resource["resource"].clone();
-                                        seen.lock().unwrap().push(span);
-                                    }
-                                }
-                            }
-                            let ok = hyper::Response::builder()
-                                .header("content-type", "application/json")
-                                .body(Full::new(Bytes::from_static(b"{}")))
-                                .unwrap();
-                            Ok::<_, std::convert::Infallible>(ok)
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+/// Every span of the OTLP/HTTP (JSON) exports received, with its resource.
+fn spans_of(exports: &Received) -> Vec<Value> {
+    let mut spans = Vec::new();
+    for export in exports.lock().unwrap().iter() {
+        for resource in export["resourceSpans"].as_array().into_iter().flatten() {
+            for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
+                for span in scope["spans"].as_array().into_iter().flatten() {
+                    let mut span = span.clone();
+                    span["resource"] = resource["resource"].clone();
+                    spans.push(span);
+                }
+            }
         }
-    });
-    (port, spans)
+    }
+    spans
 }
 
 fn attribute<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
@@ -78,7 +46,7 @@ fn string_attribute(span: &Value, key: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_is_traced_end_to_end_and_exported_over_otlp() {
-    let (port, spans) = otlp_receiver().await;
+    let (port, exports) = json_receiver("/v1/traces").await;
     let flags = scratch_dir("telemetry-flags");
     let server = ServerProc::start(
         &peer("py1/bin/python"),
@@ -112,7 +80,7 @@ async fn a_call_is_traced_end_to_end_and_exported_over_otlp() {
 
     let deadline = Instant::now() + Duration::from_secs(15);
     let (server_span, client_span) = loop {
-        let all = spans.lock().unwrap().clone();
+        let all = spans_of(&exports);
         let server_span = all
             .iter()
             .find(|s| s["name"] == "tools/call fast__lookup")

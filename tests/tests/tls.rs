@@ -5,23 +5,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use std::path::Path;
 use std::process::Command;
 
-use mcp_edge_tests::{Gateway, Mcp, ServerProc, peer, repo_root, scratch_dir};
-use mcp_edge_tls::pki::{Ca, Pem, Validity};
+use mcp_edge_tests::{
+    Gateway, Mcp, ServerProc, peer, repo_root, save_pem, scratch_dir, tls_connect,
+};
+use mcp_edge_tls::pki::{Ca, Validity};
 use serde_json::{Value, json};
 
 fn py1() -> String {
     peer("py1/bin/python")
-}
-
-fn save(dir: &Path, name: &str, pem: &Pem) -> (String, String) {
-    let cert = dir.join(format!("{name}.pem"));
-    let key = dir.join(format!("{name}-key.pem"));
-    std::fs::write(&cert, &pem.cert).unwrap();
-    std::fs::write(&key, &pem.key).unwrap();
-    (cert.display().to_string(), key.display().to_string())
 }
 
 /// A FastMCP server over HTTPS with this certificate, requiring client certificates
@@ -57,15 +50,15 @@ async fn upstream_tls_failures_are_explained() {
     let dir = scratch_dir("tls-upstream");
     let ca = Ca::new("test CA", Validity::days(30)).unwrap();
     let other = Ca::new("another CA", Validity::days(30)).unwrap();
-    let ca_file = save(&dir, "ca", &ca.pem).0;
-    let other_ca_file = save(&dir, "other-ca", &other.pem).0;
+    let ca_file = save_pem(&dir, "ca", &ca.pem).0;
+    let other_ca_file = save_pem(&dir, "other-ca", &other.pem).0;
     let names = vec!["localhost".to_owned()];
-    let valid = save(
+    let valid = save_pem(
         &dir,
         "valid",
         &ca.server(&names, Validity::days(30)).unwrap(),
     );
-    let expired = save(
+    let expired = save_pem(
         &dir,
         "expired",
         &ca.server(
@@ -77,7 +70,7 @@ async fn upstream_tls_failures_are_explained() {
         )
         .unwrap(),
     );
-    let not_yet = save(
+    let not_yet = save_pem(
         &dir,
         "not-yet",
         &ca.server(
@@ -89,12 +82,12 @@ async fn upstream_tls_failures_are_explained() {
         )
         .unwrap(),
     );
-    let client = save(
+    let client = save_pem(
         &dir,
         "client",
         &ca.client("edge", None, Validity::days(30)).unwrap(),
     );
-    let stranger = save(
+    let stranger = save_pem(
         &dir,
         "stranger",
         &other.client("edge", None, Validity::days(30)).unwrap(),
@@ -263,23 +256,7 @@ fn ts_client(url: &str, env: &[(&str, String)]) -> Result<Value, String> {
 /// door, presenting `identity`: the ALPN protocol and the call's answer.
 async fn http2_call(port: u16, ca: &str, identity: &(String, String)) -> (String, Value) {
     use http_body_util::{BodyExt, Full};
-    let config = mcp_edge_tls::client_config(
-        &mcp_edge_tls::ClientTls {
-            ca: Some(ca.into()),
-            client_identity: Some((identity.0.clone().into(), identity.1.clone().into())),
-            insecure_skip_verify: false,
-        },
-        &[b"h2"],
-    )
-    .unwrap();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
-        .unwrap();
+    let tls = tls_connect(port, ca, Some((&identity.0, &identity.1)), &[b"h2"]).await;
     let alpn =
         String::from_utf8_lossy(tls.get_ref().1.alpn_protocol().unwrap_or_default()).into_owned();
     let (mut sender, connection) = hyper::client::conn::http2::handshake(
@@ -334,27 +311,27 @@ async fn the_front_door_serves_https_with_client_certificates() {
     let dir = scratch_dir("tls-front-mtls");
     let ca = Ca::new("front CA", Validity::days(30)).unwrap();
     let other = Ca::new("other CA", Validity::days(30)).unwrap();
-    let ca_file = save(&dir, "ca", &ca.pem).0;
-    let server = save(
+    let ca_file = save_pem(&dir, "ca", &ca.pem).0;
+    let server = save_pem(
         &dir,
         "gateway",
         &ca.server(&["localhost".to_owned()], Validity::days(30))
             .unwrap(),
     );
-    let agent = save(
+    let agent = save_pem(
         &dir,
         "agent",
         &ca.client("agent", Some("spiffe://test/agent"), Validity::days(30))
             .unwrap(),
     );
-    let stranger = save(
+    let stranger = save_pem(
         &dir,
         "stranger",
         &other
             .client("agent", Some("spiffe://test/agent"), Validity::days(30))
             .unwrap(),
     );
-    let unknown = save(
+    let unknown = save_pem(
         &dir,
         "unknown",
         &ca.client("nobody", None, Validity::days(30)).unwrap(),
@@ -436,8 +413,8 @@ async fn the_front_door_serves_https_with_client_certificates() {
 async fn the_front_door_serves_https_with_bearer_tokens_and_refuses_clearly() {
     let dir = scratch_dir("tls-front-token");
     let ca = Ca::new("front CA", Validity::days(30)).unwrap();
-    let ca_file = save(&dir, "ca", &ca.pem).0;
-    let server = save(
+    let ca_file = save_pem(&dir, "ca", &ca.pem).0;
+    let server = save_pem(
         &dir,
         "gateway",
         &ca.server(&["localhost".to_owned()], Validity::days(30))

@@ -403,6 +403,8 @@ pub fn build_clients(config: &Config) -> Result<Vec<ClientRt>, String> {
 
 /// Builds the gateway and starts every route. Must run inside a tokio runtime.
 pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
+    // Refused before any tool server starts.
+    let sealer = crate::seal::Sealer::from_env()?;
     let (events_tx, mut events_rx) = mpsc::channel::<RouteEvent>(1024);
     let sink: Arc<dyn Sink> = Arc::new(ChannelSink(events_tx));
     let certs = match &config.alerts.webhook {
@@ -427,7 +429,7 @@ pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
         clients,
         config.gateway.allowed_origins.clone(),
         config.gateway.max_message_bytes,
-        Sessions::with_sealer(MAX_SESSIONS, SESSION_IDLE, crate::seal::Sealer::from_env()?),
+        Sessions::with_sealer(MAX_SESSIONS, SESSION_IDLE, sealer),
     );
     gateway.loopback_listener = config.gateway.listen.addr.ip().is_loopback();
     gateway.set_allow_anonymous(config.gateway.allow_anonymous);

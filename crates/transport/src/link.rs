@@ -550,17 +550,7 @@ async fn dial_tcp_tls(
             None => format!("{}: TLS failed: {e}", cfg.url),
         })?;
     if let Some(hook) = &cfg.on_handshake {
-        let session = stream.get_ref().1;
-        hook(&crate::http::PeerTls {
-            server_name: shown,
-            chain: Arc::new(
-                session
-                    .peer_certificates()
-                    .map(<[_]>::to_vec)
-                    .unwrap_or_default(),
-            ),
-            alpn: session.alpn_protocol().map(<[u8]>::to_vec),
-        });
+        hook(&crate::http::PeerTls::of(shown, stream.get_ref().1));
     }
     Ok(tokio_tungstenite::MaybeTlsStream::Rustls(stream))
 }

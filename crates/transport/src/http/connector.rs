@@ -32,6 +32,22 @@ pub struct PeerTls {
 /// Called once per new TLS connection (certificate tracking hangs here).
 pub type OnHandshake = Arc<dyn Fn(&PeerTls) + Send + Sync>;
 
+impl PeerTls {
+    /// What a finished client handshake showed.
+    pub(crate) fn of(server_name: String, session: &rustls::ClientConnection) -> PeerTls {
+        PeerTls {
+            server_name,
+            chain: Arc::new(
+                session
+                    .peer_certificates()
+                    .map(<[_]>::to_vec)
+                    .unwrap_or_default(),
+            ),
+            alpn: session.alpn_protocol().map(<[u8]>::to_vec),
+        }
+    }
+}
+
 /// Why a connection could not be made.
 #[derive(Debug)]
 pub enum ConnectError {
@@ -151,17 +167,7 @@ impl tower_service::Service<Uri> for Connector {
                     failure: TlsFailure::find(&e)
                         .unwrap_or_else(|| TlsFailure::Other(e.to_string())),
                 })?;
-            let (_, session) = stream.get_ref();
-            let peer = PeerTls {
-                server_name: shown,
-                chain: Arc::new(
-                    session
-                        .peer_certificates()
-                        .map(<[_]>::to_vec)
-                        .unwrap_or_default(),
-                ),
-                alpn: session.alpn_protocol().map(<[u8]>::to_vec),
-            };
+            let peer = PeerTls::of(shown, stream.get_ref().1);
             if let Some(hook) = &on_handshake {
                 hook(&peer);
             }
