@@ -55,6 +55,9 @@ struct RunArgs {
     /// The mcp-edge binary (default: next to this one).
     #[arg(long, global = true)]
     mcp_edge: Option<PathBuf>,
+    /// mcp-edge's `[gateway] workers` (default: unset, one per core).
+    #[arg(long, global = true)]
+    workers: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -91,7 +94,9 @@ fn main() -> Result<(), Failure> {
                 http: Some(addr), ..
             }) => tool_server::http(addr).await,
             Some(Cmd::ToolServer { .. }) => Err("tool-server needs --stdio or --http ADDR".into()),
-            Some(Cmd::Sessions(s)) => sessions::run(&mcp_edge(args.run.mcp_edge)?, &s).await,
+            Some(Cmd::Sessions(s)) => {
+                sessions::run(&mcp_edge(args.run.mcp_edge)?, &s, args.run.workers).await
+            }
             None => {
                 let mcp_edge = mcp_edge(args.run.mcp_edge.clone())?;
                 run(&mcp_edge, &args.run).await
@@ -195,14 +200,18 @@ async fn run(mcp_edge: &Path, args: &RunArgs) -> Result<(), Failure> {
     let (warmup, duration) = (args.warmup.get(), args.duration.get());
     let (_server, server_addr) = procs::http_tool_server().await?;
     let url = format!("http://{server_addr}/mcp");
-    let routes = procs::routes_toml(&url, false)?;
+    let routes = procs::routes_toml(&url, false, args.workers)?;
     let gateway = Gateway::start(mcp_edge, &routes).await?;
     let idle_rss_kb = procs::memory_kb(gateway.pid, "VmRSS");
     println!(
-        "mcp-edge-bench: tools/call of `echo` on an rmcp tool server, {}s per measurement after {}s warm-up, {} cores shared by the load generator, mcp-edge and the tool server",
+        "mcp-edge-bench: tools/call of `echo` on an rmcp tool server, {}s per measurement after {}s warm-up, {} cores shared by the load generator, mcp-edge ({}) and the tool server",
         duration.as_secs_f64(),
         warmup.as_secs_f64(),
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        args.workers.map_or_else(
+            || "workers: one per core".to_owned(),
+            |w| format!("workers = {w}")
+        )
     );
     header();
     let mut found = Findings::default();
@@ -280,7 +289,7 @@ async fn run(mcp_edge: &Path, args: &RunArgs) -> Result<(), Failure> {
             }
         }
     }
-    let reloads = reloads_under_load(&gateway, &url, warmup, duration).await?;
+    let reloads = reloads_under_load(&gateway, &url, args.workers, warmup, duration).await?;
     println!();
     println!(
         "start to ready: {:.1} ms   idle RSS: {:.1} MB",
@@ -342,6 +351,7 @@ struct Reloads {
 async fn reloads_under_load(
     gateway: &Gateway,
     url: &str,
+    gateway_workers: Option<usize>,
     warmup: Duration,
     duration: Duration,
 ) -> Result<Reloads, Failure> {
@@ -356,7 +366,7 @@ async fn reloads_under_load(
     let count = 10;
     for n in 0..count {
         let before = digest(admin).await?;
-        gateway.rewrite(&procs::routes_toml(url, n % 2 == 0)?)?;
+        gateway.rewrite(&procs::routes_toml(url, n % 2 == 0, gateway_workers)?)?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
             let health = health(admin).await?;

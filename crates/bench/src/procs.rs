@@ -64,14 +64,19 @@ pub(crate) struct Gateway {
 }
 
 /// Every route the benchmark's gateway serves, under its policies.
-pub(crate) fn routes_toml(tool_server_url: &str, extra: bool) -> Result<String, Failure> {
+pub(crate) fn routes_toml(
+    tool_server_url: &str,
+    extra: bool,
+    workers: Option<usize>,
+) -> Result<String, Failure> {
     let me = myself()?;
+    let workers = workers.map_or(String::new(), |w| format!("workers = {w}\n"));
     let mut routes = format!(
         r#"[gateway]
 listen = "127.0.0.1:0"
 admin = "127.0.0.1:0"
 allow_anonymous = true
-
+{workers}
 # The shipped defaults, with limits raised so the benchmark measures the gateway, not a
 # refusal: every policy layer is still in the path of every call.
 [defaults]
@@ -179,9 +184,20 @@ impl Gateway {
         Ok(())
     }
 
-    /// Stops the gateway and removes its directory.
+    /// Stops the gateway (SIGTERM, then SIGKILL after 10 s) and removes its directory.
     pub(crate) async fn stop(mut self) {
-        let _ = self.child.kill().await;
+        if let Ok(pid) = i32::try_from(self.pid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

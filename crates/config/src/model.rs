@@ -86,6 +86,8 @@ pub struct Gateway {
     pub max_message_bytes: usize,
     /// How long calls in flight may take to finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Runtime worker threads; `None`: one per core available to the process.
+    pub workers: Option<usize>,
     /// Requests without credentials are admitted (with every route).
     pub allow_anonymous: bool,
     /// Where `allow_anonymous` was written.
@@ -742,6 +744,10 @@ impl Validator<'_> {
                 HOUR,
                 "shutdown_grace",
             ),
+            workers: spec
+                .workers
+                .as_ref()
+                .map(|w| self.int(Some(w), 1, 1, 1024, "workers") as usize),
             allow_anonymous: spec.allow_anonymous.as_ref().is_some_and(|a| *a.get_ref()),
             allow_anonymous_span: spec.allow_anonymous.as_ref().map(Spanned::span),
         }

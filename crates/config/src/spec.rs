@@ -146,6 +146,8 @@ pub struct GatewaySpec {
     pub allow_anonymous: Option<Spanned<bool>>,
     /// How long calls in flight may take to finish after SIGTERM.
     pub shutdown_grace: Option<Spanned<HumanDuration>>,
+    /// Runtime worker threads (default: the cores available to the process).
+    pub workers: Option<Spanned<i64>>,
 }
 
 /// `[gateway.tls]`.

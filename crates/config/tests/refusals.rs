@@ -398,3 +398,16 @@ fn policy_keys_for_timeouts_idempotent_tools_and_clients() {
         &["max_timeout (5s) is shorter than timeout (10s)"],
     );
 }
+
+#[test]
+fn workers_must_be_a_positive_count() {
+    refused(
+        &format!("[gateway]\nworkers = 0\n{ROUTE}"),
+        "2:11",
+        &["workers"],
+    );
+    let source = Source::new("routes.toml", format!("[gateway]\nworkers = 1\n{ROUTE}"));
+    assert_eq!(parse(&source).0.unwrap().gateway.workers, Some(1));
+    let source = Source::new("routes.toml", ROUTE);
+    assert_eq!(parse(&source).0.unwrap().gateway.workers, None);
+}

@@ -143,10 +143,27 @@ fn init_telemetry(file: &Path) -> crate::telemetry::Telemetry {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
+    runtime_with(None)
+}
+
+/// A runtime with `workers` threads (default: one per core available to the process,
+/// which in a container honours its CPU limit).
+fn runtime_with(workers: Option<usize>) -> Result<tokio::runtime::Runtime, String> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = workers {
+        builder.worker_threads(workers);
+    }
+    builder
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+/// `[gateway] workers` from the routes file, read before the runtime starts (a file that
+/// does not parse is reported by `serve` itself).
+fn configured_workers(file: &Path) -> Option<usize> {
+    let source = mcp_edge_config::read(file).ok()?;
+    mcp_edge_config::parse(&source).0?.gateway.workers
 }
 
 fn finish(result: Result<(), String>) -> ExitCode {
@@ -183,7 +200,8 @@ pub fn main() -> ExitCode {
         },
         Command::Serve(args) => {
             let telemetry = init_telemetry(&args.file);
-            let result = runtime().and_then(|rt| rt.block_on(serve::serve(&args.file)));
+            let result = runtime_with(configured_workers(&args.file))
+                .and_then(|rt| rt.block_on(serve::serve(&args.file)));
             drop(telemetry);
             finish(result)
         }

@@ -594,6 +594,7 @@ impl Gateway {
                             r,
                             method,
                             params.map(RawValue::to_owned),
+                            None,
                             deadline,
                             None,
                         )
@@ -744,25 +745,22 @@ impl Gateway {
     }
 
     /// Forwards one call to a route, relaying its events to the client.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the tool's name comes parsed from `named`, so it is not parsed again here"
+    )]
     async fn forward(
         &self,
         ctx: &Ctx,
         route: &Arc<RouteRt>,
         method: &str,
         params: Option<Box<RawValue>>,
+        tool: Option<&str>,
         deadline: Instant,
         events: Option<&mpsc::Sender<Vec<u8>>>,
     ) -> Result<Box<RawValue>, ErrorObject> {
         let (tx, mut rx) = mpsc::channel(32);
-        let tool = (method == mcp::TOOLS_CALL)
-            .then(|| {
-                params
-                    .as_deref()
-                    .and_then(|p| RawObject::parse(p.get()).ok())
-            })
-            .flatten()
-            .and_then(|p| p.get_str("name"));
-        let repeatable = route.policy.repeatable(method, tool.as_deref());
+        let repeatable = route.policy.repeatable(method, tool);
         let params = match params {
             Some(p) if repeatable && tool.is_some() && route.policy.retries() => {
                 Some(with_idempotency_key(p))
@@ -917,11 +915,13 @@ impl Gateway {
         }
         let deadline = route.deadline();
         let route = route.clone();
+        let tool = (method == mcp::TOOLS_CALL).then_some(upstream_name);
         self.forward(
             ctx,
             &route,
             method,
             Some(object.to_raw()),
+            tool,
             deadline,
             Some(events),
         )
@@ -955,6 +955,7 @@ impl Gateway {
                 &route,
                 method,
                 Some(params.to_owned()),
+                None,
                 deadline,
                 Some(events),
             )
@@ -1017,6 +1018,7 @@ impl Gateway {
             &route,
             mcp::COMPLETE,
             Some(object.to_raw()),
+            None,
             deadline,
             Some(events),
         )
@@ -1144,7 +1146,7 @@ impl Gateway {
         let params = cursor.map(|c| jsonrpc::raw(&json!({ "cursor": c })));
         let deadline = Instant::now() + route.timeout.min(LIST_DEADLINE);
         let result = match self
-            .forward(ctx, route, method, params, deadline, None)
+            .forward(ctx, route, method, params, None, deadline, None)
             .await
         {
             Ok(result) => result,

@@ -54,7 +54,8 @@ struct Recent {
 
 /// One route's statistics.
 pub struct RouteStats {
-    calls: RwLock<HashMap<(String, &'static str), AtomicU64>>,
+    /// By method, then by outcome (a handful each): looked up without allocating.
+    calls: RwLock<HashMap<String, Vec<(&'static str, AtomicU64)>>>,
     latency: RwLock<HashMap<String, Histogram>>,
     recent: Mutex<Recent>,
     last_error: Mutex<Option<(SystemTime, String)>>,
@@ -86,8 +87,11 @@ impl RouteStats {
     pub fn record(&self, method: &str, outcome: &'static str, elapsed: Duration) {
         let key_known = {
             let calls = self.calls.read().unwrap_or_else(PoisonError::into_inner);
-            match calls.get(&(method.to_owned(), outcome)) {
-                Some(counter) => {
+            let counter = calls
+                .get(method)
+                .and_then(|outcomes| outcomes.iter().find(|(o, _)| *o == outcome));
+            match counter {
+                Some((_, counter)) => {
                     counter.fetch_add(1, Ordering::Relaxed);
                     true
                 }
@@ -95,12 +99,14 @@ impl RouteStats {
             }
         };
         if !key_known {
-            self.calls
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry((method.to_owned(), outcome))
-                .or_default()
-                .fetch_add(1, Ordering::Relaxed);
+            let mut calls = self.calls.write().unwrap_or_else(PoisonError::into_inner);
+            let outcomes = calls.entry(method.to_owned()).or_default();
+            match outcomes.iter().find(|(o, _)| *o == outcome) {
+                Some((_, counter)) => {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                None => outcomes.push((outcome, AtomicU64::new(1))),
+            }
         }
         let observed = {
             let latency = self.latency.read().unwrap_or_else(PoisonError::into_inner);
@@ -164,8 +170,9 @@ impl RouteStats {
         self.calls
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .filter(|((_, o), _)| *o == outcome)
+            .values()
+            .flatten()
+            .filter(|(o, _)| *o == outcome)
             .map(|(_, c)| c.load(Ordering::Relaxed))
             .sum()
     }
@@ -173,9 +180,12 @@ impl RouteStats {
     /// Writes `mcp_edge_calls_total` samples for `route`.
     pub fn write_calls(&self, route: &str, out: &mut String) {
         let calls = self.calls.read().unwrap_or_else(PoisonError::into_inner);
-        let mut rows: Vec<_> = calls.iter().collect();
-        rows.sort_by(|a, b| a.0.cmp(b.0));
-        for ((method, outcome), count) in rows {
+        let mut rows: Vec<_> = calls
+            .iter()
+            .flat_map(|(method, outcomes)| outcomes.iter().map(move |(o, c)| (method, *o, c)))
+            .collect();
+        rows.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        for (method, outcome, count) in rows {
             let _ = writeln!(
                 out,
                 "mcp_edge_calls_total{{route=\"{}\",method=\"{}\",outcome=\"{outcome}\"}} {}",

@@ -23,6 +23,21 @@ pub(crate) fn prepare(
     if !stateless && !has_meta {
         return (params, None);
     }
+    if !has_meta {
+        // The common stateless case: only the era's `_meta` to add, spliced in front
+        // of the members as they are, with no parse and no re-serialization.
+        let text = params.as_ref().map_or("{}", |p| p.get()).trim_start();
+        if let Some(members) = text.strip_prefix('{') {
+            let members = members.trim_start();
+            let comma = if members.starts_with('}') { "" } else { "," };
+            let spliced = format!(
+                "{{\"_meta\":{{\"{META_PROTOCOL_VERSION}\":\"{V2026_07_28}\",\"{META_CLIENT_CAPABILITIES}\":{{}}}}{comma}{members}"
+            );
+            if let Ok(raw) = RawValue::from_string(spliced) {
+                return (Some(raw), None);
+            }
+        }
+    }
     let text = params.as_ref().map_or("{}", |p| p.get());
     let Ok(mut object) = RawObject::parse(text) else {
         return (params, None);
@@ -60,5 +75,64 @@ pub(crate) fn progress_id(params: &RawValue) -> Option<i64> {
     match serde_json::from_str::<mcp_edge_protocol::Id>(object.get("progressToken")?.get()).ok()? {
         mcp_edge_protocol::Id::Num(n) => Some(n),
         mcp_edge_protocol::Id::Str(s) => s.parse().ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn raw(text: &str) -> Option<Box<RawValue>> {
+        Some(RawValue::from_string(text.to_owned()).unwrap())
+    }
+
+    fn value(params: &Option<Box<RawValue>>) -> serde_json::Value {
+        serde_json::from_str(params.as_ref().unwrap().get()).unwrap()
+    }
+
+    #[test]
+    fn stateless_params_get_the_era_meta_and_keep_their_members() {
+        for text in [
+            r#"{"name":"echo","arguments":{"message":"{hi}"}}"#,
+            r#" { "name" : "echo" } "#,
+        ] {
+            let (params, token) = prepare(raw(text), 7, true);
+            assert!(token.is_none());
+            let v = value(&params);
+            assert_eq!(v["name"], "echo");
+            assert_eq!(v["_meta"][META_PROTOCOL_VERSION], V2026_07_28);
+            assert!(v["_meta"][META_CLIENT_CAPABILITIES].is_object());
+        }
+        for empty in [raw("{}"), raw("{ }"), None] {
+            let (params, _) = prepare(empty, 7, true);
+            let v = value(&params);
+            assert_eq!(v.as_object().unwrap().len(), 1);
+            assert_eq!(v["_meta"][META_PROTOCOL_VERSION], V2026_07_28);
+        }
+    }
+
+    #[test]
+    fn a_progress_token_is_swapped_for_the_upstream_id_and_handed_back() {
+        let text = r#"{"name":"echo","_meta":{"progressToken":"client-1"}}"#;
+        for stateless in [false, true] {
+            let (params, token) = prepare(raw(text), 42, stateless);
+            assert_eq!(token.unwrap().get(), r#""client-1""#);
+            let v = value(&params);
+            assert_eq!(v["_meta"]["progressToken"], 42);
+            assert_eq!(
+                v["_meta"][META_PROTOCOL_VERSION].is_string(),
+                stateless,
+                "{v}"
+            );
+        }
+    }
+
+    #[test]
+    fn session_era_params_without_meta_pass_untouched() {
+        let text = r#"{"name":"echo"}"#;
+        let (params, token) = prepare(raw(text), 1, false);
+        assert_eq!(params.unwrap().get(), text);
+        assert!(token.is_none());
     }
 }

@@ -38,8 +38,14 @@ use crate::{Call, CallEvent, Reply, ServerInfo, Sink, UpstreamError};
 use connector::Connector;
 pub use connector::{ConnectError, OnHandshake, PeerTls};
 
-const SESSION_HEADER: &str = "mcp-session-id";
-const VERSION_HEADER: &str = "mcp-protocol-version";
+// Header names built once: a name parsed from a string that is not one of HTTP's own
+// is allocated anew on every request.
+const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
+const VERSION_HEADER: HeaderName = HeaderName::from_static("mcp-protocol-version");
+const METHOD_HEADER: HeaderName = HeaderName::from_static("mcp-method");
+const NAME_HEADER: HeaderName = HeaderName::from_static("mcp-name");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 /// How many times one request's event stream is resumed before the call fails.
 const MAX_RESUMES: u32 = 5;
 
@@ -686,7 +692,7 @@ impl Http {
                 return Err(UpstreamError::Protocol("session refused".into()));
             }
         };
-        let session = response.headers().get(SESSION_HEADER).cloned();
+        let session = response.headers().get(&SESSION_HEADER).cloned();
         match self.read_reply(remote, response, 0, None, None).await {
             Ok(reply) => Ok((reply, session)),
             Err(Failure::Upstream(e)) => Err(e),
@@ -729,14 +735,14 @@ impl Http {
             request = request.header(SESSION_HEADER, session.clone());
         }
         if let Some(tp) = traceparent.and_then(|t| HeaderValue::from_str(t).ok()) {
-            request = request.header("traceparent", tp);
+            request = request.header(TRACEPARENT, tp);
         }
         if remote.stateless {
             if let Some(method) = method.and_then(|m| HeaderValue::from_str(m).ok()) {
-                request = request.header("mcp-method", method);
+                request = request.header(METHOD_HEADER, method);
             }
             if let Some(name) = name.and_then(name_header) {
-                request = request.header("mcp-name", name);
+                request = request.header(NAME_HEADER, name);
             }
         }
         let request = request
@@ -917,7 +923,7 @@ impl Http {
             request = request.header(SESSION_HEADER, session.clone());
         }
         if let Some(id) = last_event.and_then(|v| HeaderValue::from_str(v).ok()) {
-            request = request.header("last-event-id", id);
+            request = request.header(LAST_EVENT_ID, id);
         }
         let request = request
             .body(Full::new(Bytes::new()))
