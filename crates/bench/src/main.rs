@@ -185,6 +185,32 @@ impl Row<'_> {
     }
 }
 
+/// A direct measurement and the same load through mcp-edge, as two rows.
+fn print_pair(
+    connections: usize,
+    [direct_name, through_name]: [&str; 2],
+    direct: &Stats,
+    through: &Stats,
+    usage: Usage,
+) {
+    Row {
+        connections,
+        target: direct_name,
+        stats: direct,
+        direct: None,
+        usage: None,
+    }
+    .print();
+    Row {
+        connections,
+        target: through_name,
+        stats: through,
+        direct: Some(direct),
+        usage: Some(usage),
+    }
+    .print();
+}
+
 /// What the run found, for the summary against the targets.
 #[derive(Default)]
 struct Findings {
@@ -224,24 +250,13 @@ async fn run(mcp_edge: &Path, args: &RunArgs) -> Result<(), Failure> {
             let direct = measure(workers, warmup, duration).await;
             let (through, usage) =
                 through_gateway(&gateway, connections, "http__echo", warmup, duration).await?;
-            for row in [
-                Row {
-                    connections,
-                    target: "direct HTTP (rmcp)",
-                    stats: &direct,
-                    direct: None,
-                    usage: None,
-                },
-                Row {
-                    connections,
-                    target: "mcp-edge HTTP route",
-                    stats: &through,
-                    direct: Some(&direct),
-                    usage: Some(usage),
-                },
-            ] {
-                row.print();
-            }
+            print_pair(
+                connections,
+                ["direct HTTP (rmcp)", "mcp-edge HTTP route"],
+                &direct,
+                &through,
+                usage,
+            );
             found.failed_calls += direct.errors + through.errors;
             match connections {
                 1 => found.added_p50_1 = Some(through.quantile(0.5) - direct.quantile(0.5)),
@@ -262,24 +277,13 @@ async fn run(mcp_edge: &Path, args: &RunArgs) -> Result<(), Failure> {
             let _ = child.kill().await;
             let (through, usage) =
                 through_gateway(&gateway, connections, "stdio__echo", warmup, duration).await?;
-            for row in [
-                Row {
-                    connections,
-                    target: "direct stdio (rmcp)",
-                    stats: &direct,
-                    direct: None,
-                    usage: None,
-                },
-                Row {
-                    connections,
-                    target: "mcp-edge stdio route",
-                    stats: &through,
-                    direct: Some(&direct),
-                    usage: Some(usage),
-                },
-            ] {
-                row.print();
-            }
+            print_pair(
+                connections,
+                ["direct stdio (rmcp)", "mcp-edge stdio route"],
+                &direct,
+                &through,
+                usage,
+            );
             found.failed_calls += direct.errors + through.errors;
             if connections == 16 {
                 found.stdio_rate_16 = Some(through.rate());
