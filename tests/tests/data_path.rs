@@ -463,6 +463,56 @@ async fn a_client_cancellation_reaches_the_tool_server() {
     gw.wait_log("demo-tools: cancelled request", SECS(5)).await;
 }
 
+/// A client that hangs up mid-call: in the stateless era that cancels the call at the
+/// tool server; in the session era it does not (the call finishes and is counted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_up_cancels_a_stateless_call_but_not_a_session_call() {
+    let gw = Gateway::start("hangup", &demo("d", ""));
+    let slow = |id: u64| json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": { "name": "d__slow", "arguments": { "seconds": 1, "steps": 1 } } });
+
+    let mut mcp = gw.client("/mcp");
+    mcp.initialize().await;
+    let gone = tokio::time::timeout(Duration::from_millis(300), mcp.post(&slow(7))).await;
+    assert!(gone.is_err(), "the slow call should still be running");
+    let finished = "mcp_edge_calls_total{route=\"d\",method=\"tools/call\",outcome=\"ok\"} 1";
+    let deadline = tokio::time::Instant::now() + SECS(5);
+    loop {
+        let metrics = http(gw.admin, "GET", "/metrics", &[], b"").await;
+        if String::from_utf8_lossy(&metrics.body).contains(finished) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the session call was not finished after its client hung up:\n{}",
+            String::from_utf8_lossy(&metrics.body)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !gw.logs().contains("demo-tools: cancelled request"),
+        "a session-era hang-up must not cancel: {}",
+        gw.logs()
+    );
+
+    let mut call = slow(8);
+    call["params"]["_meta"] = json!({ "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {} });
+    let body = call.to_string();
+    let headers = [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "d__slow"),
+    ];
+    let gone = tokio::time::timeout(
+        Duration::from_millis(300),
+        http(gw.addr, "POST", "/mcp", &headers, body.as_bytes()),
+    )
+    .await;
+    assert!(gone.is_err(), "the slow call should still be running");
+    gw.wait_log("demo-tools: cancelled request", SECS(5)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_on_stdout_is_logged_and_skipped() {
     let gw = Gateway::start("garbage", &demo("g", "--garbage"));

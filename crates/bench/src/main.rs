@@ -58,6 +58,9 @@ struct RunArgs {
     /// mcp-edge's `[gateway] workers` (default: unset, one per core).
     #[arg(long, global = true)]
     workers: Option<usize>,
+    /// Reloads to make under load at the end (0 skips them, e.g. to profile one route).
+    #[arg(long, default_value_t = 10)]
+    reloads: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -293,27 +296,33 @@ async fn run(mcp_edge: &Path, args: &RunArgs) -> Result<(), Failure> {
             }
         }
     }
-    let reloads = reloads_under_load(&gateway, &url, args.workers, warmup, duration).await?;
+    let reloads = if args.reloads > 0 {
+        Some(reloads_under_load(&gateway, &url, args, warmup, duration).await?)
+    } else {
+        None
+    };
     println!();
     println!(
         "start to ready: {:.1} ms   idle RSS: {:.1} MB",
         gateway.start_to_ready.as_secs_f64() * 1e3,
         idle_rss_kb as f64 / 1024.0
     );
-    println!(
-        "reloads under 16-connection load: {} reloads, took {} ms (max {:.2} ms); {} calls during them, {} failed",
-        reloads.took_ms.len(),
-        reloads
-            .took_ms
-            .iter()
-            .map(|t| format!("{t:.2}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        reloads.took_ms.iter().copied().fold(0.0, f64::max),
-        reloads.stats.calls,
-        reloads.stats.errors,
-    );
-    summary(&found, &gateway, idle_rss_kb, &reloads);
+    if let Some(reloads) = &reloads {
+        println!(
+            "reloads under 16-connection load: {} reloads, took {} ms (max {:.2} ms); {} calls during them, {} failed",
+            reloads.took_ms.len(),
+            reloads
+                .took_ms
+                .iter()
+                .map(|t| format!("{t:.2}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            reloads.took_ms.iter().copied().fold(0.0, f64::max),
+            reloads.stats.calls,
+            reloads.stats.errors,
+        );
+    }
+    summary(&found, &gateway, idle_rss_kb, reloads.as_ref());
     gateway.stop().await;
     Ok(())
 }
@@ -355,7 +364,7 @@ struct Reloads {
 async fn reloads_under_load(
     gateway: &Gateway,
     url: &str,
-    gateway_workers: Option<usize>,
+    args: &RunArgs,
     warmup: Duration,
     duration: Duration,
 ) -> Result<Reloads, Failure> {
@@ -367,10 +376,10 @@ async fn reloads_under_load(
     tokio::time::sleep(warmup).await;
     let admin = gateway.admin;
     let mut took_ms = Vec::new();
-    let count = 10;
+    let count = args.reloads;
     for n in 0..count {
         let before = digest(admin).await?;
-        gateway.rewrite(&procs::routes_toml(url, n % 2 == 0, gateway_workers)?)?;
+        gateway.rewrite(&procs::routes_toml(url, n % 2 == 0, args.workers)?)?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
             let health = health(admin).await?;
@@ -400,7 +409,7 @@ async fn digest(admin: std::net::SocketAddr) -> Result<serde_json::Value, Failur
     Ok(health(admin).await?["config"]["digest"].clone())
 }
 
-fn summary(found: &Findings, gateway: &Gateway, idle_rss_kb: u64, reloads: &Reloads) {
+fn summary(found: &Findings, gateway: &Gateway, idle_rss_kb: u64, reloads: Option<&Reloads>) {
     println!();
     println!("targets (issue #8):");
     let line = |what: &str, value: Option<String>, ok: Option<bool>| {
@@ -454,14 +463,15 @@ fn summary(found: &Findings, gateway: &Gateway, idle_rss_kb: u64, reloads: &Relo
         )),
         Some(gateway.start_to_ready < Duration::from_millis(100)),
     );
-    let worst = reloads.took_ms.iter().copied().fold(0.0, f64::max);
+    let worst = reloads.map(|r| r.took_ms.iter().copied().fold(0.0, f64::max));
     line(
         "reload < 10 ms, no call lost",
-        Some(format!(
-            "max {worst:.2} ms, {} failed",
-            reloads.stats.errors
-        )),
-        Some(!reloads.took_ms.is_empty() && worst < 10.0 && reloads.stats.errors == 0),
+        reloads
+            .zip(worst)
+            .map(|(r, worst)| format!("max {worst:.2} ms, {} failed", r.stats.errors)),
+        reloads
+            .zip(worst)
+            .map(|(r, worst)| !r.took_ms.is_empty() && worst < 10.0 && r.stats.errors == 0),
     );
     line(
         "every call answered, with its own id",

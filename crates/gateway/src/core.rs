@@ -647,7 +647,7 @@ impl Gateway {
             let _ = out.send(answer).await;
         });
         if let (Some(session), Some(id)) = (session, id) {
-            session.start(id.clone(), task.abort_handle());
+            session.start(id.clone(), crate::session::Stop::Task(task.abort_handle()));
             tokio::spawn(async move {
                 let _ = task.await;
                 session.finish(&id);

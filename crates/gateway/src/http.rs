@@ -10,14 +10,18 @@
 #![allow(clippy::result_large_err)]
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{
     ACCEPT, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN, WWW_AUTHENTICATE,
 };
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderName, Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -25,20 +29,21 @@ use mcp_edge_protocol::jsonrpc::{self, code};
 use mcp_edge_protocol::version::{self, Era, META_PROTOCOL_VERSION};
 use mcp_edge_protocol::{Id, Kind, Message, RawObject, mcp, sse};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::core::{Ctx, Gateway, ScopeError};
 use crate::scope::Scope;
-use crate::session::Session;
+use crate::session::{Session, Stop};
 
 /// The response body type.
 pub type Body = BoxBody<Bytes, Infallible>;
 
-const SESSION_HEADER: &str = "mcp-session-id";
-const VERSION_HEADER: &str = "mcp-protocol-version";
-const METHOD_HEADER: &str = "mcp-method";
-const NAME_HEADER: &str = "mcp-name";
+// Looked up by `HeaderName`, not `&str`: a `&str` name is parsed again on every lookup.
+const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
+const VERSION_HEADER: HeaderName = HeaderName::from_static("mcp-protocol-version");
+const METHOD_HEADER: HeaderName = HeaderName::from_static("mcp-method");
+const NAME_HEADER: HeaderName = HeaderName::from_static("mcp-name");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// Who is on the other end of a connection, as far as TLS could tell.
@@ -130,7 +135,7 @@ fn sse_frame(message: &[u8]) -> Bytes {
     Bytes::from(sse::event_bytes(None, None, message))
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -183,16 +188,19 @@ fn host_ok(gw: &Gateway, headers: &HeaderMap) -> bool {
     if !gw.loopback_listener {
         return true;
     }
-    let Some(host) = header(headers, HOST.as_str()) else {
+    let Some(host) = header(headers, HOST) else {
         return true;
     };
     let name = match host.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or_default(),
         None => host.rsplit_once(':').map_or(host, |(name, _)| name),
     };
-    let name = name.to_ascii_lowercase();
-    name == "localhost"
-        || name.ends_with(".localhost")
+    let lowercase_suffix = |suffix: &str| {
+        name.len() >= suffix.len()
+            && name.as_bytes()[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || lowercase_suffix(".localhost")
         || name
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
@@ -220,7 +228,7 @@ fn admit(
         ));
     }
     let principal = gw
-        .authenticate(header(headers, AUTHORIZATION.as_str()), &peer.identities)
+        .authenticate(header(headers, AUTHORIZATION), &peer.identities)
         .map_err(|_| {
             let mut response = refuse(
                 StatusCode::UNAUTHORIZED,
@@ -362,7 +370,7 @@ async fn post(
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let headers = parts.headers;
-    let is_json = header(&headers, CONTENT_TYPE.as_str()).is_some_and(|ct| {
+    let is_json = header(&headers, CONTENT_TYPE).is_some_and(|ct| {
         ct.split(';')
             .next()
             .unwrap_or_default()
@@ -428,7 +436,7 @@ async fn post(
             );
         }
         let mut ctx = Ctx::of(&session);
-        ctx.traceparent = header(&headers, "traceparent").map(str::to_owned);
+        ctx.traceparent = header(&headers, TRACEPARENT).map(str::to_owned);
         return dispatch(gw, ctx, message).await;
     }
 
@@ -451,7 +459,7 @@ async fn post(
         session: None,
         version: version::V2026_07_28,
         principal: principal.unwrap_or_else(crate::core::anonymous),
-        traceparent: header(&headers, "traceparent").map(str::to_owned),
+        traceparent: header(&headers, TRACEPARENT).map(str::to_owned),
     };
     dispatch(gw, ctx, message).await
 }
@@ -602,35 +610,43 @@ fn rate_limited(answer: &[u8]) -> Option<u64> {
 
 /// Answers a request: plain JSON when the answer comes first, an SSE stream when
 /// notifications (progress, logs) or tool-server requests come before it.
+///
+/// The request is polled right here, in the client connection's task: no task of its
+/// own and no hand-off to another thread on the way (see docs/PERFORMANCE.md).
 async fn respond(gw: Arc<Gateway>, ctx: Ctx, message: Message) -> Response<Body> {
     let (events_tx, mut events) = mpsc::channel::<Vec<u8>>(64);
     let session = ctx.session.clone();
     let id = message.id.clone();
     let stateless = ctx.stateless();
-    // The request's own task keeps it registered for `notifications/cancelled` until it
-    // ends, whatever happens to this HTTP exchange; the gate makes sure it is
-    // registered before it can finish.
+    // In the session era the request stays registered for `notifications/cancelled`
+    // until it ends, whatever happens to this HTTP exchange.
+    let (stop, stopped) = oneshot::channel::<()>();
+    if let (Some(session), Some(id)) = (&session, &id) {
+        session.start(id.clone(), Stop::Signal(stop));
+    }
     let tracker = Inflight {
-        session: session.clone(),
+        session,
         id: id.clone(),
     };
-    let (go, gate) = tokio::sync::oneshot::channel::<()>();
-    let mut task: JoinHandle<Vec<u8>> = tokio::spawn(async move {
+    let request = async move {
         let _tracker = tracker;
-        let _ = gate.await;
-        gw.request(&ctx, &message, &events_tx).await
-    });
-    if let (Some(session), Some(id)) = (&session, &id) {
-        session.start(id.clone(), task.abort_handle());
-    }
-    let _ = go.send(());
-    // In the stateless era, a client that goes away cancels its request.
-    let abort = AbortOnDrop(stateless.then(|| task.abort_handle()));
+        tokio::select! {
+            biased;
+            Ok(()) = stopped => None,
+            answer = gw.request(&ctx, &message, &events_tx) => Some(answer),
+        }
+    };
+    // In the stateless era a client that goes away cancels its request; in the session
+    // era the request goes on, in a task of its own, when the exchange ends first.
+    let mut work = Work {
+        request: Some(Box::pin(request)),
+        detach: !stateless,
+        id: id.clone(),
+    };
     tokio::select! {
         biased;
-        answer = &mut task => {
-            abort.disarm();
-            let Some(answer) = answer_bytes(answer, id.as_ref()) else {
+        answer = &mut work => {
+            let Some(answer) = answer else {
                 // Cancelled by the client: no answer, as the spec asks.
                 return stream_response(mpsc::channel(1).1);
             };
@@ -657,42 +673,57 @@ async fn respond(gw: Arc<Gateway>, ctx: Ctx, message: Message) -> Response<Body>
         }
         Some(first) = events.recv() => {
             let (tx, rx) = mpsc::channel::<Bytes>(64);
-            tokio::spawn(pump(first, events, task, tx, abort, id, stateless));
+            tokio::spawn(pump(first, events, work, tx, stateless));
             stream_response(rx)
         }
     }
 }
 
-/// The answer's bytes; `None` when the request was cancelled (it gets no answer).
-fn answer_bytes(
-    answer: Result<Vec<u8>, tokio::task::JoinError>,
-    id: Option<&Id>,
-) -> Option<Vec<u8>> {
-    match answer {
-        Ok(bytes) => Some(bytes),
-        Err(e) if e.is_cancelled() => None,
-        Err(_) => Some(jsonrpc::error(
-            id,
-            code::INTERNAL_ERROR,
-            "mcp-edge failed while handling the request (see its log)",
-            None,
-        )),
+type Answering = Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>>;
+
+/// A request being answered, polled by whoever holds it. Its output is the answer's
+/// bytes, or `None` when the request was cancelled (it gets no answer). Dropped before
+/// it is done, it cancels the request, or with `detach` hands it to a task of its own.
+struct Work {
+    request: Option<Answering>,
+    detach: bool,
+    id: Option<Id>,
+}
+
+impl Future for Work {
+    type Output = Option<Vec<u8>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(request) = self.request.as_mut() else {
+            return Poll::Ready(None);
+        };
+        // A panic answers this request with an error; the connection and the gateway
+        // go on.
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| request.as_mut().poll(cx)));
+        let answer = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(answer)) => answer,
+            Err(_) => Some(jsonrpc::error(
+                self.id.as_ref(),
+                code::INTERNAL_ERROR,
+                "mcp-edge failed while handling the request (see its log)",
+                None,
+            )),
+        };
+        self.request = None;
+        Poll::Ready(answer)
     }
 }
 
-/// Aborts a task when dropped, unless disarmed.
-struct AbortOnDrop(Option<tokio::task::AbortHandle>);
-
-impl AbortOnDrop {
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for AbortOnDrop {
+impl Drop for Work {
     fn drop(&mut self) {
-        if let Some(handle) = self.0.take() {
-            handle.abort();
+        if let Some(request) = self.request.take()
+            && self.detach
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = request.await;
+            });
         }
     }
 }
@@ -702,10 +733,8 @@ impl Drop for AbortOnDrop {
 async fn pump(
     first: Vec<u8>,
     mut events: mpsc::Receiver<Vec<u8>>,
-    mut task: JoinHandle<Vec<u8>>,
+    mut work: Work,
     out: mpsc::Sender<Bytes>,
-    abort: AbortOnDrop,
-    id: Option<Id>,
     stateless: bool,
 ) {
     let mut connected = out.send(sse_frame(&first)).await.is_ok();
@@ -717,28 +746,27 @@ async fn pump(
                     connected = out.send(sse_frame(&event)).await.is_ok();
                 }
             }
-            answer = &mut task => {
+            answer = &mut work => {
                 while let Ok(event) = events.try_recv() {
                     if connected {
                         connected = out.send(sse_frame(&event)).await.is_ok();
                     }
                 }
-                if connected && let Some(answer) = answer_bytes(answer, id.as_ref()) {
+                if connected && let Some(answer) = answer {
                     let _ = out.send(sse_frame(&answer)).await;
                 }
-                abort.disarm();
                 return;
             }
             () = out.closed(), if connected => connected = false,
         }
         if !connected && stateless {
-            // Dropping `abort` cancels the request.
+            // Dropping `work` cancels the request.
             return;
         }
     }
 }
 
-/// Forgets a request in its session when dropped (the request's task holds it).
+/// Forgets a request in its session when dropped (the request's future holds it).
 struct Inflight {
     session: Option<Arc<Session>>,
     id: Option<Id>,

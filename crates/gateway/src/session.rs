@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use mcp_edge_protocol::Id;
 use rand::Rng;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
@@ -29,6 +29,25 @@ pub struct Ask {
     pub upstream_id: Id,
 }
 
+/// How a request in flight is stopped by `notifications/cancelled` or the session's end.
+pub enum Stop {
+    /// The request runs as a task of its own (stdio and legacy SSE clients).
+    Task(AbortHandle),
+    /// The request is polled by the HTTP exchange that asked; it ends when signalled.
+    Signal(oneshot::Sender<()>),
+}
+
+impl Stop {
+    fn stop(self) {
+        match self {
+            Stop::Task(handle) => handle.abort(),
+            Stop::Signal(tx) => {
+                let _ = tx.send(());
+            }
+        }
+    }
+}
+
 /// One client session.
 pub struct Session {
     /// The id the client presents in `Mcp-Session-Id`.
@@ -42,7 +61,7 @@ pub struct Session {
     pub legacy: bool,
     initialized: AtomicBool,
     stream: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
-    inflight: Mutex<HashMap<Id, AbortHandle>>,
+    inflight: Mutex<HashMap<Id, Stop>>,
     asks: Mutex<HashMap<Id, Ask>>,
     next_ask: AtomicU64,
     subscriptions: Mutex<HashSet<String>>,
@@ -128,8 +147,8 @@ impl Session {
     }
 
     /// Registers a request in flight, so `notifications/cancelled` can stop it.
-    pub fn start(&self, id: Id, handle: AbortHandle) {
-        lock(&self.inflight).insert(id, handle);
+    pub fn start(&self, id: Id, stop: Stop) {
+        lock(&self.inflight).insert(id, stop);
     }
 
     /// Forgets a finished request.
@@ -140,8 +159,8 @@ impl Session {
     /// Cancels a request in flight; false if it is unknown (finished already, say).
     pub fn cancel(&self, id: &Id) -> bool {
         match lock(&self.inflight).remove(id) {
-            Some(handle) => {
-                handle.abort();
+            Some(stop) => {
+                stop.stop();
                 true
             }
             None => false,
@@ -188,8 +207,8 @@ impl Session {
 
     /// Stops everything in flight and closes the stream.
     pub fn close(&self) {
-        for (_, handle) in lock(&self.inflight).drain() {
-            handle.abort();
+        for (_, stop) in lock(&self.inflight).drain() {
+            stop.stop();
         }
         lock(&self.stream).take();
     }

@@ -188,14 +188,16 @@ impl std::error::Error for ParseError {}
 
 /// Every field is captured raw when present, `null` included (a plain `Option` would
 /// turn `"id": null` into "no id" and a request into a notification).
+/// The envelope's small members are borrowed from the input, not copied: only the
+/// members forwarded as they are (params, result, error) get allocations of their own.
 #[derive(Deserialize)]
-struct Wire {
-    #[serde(default, deserialize_with = "present")]
-    jsonrpc: Option<Box<RawValue>>,
-    #[serde(default, deserialize_with = "present")]
-    id: Option<Box<RawValue>>,
-    #[serde(default, deserialize_with = "present")]
-    method: Option<Box<RawValue>>,
+struct Wire<'a> {
+    #[serde(default, borrow, deserialize_with = "present_borrowed")]
+    jsonrpc: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present_borrowed")]
+    id: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present_borrowed")]
+    method: Option<&'a RawValue>,
     #[serde(default, deserialize_with = "present")]
     params: Option<Box<RawValue>>,
     #[serde(default, deserialize_with = "present")]
@@ -206,6 +208,12 @@ struct Wire {
 
 fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Box<RawValue>>, D::Error> {
     Box::<RawValue>::deserialize(deserializer).map(Some)
+}
+
+fn present_borrowed<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(deserializer).map(Some)
 }
 
 impl Message {
@@ -229,7 +237,7 @@ impl Message {
             }
             None => return Err(ParseError::NotJson("empty body".into())),
         }
-        let wire: Wire = serde_json::from_slice(bytes).map_err(|e| {
+        let wire: Wire<'_> = serde_json::from_slice(bytes).map_err(|e| {
             if e.is_syntax() || e.is_eof() {
                 ParseError::NotJson(e.to_string())
             } else {
@@ -245,17 +253,19 @@ impl Message {
             ),
         };
         let id_was_null = wire.id.as_ref().is_some_and(|raw| raw.get() == "null");
-        match wire.jsonrpc.as_deref().map(RawValue::get) {
+        match wire.jsonrpc.map(RawValue::get) {
             Some("\"2.0\"") => {}
             _ => return Err(invalid(id, "\"jsonrpc\" must be \"2.0\"")),
         }
         let method = match &wire.method {
             None => None,
-            Some(raw) => Some(
-                serde_json::from_str::<String>(raw.get())
+            // A name without escapes is copied once, straight from the input.
+            Some(raw) => Some(match serde_json::from_str::<&str>(raw.get()) {
+                Ok(name) => Box::from(name),
+                Err(_) => serde_json::from_str::<String>(raw.get())
                     .map_err(|_| invalid(id.clone(), "method must be a string"))?
                     .into_boxed_str(),
-            ),
+            }),
         };
         let message = Message {
             id,
