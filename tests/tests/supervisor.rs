@@ -39,6 +39,7 @@ fn call(method: &str, params: &Value, within: Duration) -> Call {
         deadline: Instant::now() + within,
         events: None,
         traceparent: None,
+        name: None,
     }
 }
 

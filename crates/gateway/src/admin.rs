@@ -641,6 +641,7 @@ pub async fn probe(route: &RouteRt) {
             deadline: started + Duration::from_secs(5).min(route.timeout),
             events: None,
             traceparent: None,
+            name: None,
         })
         .await;
     let error = outcome.err().map(|e| e.to_string());

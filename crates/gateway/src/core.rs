@@ -778,6 +778,7 @@ impl Gateway {
                 deadline,
                 events: events.is_some().then_some(tx),
                 traceparent: ctx.traceparent.clone(),
+                name: tool.map(str::to_owned),
             },
             principal: ctx.principal.clone(),
             repeatable,
@@ -910,9 +911,13 @@ impl Gateway {
         if method == mcp::TOOLS_CALL && !route.naming.exposes(upstream_name) {
             return Err(unknown());
         }
-        if upstream_name != name {
+        // Forwarded as it came unless the name is the route's own, not the client's.
+        let params = if upstream_name == name {
+            params.to_owned()
+        } else {
             object.set_value("name", upstream_name);
-        }
+            object.to_raw()
+        };
         let deadline = route.deadline();
         let route = route.clone();
         let tool = (method == mcp::TOOLS_CALL).then_some(upstream_name);
@@ -920,7 +925,7 @@ impl Gateway {
             ctx,
             &route,
             method,
-            Some(object.to_raw()),
+            Some(params),
             tool,
             deadline,
             Some(events),

@@ -203,6 +203,7 @@ pub mod testing {
                 deadline: Instant::now() + Duration::from_secs(3600),
                 events: None,
                 traceparent: None,
+                name: None,
             },
             principal: "tester".into(),
             repeatable,

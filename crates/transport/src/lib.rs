@@ -45,6 +45,9 @@ pub struct Call {
     pub events: Option<mpsc::Sender<CallEvent>>,
     /// A W3C `traceparent` for HTTP tool servers.
     pub traceparent: Option<String>,
+    /// The tool, prompt or resource the call names (`Mcp-Name`), when the caller has
+    /// read it already; otherwise the connector reads it from the params if it needs it.
+    pub name: Option<String>,
 }
 
 /// Something that happens during a call.

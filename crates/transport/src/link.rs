@@ -335,6 +335,7 @@ async fn open(conn: &Arc<Conn>, cfg: &LinkConfig) -> Result<Arc<ServerInfo>, Str
             deadline: Instant::now() + cfg.init_timeout,
             events: None,
             traceparent: None,
+            name: None,
         })
         .await
         .map_err(|e| format!("initialize failed: {e}"))?;

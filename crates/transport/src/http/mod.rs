@@ -339,6 +339,7 @@ impl Http {
             deadline,
             events,
             traceparent,
+            name: known_name,
         } = call;
         for attempt in 0..2 {
             let remote = match self.remote(deadline).await {
@@ -352,6 +353,7 @@ impl Http {
                                 deadline,
                                 events,
                                 traceparent,
+                                name: known_name,
                             })
                             .await;
                     }
@@ -361,7 +363,10 @@ impl Http {
             let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
             let (params, token) = crate::params::prepare(params.clone(), id, remote.stateless);
             let body = jsonrpc::request(&Id::Num(id), &method, params.as_deref());
-            let name = mcp::routing_name(&method, params.as_deref());
+            let name = match &known_name {
+                Some(name) => Some(name.clone()),
+                None => mcp::routing_name(&method, params.as_deref()),
+            };
             // Leaving before the answer cancels upstream: in the session era with a
             // notification, in the stateless era by closing the stream (dropping it).
             let mut guard = CancelOnDrop {

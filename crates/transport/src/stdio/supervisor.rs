@@ -349,6 +349,7 @@ async fn handshake(
         deadline,
         events: None,
         traceparent: None,
+        name: None,
     });
     tokio::select! {
         reply = call => reply.map_err(|e| match e {
@@ -382,7 +383,7 @@ async fn serve(shared: &Shared, running: &mut Running) -> End {
                 let conn = running.conn.clone();
                 let deadline = Instant::now() + cfg.ping_timeout;
                 ping = Some(Box::pin(async move {
-                    conn.call(Call { method: mcp::PING.to_owned(), params: None, deadline, events: None, traceparent: None }).await
+                    conn.call(Call { method: mcp::PING.to_owned(), params: None, deadline, events: None, traceparent: None, name: None }).await
                 }));
             }
             result = async {
