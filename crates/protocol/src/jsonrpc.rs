@@ -485,6 +485,21 @@ mod tests {
     }
 
     #[test]
+    fn a_method_name_with_escapes_is_unescaped_and_a_bad_one_refused() {
+        let m = parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools\/call"}"#).unwrap();
+        assert_eq!(m.method(), "tools/call");
+        let m = parse(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#).unwrap();
+        assert_eq!(m.method(), "ping");
+        let e = parse(r#"{"jsonrpc":"2.0","id":1,"method":7}"#).unwrap_err();
+        assert_eq!(e.to_string(), "invalid request: method must be a string");
+        let e = parse(r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid request: id must be a string or an integer"
+        );
+    }
+
+    #[test]
     fn parses_each_kind_and_keeps_bodies_raw() {
         let m = parse(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo", "arguments":{"x":[1, 2]}}}"#).unwrap();
         assert_eq!(m.kind(), Kind::Request);
