@@ -82,7 +82,13 @@ impl ServerHandler for Echo {
 
 /// Serves `echo` over stdin/stdout until stdin closes.
 pub(crate) async fn stdio() -> Result<(), Failure> {
-    let running = Echo::new().serve(rmcp::transport::stdio()).await?;
+    // Pipes through the reactor, not rmcp's `stdio()` (tokio's blocking-thread stdin
+    // and stdout): two thread hops less per message (see docs/PERFORMANCE.md).
+    let pipes = (
+        mcp_edge_protocol::stdio::stdin(),
+        mcp_edge_protocol::stdio::stdout(),
+    );
+    let running = Echo::new().serve(pipes).await?;
     running.waiting().await?;
     Ok(())
 }

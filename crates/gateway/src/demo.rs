@@ -48,7 +48,7 @@ pub struct Faults {
 pub async fn serve_stdio(faults: Faults) -> std::io::Result<()> {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
     let writer = tokio::spawn(async move {
-        let mut stdout = tokio::io::stdout();
+        let mut stdout = mcp_edge_protocol::stdio::stdout();
         while let Some(message) = rx.recv().await {
             if faults.garbage {
                 let _ = stdout.write_all(b"this line is not JSON-RPC\n").await;
@@ -67,7 +67,7 @@ pub async fn serve_stdio(faults: Faults) -> std::io::Result<()> {
         asked: Mutex::new(HashMap::new()),
         next_ask: AtomicU64::new(1),
     });
-    let mut lines = LineReader::new(tokio::io::stdin(), 4 * 1024 * 1024);
+    let mut lines = LineReader::new(mcp_edge_protocol::stdio::stdin(), 4 * 1024 * 1024);
     while let Some(line) = lines.next().await? {
         let Line::Message(bytes) = line else {
             eprintln!("demo-tools: skipped an oversized message");

@@ -25,7 +25,7 @@ pub async fn serve(gw: Arc<Gateway>, route: Option<&str>) -> Result<(), String> 
     let (out, mut outgoing) = mpsc::channel::<Vec<u8>>(256);
     session.attach_stream(out.clone());
     let writer = tokio::spawn(async move {
-        let mut stdout = tokio::io::stdout();
+        let mut stdout = mcp_edge_protocol::stdio::stdout();
         while let Some(message) = outgoing.recv().await {
             if stdout.write_all(&ndjson::frame(&message)).await.is_err() {
                 break;
@@ -33,7 +33,7 @@ pub async fn serve(gw: Arc<Gateway>, route: Option<&str>) -> Result<(), String> 
             let _ = stdout.flush().await;
         }
     });
-    let mut lines = LineReader::new(tokio::io::stdin(), gw.max_message_bytes);
+    let mut lines = LineReader::new(mcp_edge_protocol::stdio::stdin(), gw.max_message_bytes);
     while let Some(line) = lines
         .next()
         .await

@@ -5,6 +5,7 @@
 //! - [`version`]: protocol versions, the session and stateless eras, negotiation.
 //! - [`ndjson`]: stdio framing with a size limit.
 //! - [`sse`]: the event-stream parser and writer.
+//! - [`stdio`]: this process's stdin and stdout, through the reactor when they are pipes.
 //! - [`mcp`]: method names and the parameters routing reads.
 //!
 //! ```
@@ -20,6 +21,7 @@ pub mod mcp;
 pub mod ndjson;
 pub mod object;
 pub mod sse;
+pub mod stdio;
 pub mod version;
 
 pub use jsonrpc::{Id, Kind, Message, ParseError};
