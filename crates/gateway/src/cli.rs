@@ -147,12 +147,19 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 /// A runtime with `workers` threads (default: one per core available to the process,
-/// which in a container honours its CPU limit).
+/// which in a container honours its CPU limit). One worker is a current-thread runtime,
+/// as linkerd2-proxy does on one core: the I/O driver, the timers and every task on the
+/// one thread, with no work-stealing machinery to wake (see docs/PERFORMANCE.md).
 fn runtime_with(workers: Option<usize>) -> Result<tokio::runtime::Runtime, String> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(workers) = workers {
-        builder.worker_threads(workers);
-    }
+    let mut builder = match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(workers) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(workers);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     builder
         .enable_all()
         .build()

@@ -116,6 +116,13 @@ pub(crate) enum Stream {
     ),
 }
 
+impl Stream {
+    /// Whether the server chose HTTP/2 (over TLS, with ALPN).
+    pub(crate) fn is_h2(&self) -> bool {
+        matches!(self, Stream::Tls(_, true))
+    }
+}
+
 impl tower_service::Service<Uri> for Connector {
     type Response = Stream;
     type Error = ConnectError;

@@ -1,6 +1,6 @@
 //! A tool server over Streamable HTTP, in either protocol era.
 //!
-//! One [`Http`] per route owns one pooled hyper client (keep-alive, HTTP/2 when the
+//! One [`Http`] per route owns one connection pool (keep-alive, HTTP/2 when the
 //! server offers it over ALPN, bounded idle pool) and one upstream MCP connection that
 //! every client session of the route shares, ids and progress tokens remapped as for
 //! stdio. The connection is opened on first use and after failures (with jittered
@@ -13,6 +13,7 @@
 //! client's `Authorization` or `Origin`.
 
 pub mod connector;
+mod pool;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -22,9 +23,6 @@ use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use mcp_edge_protocol::jsonrpc::{self, code};
 use mcp_edge_protocol::version::{self, Era};
 use mcp_edge_protocol::{Id, Kind, Message, mcp, sse};
@@ -37,6 +35,7 @@ use tokio::time::Instant;
 use crate::{Call, CallEvent, Reply, ServerInfo, Sink, UpstreamError};
 use connector::Connector;
 pub use connector::{ConnectError, OnHandshake, PeerTls};
+use pool::{Pool, PoolBody};
 
 // Header names built once: a name parsed from a string that is not one of HTTP's own
 // is allocated anew on every request.
@@ -147,7 +146,7 @@ struct State {
 
 struct Shared {
     cfg: HttpConfig,
-    client: Client<Connector, Full<Bytes>>,
+    pool: Arc<Pool>,
     sink: Arc<dyn Sink>,
     next_id: AtomicI64,
     state: Mutex<State>,
@@ -193,8 +192,8 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn connect_error(error: &hyper_util::client::legacy::Error, tls: bool) -> UpstreamError {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+fn connect_error(error: &(dyn std::error::Error + 'static), tls: bool) -> UpstreamError {
+    let mut current = Some(error);
     while let Some(e) = current {
         if let Some(connect) = e.downcast_ref::<ConnectError>() {
             return match connect {
@@ -229,7 +228,7 @@ fn connect_error(error: &hyper_util::client::legacy::Error, tls: bool) -> Upstre
 }
 
 /// A request failure in words (TLS failures classified).
-pub(crate) fn describe_error(error: &hyper_util::client::legacy::Error, tls: bool) -> String {
+pub(crate) fn describe_error(error: &(dyn std::error::Error + 'static), tls: bool) -> String {
     connect_error(error, tls).to_string()
 }
 
@@ -259,14 +258,16 @@ impl Http {
             cfg.on_handshake.clone(),
             cfg.connect_timeout,
         );
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(cfg.max_idle_connections)
-            .build(connector);
+        let pool = Pool::new(
+            connector,
+            cfg.url.clone(),
+            cfg.max_idle_connections,
+            Duration::from_secs(90),
+        );
         Http {
             shared: Arc::new(Shared {
                 cfg,
-                client,
+                pool,
                 sink,
                 next_id: AtomicI64::new(1),
                 state: Mutex::new(State::default()),
@@ -322,7 +323,7 @@ impl Http {
     /// Makes one call.
     pub async fn call(&self, call: Call) -> Result<Reply, UpstreamError> {
         if let Some(link) = self.shared.legacy.get() {
-            return link.call(call).await;
+            return Box::pin(link.call(call)).await;
         }
         let started = Instant::now();
         let deadline = call.deadline;
@@ -346,16 +347,15 @@ impl Http {
                 Ok(remote) => remote,
                 Err(e) => {
                     if let Some(link) = self.shared.legacy.get() {
-                        return link
-                            .call(Call {
-                                method,
-                                params,
-                                deadline,
-                                events,
-                                traceparent,
-                                name: known_name,
-                            })
-                            .await;
+                        return Box::pin(link.call(Call {
+                            method,
+                            params,
+                            deadline,
+                            events,
+                            traceparent,
+                            name: known_name,
+                        }))
+                        .await;
                     }
                     return Err(e);
                 }
@@ -459,11 +459,9 @@ impl Http {
                 .header(SESSION_HEADER, session)
                 .body(Full::new(Bytes::new()))
             {
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(2),
-                    self.shared.client.request(request),
-                )
-                .await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), self.shared.pool.request(request))
+                        .await;
             }
         }
     }
@@ -484,6 +482,15 @@ impl Http {
     /// The open connection, opening one if needed (one attempt at a time, with backoff
     /// after failures: a call made while the next attempt is far off fails at once).
     async fn remote(&self, deadline: Instant) -> Result<Arc<Remote>, UpstreamError> {
+        // The connection is open on every call but the first: opening one is boxed, so
+        // every call's future does not carry its state.
+        if let Some(remote) = lock(&self.shared.state).remote.clone() {
+            return Ok(remote);
+        }
+        Box::pin(self.open_remote(deadline)).await
+    }
+
+    async fn open_remote(&self, deadline: Instant) -> Result<Arc<Remote>, UpstreamError> {
         enum Next {
             Ready(Arc<Remote>),
             Wait(Instant),
@@ -712,7 +719,7 @@ impl Http {
         body: Vec<u8>,
         method: Option<&str>,
         name: Option<&str>,
-    ) -> Result<Response<Incoming>, Failure> {
+    ) -> Result<Response<PoolBody>, Failure> {
         self.send_traced(remote, body, method, name, None).await
     }
 
@@ -724,7 +731,7 @@ impl Http {
         method: Option<&str>,
         name: Option<&str>,
         traceparent: Option<&str>,
-    ) -> Result<Response<Incoming>, Failure> {
+    ) -> Result<Response<PoolBody>, Failure> {
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(self.shared.cfg.url.clone())
@@ -754,7 +761,7 @@ impl Http {
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| UpstreamError::Protocol(format!("could not build the request: {e}")))?;
         let response =
-            self.shared.client.request(request).await.map_err(|e| {
+            self.shared.pool.request(request).await.map_err(|e| {
                 connect_error(&e, self.shared.cfg.url.scheme_str() == Some("https"))
             })?;
         if response.status() == StatusCode::NOT_FOUND && remote.session.is_some() {
@@ -768,7 +775,7 @@ impl Http {
     async fn read_reply(
         &self,
         remote: &Remote,
-        response: Response<Incoming>,
+        response: Response<PoolBody>,
         id: i64,
         token: Option<Box<serde_json::value::RawValue>>,
         events: Option<&tokio::sync::mpsc::Sender<CallEvent>>,
@@ -788,9 +795,15 @@ impl Http {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         if status == StatusCode::OK && content_type.starts_with("text/event-stream") {
-            return self
-                .read_stream(remote, response.into_body(), id, token.as_deref(), events)
-                .await;
+            // Boxed: an event stream's state is large, and most answers are plain JSON.
+            return Box::pin(self.read_stream(
+                remote,
+                response.into_body(),
+                id,
+                token.as_deref(),
+                events,
+            ))
+            .await;
         }
         let bytes = Limited::new(response.into_body(), max)
             .collect()
@@ -833,7 +846,7 @@ impl Http {
     async fn read_stream(
         &self,
         remote: &Remote,
-        mut body: Incoming,
+        mut body: PoolBody,
         id: i64,
         token: Option<&serde_json::value::RawValue>,
         events: Option<&tokio::sync::mpsc::Sender<CallEvent>>,
@@ -915,7 +928,7 @@ impl Http {
         &self,
         remote: &Remote,
         last_event: Option<&str>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<PoolBody>, UpstreamError> {
         let mut request = Request::builder()
             .method(Method::GET)
             .uri(self.shared.cfg.url.clone())
@@ -934,7 +947,7 @@ impl Http {
             .body(Full::new(Bytes::new()))
             .map_err(|e| UpstreamError::Protocol(format!("could not build the request: {e}")))?;
         self.shared
-            .client
+            .pool
             .request(request)
             .await
             .map_err(|e| connect_error(&e, self.shared.cfg.url.scheme_str() == Some("https")))

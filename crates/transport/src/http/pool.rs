@@ -1,0 +1,517 @@
+//! Connections to one tool server, pooled; an HTTP/1.1 connection is driven by the call
+//! that uses it, not by a task of its own.
+//!
+//! hyper-util's pooled client gives every connection a task, and for HTTP/1 spawns one
+//! more task per request to put the connection back once it is free. A call then hands
+//! its request to the connection's task, which may run on another thread, and the
+//! answer comes back the same way: two wake-ups and a task per call. Here the request
+//! future and then its response body poll the connection themselves, in the caller's
+//! task, and the body puts the connection back in the pool when it ends. A body dropped
+//! before its end closes the connection (what was left unread cannot be reused).
+//!
+//! HTTP/2 (offered over TLS with ALPN) multiplexes every call on one connection, so
+//! that connection keeps a task of its own and is shared.
+//!
+//! Idle connections are reused most recent first (its socket is the warmest), at most
+//! `max_idle` are kept, and one idle for longer than `idle_timeout` is closed when next
+//! seen. A pooled connection the server closed before the request went out is
+//! replaced with a new one and the request sent there: it was never written, so this
+//! is safe for any method.
+
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HOST, HeaderValue};
+use http::{Request, Response, Uri};
+use http_body_util::Full;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::time::Instant;
+
+use super::connector::{ConnectError, Connector, Stream};
+
+type H1Sender = http1::SendRequest<Full<Bytes>>;
+type H1Connection = http1::Connection<Stream, Full<Bytes>>;
+type H2Sender = http2::SendRequest<Full<Bytes>>;
+
+/// Why a request got no response.
+#[derive(Debug)]
+pub(crate) enum PoolError {
+    /// No connection could be made: nothing was sent.
+    Connect(ConnectError),
+    /// The exchange failed on an open connection: the request may have been sent.
+    Http(hyper::Error),
+}
+
+impl std::fmt::Display for PoolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PoolError::Connect(e) => e.fmt(f),
+            PoolError::Http(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for PoolError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PoolError::Connect(e) => Some(e),
+            PoolError::Http(e) => Some(e),
+        }
+    }
+}
+
+/// An HTTP/1.1 connection out of its pool: whoever holds it polls it.
+struct H1 {
+    sender: H1Sender,
+    /// `None` once the connection has ended.
+    connection: Option<H1Connection>,
+}
+
+impl H1 {
+    /// Moves the connection on; false once it has ended (closed, or failed).
+    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(connection) = self.connection.as_mut() else {
+            return false;
+        };
+        match Pin::new(connection).poll(cx) {
+            Poll::Pending => true,
+            Poll::Ready(_) => {
+                self.connection = None;
+                false
+            }
+        }
+    }
+
+    /// Whether it can take a request now. A connection that just finished a response
+    /// may need one more turn to get there; one the server closed is found out here.
+    fn usable(&mut self) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        self.drive(&mut cx) && self.sender.is_ready()
+    }
+}
+
+struct Idle {
+    connection: Box<H1>,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    idle: Vec<Idle>,
+    h2: Option<H2Sender>,
+}
+
+/// The connections of one route to its tool server.
+pub(crate) struct Pool {
+    connector: Connector,
+    uri: Uri,
+    /// `Host` for HTTP/1.1 requests: the URL's authority, its port only when it is not
+    /// the scheme's default.
+    host: Option<HeaderValue>,
+    max_idle: usize,
+    idle_timeout: Duration,
+    state: Mutex<State>,
+}
+
+/// A connection to use. An HTTP/1.1 connection's state (its buffers above all) is
+/// large: it is boxed once, so handing it from the pool to a call, to its response
+/// body and back moves a pointer, not kilobytes.
+enum Checkout {
+    H1(Box<H1>),
+    H2(H2Sender),
+}
+
+impl Pool {
+    pub(crate) fn new(
+        connector: Connector,
+        uri: Uri,
+        max_idle: usize,
+        idle_timeout: Duration,
+    ) -> Arc<Pool> {
+        let default_port = if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        };
+        let host = uri.host().and_then(|host| {
+            let text = match uri.port_u16() {
+                Some(port) if port != default_port => format!("{host}:{port}"),
+                _ => host.to_owned(),
+            };
+            HeaderValue::from_str(&text).ok()
+        });
+        Arc::new(Pool {
+            connector,
+            uri,
+            host,
+            max_idle,
+            idle_timeout,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends one request to the tool server; its response streams its body through
+    /// the connection it came on.
+    pub(crate) async fn request(
+        self: &Arc<Self>,
+        mut request: Request<Full<Bytes>>,
+    ) -> Result<Response<PoolBody>, PoolError> {
+        loop {
+            let (mut h1, reused) = match self.checkout() {
+                Some(Checkout::H2(mut sender)) => {
+                    let response = sender.send_request(request).await;
+                    return response
+                        .map(|r| r.map(PoolBody::shared))
+                        .map_err(PoolError::Http);
+                }
+                Some(Checkout::H1(h1)) => (h1, true),
+                // Boxed: connecting (TCP, TLS, the HTTP/2 handshake) is rare, and its
+                // state would otherwise be carried by every request's future.
+                None => match Box::pin(self.connect()).await? {
+                    Checkout::H2(mut sender) => {
+                        let response = sender.send_request(request).await;
+                        return response
+                            .map(|r| r.map(PoolBody::shared))
+                            .map_err(PoolError::Http);
+                    }
+                    Checkout::H1(h1) => (h1, false),
+                },
+            };
+            self.origin_form(&mut request);
+            let mut sent = std::pin::pin!(h1.sender.try_send_request(request));
+            let response = poll_fn(|cx| {
+                if let Poll::Ready(response) = sent.as_mut().poll(cx) {
+                    return Poll::Ready(response);
+                }
+                // Ended or not, the connection has moved on; its answer may be there.
+                h1.drive(cx);
+                sent.as_mut().poll(cx)
+            })
+            .await;
+            match response {
+                Ok(response) => {
+                    let pool = Arc::downgrade(self);
+                    return Ok(response.map(|body| PoolBody::owned(body, h1, pool)));
+                }
+                Err(mut e) => match e.take_message() {
+                    // Never written: the pooled connection had closed. A new one.
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(PoolError::Http(e.into_error())),
+                },
+            }
+        }
+    }
+
+    /// HTTP/1.1 names the path on the request line and the host in `Host` (HTTP/2
+    /// takes the whole URL, as `:scheme`, `:authority` and `:path`).
+    fn origin_form(&self, request: &mut Request<Full<Bytes>>) {
+        if let Some(host) = &self.host
+            && !request.headers().contains_key(HOST)
+        {
+            request.headers_mut().insert(HOST, host.clone());
+        }
+        if request.uri().scheme().is_some()
+            && let Some(path) = request.uri().path_and_query().cloned()
+        {
+            *request.uri_mut() = Uri::from(path);
+        }
+    }
+
+    /// An idle connection that can take a request now, or the shared HTTP/2 one.
+    fn checkout(&self) -> Option<Checkout> {
+        let mut state = self.state();
+        if let Some(h2) = &state.h2 {
+            if h2.is_ready() {
+                return Some(Checkout::H2(h2.clone()));
+            }
+            state.h2 = None;
+        }
+        let now = Instant::now();
+        while let Some(mut idle) = state.idle.pop() {
+            if now.saturating_duration_since(idle.since) < self.idle_timeout
+                && idle.connection.usable()
+            {
+                return Some(Checkout::H1(idle.connection));
+            }
+        }
+        None
+    }
+
+    /// Puts a connection back after its response ended.
+    fn checkin(&self, mut connection: Box<H1>) {
+        if !connection.usable() {
+            return;
+        }
+        let mut state = self.state();
+        if state.idle.len() < self.max_idle {
+            state.idle.push(Idle {
+                connection,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    async fn connect(&self) -> Result<Checkout, PoolError> {
+        let mut connector = self.connector.clone();
+        let stream = tower_service::Service::call(&mut connector, self.uri.clone())
+            .await
+            .map_err(PoolError::Connect)?;
+        if stream.is_h2() {
+            let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(stream)
+                .await
+                .map_err(PoolError::Http)?;
+            tokio::spawn(connection);
+            self.state().h2 = Some(sender.clone());
+            return Ok(Checkout::H2(sender));
+        }
+        let (sender, connection) = http1::handshake(stream).await.map_err(PoolError::Http)?;
+        Ok(Checkout::H1(Box::new(H1 {
+            sender,
+            connection: Some(connection),
+        })))
+    }
+
+    /// How many idle connections are kept (for tests).
+    #[cfg(test)]
+    fn idle(&self) -> usize {
+        self.state().idle.len()
+    }
+}
+
+/// A response body from the pool. Over HTTP/1.1 it drives its connection while it is
+/// read, and hands the connection back to the pool at its end.
+pub(crate) struct PoolBody {
+    body: Incoming,
+    connection: Option<Box<H1>>,
+    pool: Weak<Pool>,
+}
+
+impl PoolBody {
+    fn shared(body: Incoming) -> PoolBody {
+        PoolBody {
+            body,
+            connection: None,
+            pool: Weak::new(),
+        }
+    }
+
+    fn owned(body: Incoming, connection: Box<H1>, pool: Weak<Pool>) -> PoolBody {
+        let mut body = PoolBody {
+            body,
+            connection: Some(connection),
+            pool,
+        };
+        if body.body.is_end_stream() {
+            body.release();
+        }
+        body
+    }
+
+    fn release(&mut self) {
+        if let (Some(connection), Some(pool)) = (self.connection.take(), self.pool.upgrade()) {
+            pool.checkin(connection);
+        }
+    }
+}
+
+impl Body for PoolBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let mut polled = Pin::new(&mut this.body).poll_frame(cx);
+        if polled.is_pending()
+            && let Some(connection) = this.connection.as_mut()
+        {
+            // The bytes come through the connection: move it on, then look again.
+            connection.drive(cx);
+            polled = Pin::new(&mut this.body).poll_frame(cx);
+        }
+        let frame = ready!(polled);
+        match &frame {
+            None => this.release(),
+            Some(Ok(_)) if this.body.is_end_stream() => this.release(),
+            Some(Err(_)) => this.connection = None,
+            Some(Ok(_)) => {}
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A loopback HTTP/1.1 server that answers every request with `hello`, closing
+    /// each connection after `per_connection` answers (saying so in the last one, or
+    /// with `silently` not); counts connections.
+    async fn server_closing(per_connection: usize, silently: bool) -> (Uri, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buffer = Vec::new();
+                    let mut answered = 0;
+                    let mut chunk = [0u8; 4096];
+                    while answered < per_connection {
+                        let Ok(n) = socket.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buffer.extend_from_slice(&chunk[..n]);
+                        // Requests here have no body: each ends at a blank line.
+                        while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buffer.drain(..end + 4);
+                            answered += 1;
+                            let last = answered == per_connection && !silently;
+                            let reply = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n{}\r\nhello",
+                                if last { "connection: close\r\n" } else { "" }
+                            );
+                            if socket.write_all(reply.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (format!("http://{addr}/mcp").parse().expect("uri"), accepted)
+    }
+
+    async fn server(per_connection: usize) -> (Uri, Arc<AtomicUsize>) {
+        server_closing(per_connection, false).await
+    }
+
+    fn pool(uri: Uri) -> Arc<Pool> {
+        let connector = Connector::new(None, None, None, Duration::from_secs(2));
+        Pool::new(connector, uri, 4, Duration::from_secs(90))
+    }
+
+    async fn get(pool: &Arc<Pool>, uri: &Uri) -> Result<Bytes, PoolError> {
+        let request = Request::get(uri.clone())
+            .header("host", "127.0.0.1")
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let response = pool.request(request).await?;
+        Ok(response
+            .into_body()
+            .collect()
+            .await
+            .map_err(PoolError::Http)?
+            .to_bytes())
+    }
+
+    #[tokio::test]
+    async fn reuses_one_connection_for_calls_one_after_another() {
+        let (uri, accepted) = server(usize::MAX).await;
+        let pool = pool(uri.clone());
+        for _ in 0..20 {
+            assert_eq!(get(&pool, &uri).await.expect("answer"), "hello");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(pool.idle(), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_calls_open_more_connections_and_keep_at_most_max_idle() {
+        let (uri, accepted) = server(usize::MAX).await;
+        let pool = pool(uri.clone());
+        let calls: Vec<_> = (0..8)
+            .map(|_| {
+                let (pool, uri) = (pool.clone(), uri.clone());
+                tokio::spawn(async move { get(&pool, &uri).await.expect("answer") })
+            })
+            .collect();
+        for call in calls {
+            assert_eq!(call.await.expect("task"), "hello");
+        }
+        assert!(accepted.load(Ordering::SeqCst) >= 2);
+        assert!(pool.idle() <= 4, "{} idle", pool.idle());
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_is_replaced_not_failed() {
+        // Every connection serves two answers and then closes.
+        let (uri, accepted) = server(2).await;
+        let pool = pool(uri.clone());
+        for _ in 0..10 {
+            assert_eq!(get(&pool, &uri).await.expect("answer"), "hello");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_the_server_hung_up_is_not_used() {
+        // Two answers per connection, then a close without `Connection: close`.
+        let (uri, accepted) = server_closing(2, true).await;
+        let pool = pool(uri.clone());
+        for _ in 0..6 {
+            assert_eq!(get(&pool, &uri).await.expect("answer"), "hello");
+            // Time for the server's FIN to arrive: found at checkout, not by a call.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_before_its_end_does_not_return_its_connection() {
+        let (uri, accepted) = server(usize::MAX).await;
+        let pool = pool(uri.clone());
+        let request = Request::get(uri.clone())
+            .header("host", "127.0.0.1")
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let response = pool.request(request).await.expect("response");
+        drop(response);
+        assert_eq!(pool.idle(), 0);
+        assert_eq!(get(&pool, &uri).await.expect("answer"), "hello");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_a_connect_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let uri: Uri = format!("http://{}/mcp", listener.local_addr().expect("addr"))
+            .parse()
+            .expect("uri");
+        drop(listener);
+        let pool = pool(uri.clone());
+        assert!(matches!(get(&pool, &uri).await, Err(PoolError::Connect(_))));
+    }
+}
