@@ -131,6 +131,17 @@ impl Gateway {
         Gateway::start_with_env(name, routes, &[])
     }
 
+    /// Like [`Gateway::start`], on one worker: mcp-edge's current-thread runtime, the one
+    /// a host with one core (or `workers = 1`) gets, where everything shares a thread.
+    pub fn start_on_one_worker(name: &str, routes: &str) -> Gateway {
+        Gateway::start(
+            name,
+            &format!(
+                "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nallow_anonymous = true\nworkers = 1\n\n{routes}"
+            ),
+        )
+    }
+
     /// Like [`Gateway::start`], with extra environment variables.
     pub fn start_with_env(name: &str, routes: &str, env: &[(&str, &str)]) -> Gateway {
         use std::io::BufRead;

@@ -1,5 +1,7 @@
 //! The data path end to end: the real `mcp-edge serve`, real child processes (the
-//! built-in demo tools with their fault switches), real sockets on 127.0.0.1.
+//! built-in demo tools with their fault switches), real sockets on 127.0.0.1. Some
+//! tests run mcp-edge on one worker (its current-thread runtime), the rest on one per
+//! core, so both runtimes carry every kind of call.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
@@ -29,7 +31,7 @@ async fn aggregates_routes_and_routes_calls_back() {
         demo("b", "--stateless"),
         demo("c", "--page-size 2"),
     );
-    let gw = Gateway::start("aggregate", &routes);
+    let gw = Gateway::start_on_one_worker("aggregate", &routes);
     let mut mcp = gw.client("/mcp");
     let init = mcp.initialize().await;
     assert_eq!(init["protocolVersion"], "2025-11-25");
@@ -183,7 +185,7 @@ async fn aggregates_routes_and_routes_calls_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_streams_before_the_result_and_tokens_map_back_per_client() {
-    let gw = Gateway::start("progress", &demo("d", ""));
+    let gw = Gateway::start_on_one_worker("progress", &demo("d", ""));
     let mut one = gw.client("/mcp");
     let mut two = gw.client("/mcp");
     one.initialize().await;
@@ -231,7 +233,7 @@ async fn progress_streams_before_the_result_and_tokens_map_back_per_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tool_server_asks_the_client_that_called() {
-    let gw = Gateway::start("ask", &demo("d", ""));
+    let gw = Gateway::start_on_one_worker("ask", &demo("d", ""));
     let mut mcp = gw.client("/mcp");
     mcp.initialize().await;
     let session = mcp.session.clone().unwrap();
@@ -467,7 +469,7 @@ async fn a_client_cancellation_reaches_the_tool_server() {
 /// tool server; in the session era it does not (the call finishes and is counted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hanging_up_cancels_a_stateless_call_but_not_a_session_call() {
-    let gw = Gateway::start("hangup", &demo("d", ""));
+    let gw = Gateway::start_on_one_worker("hangup", &demo("d", ""));
     let slow = |id: u64| json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": { "name": "d__slow", "arguments": { "seconds": 1, "steps": 1 } } });
 
     let mut mcp = gw.client("/mcp");

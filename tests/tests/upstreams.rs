@@ -57,7 +57,7 @@ async fn network_tool_servers_of_every_transport() {
         &format!("address = \"127.0.0.1:{}\"", fast_sse.port),
         &format!("url = \"http://127.0.0.1:{}/sse\"", fast_sse.port),
     );
-    let gw = Gateway::start("upstreams", &routes);
+    let gw = Gateway::start_on_one_worker("upstreams", &routes);
     let mut mcp = gw.client("/mcp");
     mcp.initialize().await;
     let names = mcp.tool_names().await;

@@ -55,9 +55,11 @@ struct RunArgs {
     /// The mcp-edge binary (default: next to this one).
     #[arg(long, global = true)]
     mcp_edge: Option<PathBuf>,
-    /// mcp-edge's `[gateway] workers` (default: unset, one per core).
-    #[arg(long, global = true)]
-    workers: Option<usize>,
+    /// mcp-edge's `[gateway] workers`, comma-separated: the whole run is made once per
+    /// value, in this order. `1` is a current-thread runtime (mcp-edge given one of
+    /// the shared cores); `0` leaves it unset, one worker per core (mcp-edge's default).
+    #[arg(long, global = true, value_delimiter = ',', default_value = "1,0")]
+    workers: Vec<usize>,
     /// Reloads to make under load at the end (0 skips them, e.g. to profile one route).
     #[arg(long, default_value_t = 10)]
     reloads: u32,
@@ -98,14 +100,26 @@ fn main() -> Result<(), Failure> {
             }) => tool_server::http(addr).await,
             Some(Cmd::ToolServer { .. }) => Err("tool-server needs --stdio or --http ADDR".into()),
             Some(Cmd::Sessions(s)) => {
-                sessions::run(&mcp_edge(args.run.mcp_edge)?, &s, args.run.workers).await
+                let workers = configured(args.run.workers.first().copied().unwrap_or(0));
+                sessions::run(&mcp_edge(args.run.mcp_edge)?, &s, workers).await
             }
             None => {
                 let mcp_edge = mcp_edge(args.run.mcp_edge.clone())?;
-                run(&mcp_edge, &args.run).await
+                for (n, &workers) in args.run.workers.iter().enumerate() {
+                    if n > 0 {
+                        println!();
+                    }
+                    run(&mcp_edge, &args.run, configured(workers)).await?;
+                }
+                Ok(())
             }
         }
     })
+}
+
+/// `[gateway] workers` for a `--workers` value (0: unset).
+fn configured(workers: usize) -> Option<usize> {
+    (workers > 0).then_some(workers)
 }
 
 /// The mcp-edge binary to measure.
@@ -225,11 +239,12 @@ struct Findings {
     failed_calls: usize,
 }
 
-async fn run(mcp_edge: &Path, args: &RunArgs) -> Result<(), Failure> {
+/// The whole run against one mcp-edge configuration.
+async fn run(mcp_edge: &Path, args: &RunArgs, workers: Option<usize>) -> Result<(), Failure> {
     let (warmup, duration) = (args.warmup.get(), args.duration.get());
     let (_server, server_addr) = procs::http_tool_server().await?;
     let url = format!("http://{server_addr}/mcp");
-    let routes = procs::routes_toml(&url, false, args.workers)?;
+    let routes = procs::routes_toml(&url, false, workers)?;
     let gateway = Gateway::start(mcp_edge, &routes).await?;
     let idle_rss_kb = procs::memory_kb(gateway.pid, "VmRSS");
     println!(
@@ -237,7 +252,7 @@ async fn run(mcp_edge: &Path, args: &RunArgs) -> Result<(), Failure> {
         duration.as_secs_f64(),
         warmup.as_secs_f64(),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
-        args.workers.map_or_else(
+        workers.map_or_else(
             || "workers: one per core".to_owned(),
             |w| format!("workers = {w}")
         )
@@ -297,7 +312,7 @@ async fn run(mcp_edge: &Path, args: &RunArgs) -> Result<(), Failure> {
         }
     }
     let reloads = if args.reloads > 0 {
-        Some(reloads_under_load(&gateway, &url, args, warmup, duration).await?)
+        Some(reloads_under_load(&gateway, &url, args.reloads, workers, warmup, duration).await?)
     } else {
         None
     };
@@ -322,7 +337,7 @@ async fn run(mcp_edge: &Path, args: &RunArgs) -> Result<(), Failure> {
             reloads.stats.errors,
         );
     }
-    summary(&found, &gateway, idle_rss_kb, reloads.as_ref());
+    summary(&found, &gateway, idle_rss_kb, reloads.as_ref(), workers);
     gateway.stop().await;
     Ok(())
 }
@@ -364,22 +379,22 @@ struct Reloads {
 async fn reloads_under_load(
     gateway: &Gateway,
     url: &str,
-    args: &RunArgs,
+    count: u32,
+    workers: Option<usize>,
     warmup: Duration,
     duration: Duration,
 ) -> Result<Reloads, Failure> {
-    let mut workers = Vec::with_capacity(16);
+    let mut sessions = Vec::with_capacity(16);
     for _ in 0..16 {
-        workers.push(HttpSession::open(gateway.addr, "/mcp", "http__echo").await?);
+        sessions.push(HttpSession::open(gateway.addr, "/mcp", "http__echo").await?);
     }
-    let load = tokio::spawn(measure(workers, warmup, duration));
+    let load = tokio::spawn(measure(sessions, warmup, duration));
     tokio::time::sleep(warmup).await;
     let admin = gateway.admin;
     let mut took_ms = Vec::new();
-    let count = args.reloads;
     for n in 0..count {
         let before = digest(admin).await?;
-        gateway.rewrite(&procs::routes_toml(url, n % 2 == 0, args.workers)?)?;
+        gateway.rewrite(&procs::routes_toml(url, n % 2 == 0, workers)?)?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
             let health = health(admin).await?;
@@ -409,9 +424,21 @@ async fn digest(admin: std::net::SocketAddr) -> Result<serde_json::Value, Failur
     Ok(health(admin).await?["config"]["digest"].clone())
 }
 
-fn summary(found: &Findings, gateway: &Gateway, idle_rss_kb: u64, reloads: Option<&Reloads>) {
+fn summary(
+    found: &Findings,
+    gateway: &Gateway,
+    idle_rss_kb: u64,
+    reloads: Option<&Reloads>,
+    workers: Option<usize>,
+) {
     println!();
-    println!("targets (issue #8):");
+    println!(
+        "targets (issue #8), mcp-edge with {}:",
+        workers.map_or_else(
+            || "one worker per core".to_owned(),
+            |w| format!("workers = {w}")
+        )
+    );
     let line = |what: &str, value: Option<String>, ok: Option<bool>| {
         let verdict = match ok {
             Some(true) => "met",

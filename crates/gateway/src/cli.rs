@@ -148,17 +148,18 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 /// A runtime with `workers` threads (default: one per core available to the process,
 /// which in a container honours its CPU limit). One worker is a current-thread runtime,
-/// as linkerd2-proxy does on one core: the I/O driver, the timers and every task on the
+/// as linkerd2-proxy runs on one core: the I/O driver, the timers and every task on the
 /// one thread, with no work-stealing machinery to wake (see docs/PERFORMANCE.md).
 fn runtime_with(workers: Option<usize>) -> Result<tokio::runtime::Runtime, String> {
-    let mut builder = match workers {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(workers) => {
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
-            builder.worker_threads(workers);
-            builder
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
+    let workers = workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(workers);
+        builder
     };
     builder
         .enable_all()

@@ -572,35 +572,40 @@ impl Gateway {
             )),
             mcp::DISCOVER => Ok(self.discover(&ctx.scope)),
             mcp::PING => Ok(jsonrpc::empty_object()),
+            // Only calls are inline: every other method's state is boxed, so the future
+            // every request carries is as large as a call's, not as the largest method's.
+            mcp::TOOLS_CALL | mcp::PROMPTS_GET => self.named(ctx, method, params, events).await,
             mcp::TOOLS_LIST
             | mcp::PROMPTS_LIST
             | mcp::RESOURCES_LIST
-            | mcp::RESOURCE_TEMPLATES_LIST => self.list(ctx, method, params).await,
-            mcp::TOOLS_CALL | mcp::PROMPTS_GET => self.named(ctx, method, params, events).await,
+            | mcp::RESOURCE_TEMPLATES_LIST => Box::pin(self.list(ctx, method, params)).await,
             mcp::RESOURCES_READ | mcp::RESOURCES_SUBSCRIBE | mcp::RESOURCES_UNSUBSCRIBE => {
-                self.resource(ctx, method, params, events).await
+                Box::pin(self.resource(ctx, method, params, events)).await
             }
-            mcp::COMPLETE => self.complete(ctx, params, events).await,
+            mcp::COMPLETE => Box::pin(self.complete(ctx, params, events)).await,
             mcp::SET_LEVEL => {
-                let calls = ctx
-                    .scope
-                    .routes
-                    .iter()
-                    .filter(|r| r.offers("logging"))
-                    .map(|r| {
-                        let deadline = Instant::now() + r.timeout.min(LIST_DEADLINE);
-                        self.forward(
-                            ctx,
-                            r,
-                            method,
-                            params.map(RawValue::to_owned),
-                            None,
-                            deadline,
-                            None,
-                        )
-                    });
-                join_all(calls).await;
-                Ok(jsonrpc::empty_object())
+                Box::pin(async {
+                    let calls = ctx
+                        .scope
+                        .routes
+                        .iter()
+                        .filter(|r| r.offers("logging"))
+                        .map(|r| {
+                            let deadline = Instant::now() + r.timeout.min(LIST_DEADLINE);
+                            self.forward(
+                                ctx,
+                                r,
+                                method,
+                                params.map(RawValue::to_owned),
+                                None,
+                                deadline,
+                                None,
+                            )
+                        });
+                    join_all(calls).await;
+                    Ok(jsonrpc::empty_object())
+                })
+                .await
             }
             other => Err(error_object(
                 code::METHOD_NOT_FOUND,
@@ -687,7 +692,7 @@ impl Gateway {
                 jsonrpc::result(id, &object.to_raw())
             }
             Ok(result) => jsonrpc::result(id, &result),
-            Err(error) => jsonrpc::error_response(id, error),
+            Err(error) => jsonrpc::error_response(id, &error),
         }
     }
 

@@ -139,21 +139,24 @@ fn header(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// Whether `Accept` takes `mime` (itself, `type/*` or `*/*`; case does not matter).
+/// Read as bytes: it is on every request, and a value need not be valid text to be read.
 fn accepts(headers: &HeaderMap, mime: &str) -> bool {
-    headers
-        .get_all(ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            v.split(',')
-                .map(|p| p.split(';').next().unwrap_or_default().trim())
-                .any(|p| {
-                    p.eq_ignore_ascii_case(mime)
-                        || p == "*/*"
-                        || p.strip_suffix("/*")
-                            .is_some_and(|top| mime.starts_with(&format!("{top}/")))
-                })
+    let top = mime.split_once('/').map_or(mime, |(top, _)| top).as_bytes();
+    headers.get_all(ACCEPT).iter().any(|value| {
+        value.as_bytes().split(|&b| b == b',').any(|range| {
+            let range = range
+                .split(|&b| b == b';')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii();
+            range.eq_ignore_ascii_case(mime.as_bytes())
+                || range == b"*/*"
+                || range
+                    .strip_suffix(b"/*")
+                    .is_some_and(|t| t.eq_ignore_ascii_case(top))
         })
+    })
 }
 
 // ---------- checks every endpoint makes ----------
@@ -399,6 +402,10 @@ async fn post(
         Ok(message) => message,
         Err(response) => return response,
     };
+    // The message owns what it needs. Letting go of the body now hands hyper back sole
+    // use of the read buffer it was cut from, so the connection's next read reuses that
+    // buffer instead of allocating a new one.
+    drop(bytes);
 
     if message.kind() == Kind::Request && message.method() == mcp::INITIALIZE {
         let (version, result) = gw.initialize(&scope, message.params.as_deref());
@@ -974,6 +981,10 @@ mod tests {
         assert!(accepts(&h, "text/event-stream"));
         h.insert(ACCEPT, "text/*".parse().unwrap());
         assert!(accepts(&h, "text/event-stream") && !accepts(&h, "application/json"));
+        h.insert(ACCEPT, " Application/JSON ; q=1,TEXT/*".parse().unwrap());
+        assert!(accepts(&h, "application/json") && accepts(&h, "text/event-stream"));
+        h.insert(ACCEPT, "application/jsonx, text/event".parse().unwrap());
+        assert!(!accepts(&h, "application/json") && !accepts(&h, "text/event-stream"));
     }
 
     #[test]

@@ -324,37 +324,63 @@ impl Message {
 
     /// Serializes the message compactly, bodies as they came.
     pub fn to_bytes(&self) -> Vec<u8> {
-        #[derive(Serialize)]
-        struct Out<'a> {
-            jsonrpc: &'static str,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            id: Option<&'a Id>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            method: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            params: Option<&'a RawValue>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            result: Option<&'a RawValue>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            error: Option<&'a RawValue>,
-        }
-        let null_id = self.error.is_some() && self.id.is_none();
-        let mut out = to_vec(&Out {
-            jsonrpc: "2.0",
+        write(&Parts {
             id: self.id.as_ref(),
             method: self.method.as_deref(),
             params: self.params.as_deref(),
             result: self.result.as_deref(),
             error: self.error.as_deref(),
-        });
-        if null_id {
-            // An error to an unreadable request carries `"id": null`.
-            out.truncate(out.len() - 1);
-            out.extend_from_slice(b",\"id\":null}");
-        }
-        compact_newlines(&mut out);
-        out
+        })
     }
+}
+
+/// A message's members, borrowed: what [`write`] puts on the wire.
+struct Parts<'a> {
+    id: Option<&'a Id>,
+    method: Option<&'a str>,
+    params: Option<&'a RawValue>,
+    result: Option<&'a RawValue>,
+    error: Option<&'a RawValue>,
+}
+
+/// Writes a message compactly, bodies copied once as they came, straight into one buffer
+/// of the right size (no intermediate owned message, no serializer over the bodies).
+fn write(parts: &Parts<'_>) -> Vec<u8> {
+    let bodies = [
+        (&b",\"params\":"[..], parts.params),
+        (&b",\"result\":"[..], parts.result),
+        (&b",\"error\":"[..], parts.error),
+    ];
+    let size = 48
+        + parts.method.map_or(0, str::len)
+        + bodies
+            .iter()
+            .filter_map(|(_, body)| body.map(|b| b.get().len() + 10))
+            .sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\"");
+    // Writing into a Vec cannot fail, nor can serializing an id or a string.
+    if let Some(id) = parts.id {
+        out.extend_from_slice(b",\"id\":");
+        let _ = serde_json::to_writer(&mut out, id);
+    }
+    if let Some(method) = parts.method {
+        out.extend_from_slice(b",\"method\":");
+        let _ = serde_json::to_writer(&mut out, method);
+    }
+    for (key, body) in bodies {
+        if let Some(body) = body {
+            out.extend_from_slice(key);
+            out.extend_from_slice(body.get().as_bytes());
+        }
+    }
+    if parts.error.is_some() && parts.id.is_none() {
+        // An error to an unreadable request carries `"id": null`.
+        out.extend_from_slice(b",\"id\":null");
+    }
+    out.push(b'}');
+    compact_newlines(&mut out);
+    out
 }
 
 fn invalid(id: Option<Id>, why: &str) -> ParseError {
@@ -364,68 +390,59 @@ fn invalid(id: Option<Id>, why: &str) -> ParseError {
     }
 }
 
-fn to_vec<T: Serialize>(value: &T) -> Vec<u8> {
-    // Serializing these plain structs into memory cannot fail.
-    serde_json::to_vec(value).unwrap_or_default()
-}
-
 /// Replaces raw CR and LF bytes with spaces. In valid JSON they can only be whitespace
 /// (inside strings they must be escaped), so this makes any message safe for
 /// newline-delimited framing without parsing it again.
 pub fn compact_newlines(bytes: &mut [u8]) {
-    for b in bytes {
-        if *b == b'\n' || *b == b'\r' {
-            *b = b' ';
-        }
+    let mut at = 0;
+    while let Some(found) = memchr::memchr2(b'\n', b'\r', &bytes[at..]) {
+        bytes[at + found] = b' ';
+        at += found + 1;
     }
 }
 
 /// A request.
 pub fn request(id: &Id, method: &str, params: Option<&RawValue>) -> Vec<u8> {
-    Message {
-        id: Some(id.clone()),
-        method: Some(method.into()),
-        params: params.map(RawValue::to_owned),
+    write(&Parts {
+        id: Some(id),
+        method: Some(method),
+        params,
         result: None,
         error: None,
-    }
-    .to_bytes()
+    })
 }
 
 /// A notification.
 pub fn notification(method: &str, params: Option<&RawValue>) -> Vec<u8> {
-    Message {
+    write(&Parts {
         id: None,
-        method: Some(method.into()),
-        params: params.map(RawValue::to_owned),
+        method: Some(method),
+        params,
         result: None,
         error: None,
-    }
-    .to_bytes()
+    })
 }
 
 /// A success response.
 pub fn result(id: &Id, result: &RawValue) -> Vec<u8> {
-    Message {
-        id: Some(id.clone()),
+    write(&Parts {
+        id: Some(id),
         method: None,
         params: None,
-        result: Some(result.to_owned()),
+        result: Some(result),
         error: None,
-    }
-    .to_bytes()
+    })
 }
 
 /// An error response carrying an error object as it came (an upstream's, say).
-pub fn error_response(id: &Id, error: Box<RawValue>) -> Vec<u8> {
-    Message {
-        id: Some(id.clone()),
+pub fn error_response(id: &Id, error: &RawValue) -> Vec<u8> {
+    write(&Parts {
+        id: Some(id),
         method: None,
         params: None,
         result: None,
         error: Some(error),
-    }
-    .to_bytes()
+    })
 }
 
 /// An error object: `{"code":…,"message":…,"data":…}`.
@@ -451,14 +468,13 @@ pub fn error(
     message: &str,
     data: Option<&serde_json::Value>,
 ) -> Vec<u8> {
-    Message {
-        id: id.cloned(),
+    write(&Parts {
+        id,
         method: None,
         params: None,
         result: None,
-        error: Some(error_object(code, message, data)),
-    }
-    .to_bytes()
+        error: Some(&error_object(code, message, data)),
+    })
 }
 
 /// Serializes a value into a [`RawValue`].
@@ -572,6 +588,19 @@ mod tests {
         assert_eq!(
             e,
             r#"{"jsonrpc":"2.0","error":{"code":-32700,"message":"parse error"},"id":null}"#
+        );
+        let params = RawValue::from_string("{\"x\":\n1}".to_owned()).unwrap();
+        assert_eq!(
+            String::from_utf8(request(&Id::from("a\"b"), "tools/call", Some(&params))).unwrap(),
+            r#"{"jsonrpc":"2.0","id":"a\"b","method":"tools/call","params":{"x": 1}}"#
+        );
+        assert_eq!(
+            String::from_utf8(result(&Id::Num(-3), &empty_object())).unwrap(),
+            r#"{"jsonrpc":"2.0","id":-3,"result":{}}"#
+        );
+        assert_eq!(
+            String::from_utf8(notification("notifications/initialized", None)).unwrap(),
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#
         );
     }
 }

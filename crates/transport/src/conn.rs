@@ -137,7 +137,12 @@ impl Conn {
     /// Makes one call on this connection.
     pub(crate) async fn call(self: &Arc<Self>, call: Call) -> Result<Reply, UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (params, progress_token) = self.prepare(call.params, id);
+        let (request, progress_token) = crate::params::request(
+            id,
+            &call.method,
+            call.params.as_deref(),
+            self.stateless.load(Ordering::Acquire),
+        );
         let (reply, answer) = oneshot::channel();
         let started = Instant::now();
         {
@@ -162,7 +167,6 @@ impl Conn {
             id,
             armed: true,
         };
-        let request = jsonrpc::request(&Id::Num(id), &call.method, params.as_deref());
         match tokio::time::timeout_at(call.deadline, self.send(request)).await {
             Ok(true) => {}
             Ok(false) => {
@@ -186,14 +190,6 @@ impl Conn {
             }
             Err(_) => Err(UpstreamError::Timeout(started.elapsed())),
         }
-    }
-
-    fn prepare(
-        &self,
-        params: Option<Box<RawValue>>,
-        id: i64,
-    ) -> (Option<Box<RawValue>>, Option<Box<RawValue>>) {
-        crate::params::prepare(params, id, self.stateless.load(Ordering::Acquire))
     }
 
     /// Handles one line the child wrote.
@@ -259,10 +255,10 @@ impl Conn {
             return;
         }
         let message = match self.only_caller() {
-            Some(events) => match events.try_send(CallEvent::Request(message)) {
+            Some(events) => match events.try_send(CallEvent::Request(Box::new(message))) {
                 Ok(()) => return,
                 Err(e) => match e.into_inner() {
-                    CallEvent::Request(m) | CallEvent::Notification(m) => m,
+                    CallEvent::Request(m) | CallEvent::Notification(m) => *m,
                 },
             },
             None => message,
@@ -302,17 +298,17 @@ impl Conn {
                         .and_then(|p| crate::params::restore_token(p, token))
                 {
                     message.params = Some(params);
-                    let _ = events.try_send(CallEvent::Notification(message));
+                    let _ = events.try_send(CallEvent::Notification(Box::new(message)));
                 }
             }
             // Logs and cancellations of the tool server's own requests carry no link to a
             // call; when exactly one call can take them, they are surely its.
             mcp::LOG_MESSAGE | mcp::CANCELLED => {
                 if let Some(events) = self.only_caller() {
-                    if let Err(e) = events.try_send(CallEvent::Notification(message))
+                    if let Err(e) = events.try_send(CallEvent::Notification(Box::new(message)))
                         && let CallEvent::Notification(m) = e.into_inner()
                     {
-                        self.sink.notification(&self.route, m);
+                        self.sink.notification(&self.route, *m);
                     }
                 } else {
                     self.sink.notification(&self.route, message);

@@ -50,15 +50,17 @@ pub struct Call {
     pub name: Option<String>,
 }
 
-/// Something that happens during a call.
+/// Something that happens during a call. The message is boxed: every call makes a
+/// channel for these, and a channel's first block holds 32 of them, so a small event
+/// keeps that block small (events themselves are rare).
 #[derive(Debug)]
 pub enum CallEvent {
     /// A notification for this call (progress with the caller's token, a log message).
-    Notification(Message),
+    Notification(Box<Message>),
     /// A request from the tool server (sampling, elicitation, roots) that the caller's
     /// client should answer; the answer goes back with [`Upstream::respond`]-style calls
     /// using the request's id.
-    Request(Message),
+    Request(Box<Message>),
 }
 
 /// What the tool server answered.
@@ -75,7 +77,7 @@ impl Reply {
     pub fn to_message(self, id: &mcp_edge_protocol::Id) -> Vec<u8> {
         match self {
             Reply::Result(result) => mcp_edge_protocol::jsonrpc::result(id, &result),
-            Reply::Error(error) => mcp_edge_protocol::jsonrpc::error_response(id, error),
+            Reply::Error(error) => mcp_edge_protocol::jsonrpc::error_response(id, &error),
         }
     }
 }

@@ -45,6 +45,9 @@ const METHOD_HEADER: HeaderName = HeaderName::from_static("mcp-method");
 const NAME_HEADER: HeaderName = HeaderName::from_static("mcp-name");
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
+// Values too: one from a `&str` is checked and copied on every request.
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+const JSON_OR_EVENTS: HeaderValue = HeaderValue::from_static("application/json, text/event-stream");
 /// How many times one request's event stream is resumed before the call fails.
 const MAX_RESUMES: u32 = 5;
 
@@ -361,8 +364,8 @@ impl Http {
                 }
             };
             let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-            let (params, token) = crate::params::prepare(params.clone(), id, remote.stateless);
-            let body = jsonrpc::request(&Id::Num(id), &method, params.as_deref());
+            let (body, token) =
+                crate::params::request(id, &method, params.as_deref(), remote.stateless);
             let name = match &known_name {
                 Some(name) => Some(name.clone()),
                 None => mcp::routing_name(&method, params.as_deref()),
@@ -732,34 +735,32 @@ impl Http {
         name: Option<&str>,
         traceparent: Option<&str>,
     ) -> Result<Response<PoolBody>, Failure> {
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(self.shared.cfg.url.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, "application/json, text/event-stream");
+        let mut request = Request::new(Full::new(Bytes::from(body)));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.shared.cfg.url.clone();
+        let headers = request.headers_mut();
+        headers.insert(CONTENT_TYPE, JSON);
+        headers.insert(ACCEPT, JSON_OR_EVENTS);
         for (k, v) in &self.shared.cfg.headers {
-            request = request.header(k, v);
+            headers.append(k.clone(), v.clone());
         }
         if method != Some(mcp::INITIALIZE) {
-            request = request.header(VERSION_HEADER, remote.version.clone());
+            headers.insert(VERSION_HEADER, remote.version.clone());
         }
         if let Some(session) = &remote.session {
-            request = request.header(SESSION_HEADER, session.clone());
+            headers.insert(SESSION_HEADER, session.clone());
         }
         if let Some(tp) = traceparent.and_then(|t| HeaderValue::from_str(t).ok()) {
-            request = request.header(TRACEPARENT, tp);
+            headers.insert(TRACEPARENT, tp);
         }
         if remote.stateless {
             if let Some(method) = method.and_then(|m| HeaderValue::from_str(m).ok()) {
-                request = request.header(METHOD_HEADER, method);
+                headers.insert(METHOD_HEADER, method);
             }
             if let Some(name) = name.and_then(name_header) {
-                request = request.header(NAME_HEADER, name);
+                headers.insert(NAME_HEADER, name);
             }
         }
-        let request = request
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| UpstreamError::Protocol(format!("could not build the request: {e}")))?;
         let response =
             self.shared.pool.request(request).await.map_err(|e| {
                 connect_error(&e, self.shared.cfg.url.scheme_str() == Some("https"))
@@ -987,7 +988,7 @@ impl Http {
                 }
                 match events {
                     Some(events) => {
-                        let _ = events.try_send(CallEvent::Notification(message));
+                        let _ = events.try_send(CallEvent::Notification(Box::new(message)));
                     }
                     None => self
                         .shared
@@ -999,7 +1000,9 @@ impl Http {
             Kind::Request => {
                 match events {
                     Some(events)
-                        if events.try_send(CallEvent::Request(message.clone())).is_ok() => {}
+                        if events
+                            .try_send(CallEvent::Request(Box::new(message.clone())))
+                            .is_ok() => {}
                     _ => self.refuse(remote, message.id),
                 }
                 None
