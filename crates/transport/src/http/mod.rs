@@ -76,7 +76,11 @@ pub struct HttpConfig {
     pub backoff_base: Duration,
     /// Largest delay between attempts.
     pub backoff_max: Duration,
-    /// Idle keep-alive connections kept per host.
+    /// Idle keep-alive connections kept per host. Each call holds a connection of its
+    /// own for its exchange, so this should cover the calls in flight at a peak: a
+    /// connection returned to a full pool is closed, and the next call past the cap
+    /// opens a new one (a handshake per call at that concurrency). An idle one costs
+    /// about 10 KB.
     pub max_idle_connections: usize,
     /// When `initialize` is answered 400, 404 or 405, try the legacy HTTP+SSE
     /// transport at the same URL (the spec's back-compatibility rule; `protocol = "auto"`).
@@ -111,7 +115,7 @@ impl HttpConfig {
             init_timeout: Duration::from_secs(20),
             backoff_base: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
-            max_idle_connections: 64,
+            max_idle_connections: 256,
             fallback_to_sse: false,
         }
     }
