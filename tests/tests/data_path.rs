@@ -889,6 +889,47 @@ async fn mcp_edge_stdio_serves_an_agent_on_stdin_and_stdout() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// stdin and stdout that are not pipes (a file in, a file out) are read and written
+/// through tokio's blocking-thread streams instead of the reactor: the same answers.
+#[test]
+fn mcp_edge_stdio_also_serves_files_that_are_not_pipes() {
+    let dir = mcp_edge_tests::scratch_dir("stdio-files");
+    let routes = format!("[gateway]\nallow_anonymous = true\n{}", demo("d", "")).replace(
+        "{mcp_edge}",
+        &mcp_edge_tests::mcp_edge().display().to_string(),
+    );
+    std::fs::write(dir.join("routes.toml"), routes).unwrap();
+    let requests = [
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": { "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "t", "version": "0" } } }),
+        json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }),
+        json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": { "name": "d__echo", "arguments": { "message": "from a file" } } }),
+    ];
+    let input: String = requests.iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(dir.join("in.jsonl"), input).unwrap();
+    let status = std::process::Command::new(mcp_edge_tests::mcp_edge())
+        .current_dir(&dir)
+        .args(["stdio", "routes.toml"])
+        .stdin(std::fs::File::open(dir.join("in.jsonl")).unwrap())
+        .stdout(std::fs::File::create(dir.join("out.jsonl")).unwrap())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let answers: Vec<Value> = std::fs::read_to_string(dir.join("out.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("stdout carries only JSON-RPC"))
+        .collect();
+    let answer = |id: i64| answers.iter().find(|m| m["id"] == id).cloned();
+    assert_eq!(
+        answer(1).unwrap()["result"]["protocolVersion"],
+        "2025-11-25",
+        "{answers:?}"
+    );
+    assert_eq!(text(&answer(2).unwrap()["result"]), "from a file");
+    std::fs::remove_dir_all(dir).ok();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_sse_clients_get_the_endpoint_event_and_answers_on_the_stream() {
     let gw = Gateway::start("legacy", &demo("d", ""));
