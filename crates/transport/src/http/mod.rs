@@ -341,39 +341,25 @@ impl Http {
     }
 
     async fn call_inner(&self, call: Call) -> Result<Reply, UpstreamError> {
-        let Call {
-            method,
-            params,
-            deadline,
-            events,
-            traceparent,
-            name: known_name,
-        } = call;
+        // `Mcp-Name`: the name the gateway already read, or read here once.
+        let routed = match &call.name {
+            Some(_) => None,
+            None => mcp::routing_name(&call.method, call.params.as_deref()),
+        };
+        let name = call.name.as_deref().or(routed.as_deref());
         for attempt in 0..2 {
-            let remote = match self.remote(deadline).await {
+            let remote = match self.remote(call.deadline).await {
                 Ok(remote) => remote,
                 Err(e) => {
                     if let Some(link) = self.shared.legacy.get() {
-                        return Box::pin(link.call(Call {
-                            method,
-                            params,
-                            deadline,
-                            events,
-                            traceparent,
-                            name: known_name,
-                        }))
-                        .await;
+                        return Box::pin(link.call(call)).await;
                     }
                     return Err(e);
                 }
             };
             let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
             let (body, token) =
-                crate::params::request(id, &method, params.as_deref(), remote.stateless);
-            let name = match &known_name {
-                Some(name) => Some(name.clone()),
-                None => mcp::routing_name(&method, params.as_deref()),
-            };
+                crate::params::request(id, &call.method, call.params.as_deref(), remote.stateless);
             // Leaving before the answer cancels upstream: in the session era with a
             // notification, in the stateless era by closing the stream (dropping it).
             let mut guard = CancelOnDrop {
@@ -387,12 +373,12 @@ impl Http {
                     .send_traced(
                         &remote,
                         body,
-                        Some(&method),
-                        name.as_deref(),
-                        traceparent.as_deref(),
+                        Some(&call.method),
+                        name,
+                        call.traceparent.as_deref(),
                     )
                     .await?;
-                self.read_reply(&remote, response, id, token, events.as_ref())
+                self.read_reply(&remote, response, id, token, call.events.as_ref())
                     .await
             }
             .await;
