@@ -15,6 +15,7 @@
 
 mod load;
 mod procs;
+mod relay;
 mod sessions;
 mod tool_server;
 
@@ -84,10 +85,19 @@ enum Cmd {
         #[arg(long)]
         http: Option<std::net::SocketAddr>,
     },
+    /// A byte relay to ADDR on an ephemeral loopback port: one more process, no parsing.
+    Relay {
+        /// Where each connection is relayed.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+    },
 }
 
 fn main() -> Result<(), Failure> {
     let args = Args::parse();
+    if let Some(Cmd::Relay { to }) = args.command {
+        return relay::serve(to);
+    }
     // The tool server runs as `#[tokio::main]` would run it: a thread per core.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -99,6 +109,7 @@ fn main() -> Result<(), Failure> {
                 http: Some(addr), ..
             }) => tool_server::http(addr).await,
             Some(Cmd::ToolServer { .. }) => Err("tool-server needs --stdio or --http ADDR".into()),
+            Some(Cmd::Relay { .. }) => Ok(()),
             Some(Cmd::Sessions(s)) => {
                 let workers = configured(args.run.workers.first().copied().unwrap_or(0));
                 sessions::run(&mcp_edge(args.run.mcp_edge)?, &s, workers).await
@@ -165,8 +176,8 @@ fn header() {
         "p99 ms",
         "x direct",
         "+p50 ms",
-        "edge CPU",
-        "edge RSS"
+        "CPU/call",
+        "peak RSS"
     );
 }
 
@@ -202,6 +213,36 @@ impl Row<'_> {
     }
 }
 
+impl<'a> Row<'a> {
+    /// A direct measurement.
+    fn direct(connections: usize, target: &'a str, stats: &'a Stats) -> Row<'a> {
+        Row {
+            connections,
+            target,
+            stats,
+            direct: None,
+            usage: None,
+        }
+    }
+
+    /// The same load through a process in the path, compared with `direct`.
+    fn through(
+        connections: usize,
+        target: &'a str,
+        stats: &'a Stats,
+        direct: &'a Stats,
+        usage: Usage,
+    ) -> Row<'a> {
+        Row {
+            connections,
+            target,
+            stats,
+            direct: Some(direct),
+            usage: Some(usage),
+        }
+    }
+}
+
 /// A direct measurement and the same load through mcp-edge, as two rows.
 fn print_pair(
     connections: usize,
@@ -210,22 +251,8 @@ fn print_pair(
     through: &Stats,
     usage: Usage,
 ) {
-    Row {
-        connections,
-        target: direct_name,
-        stats: direct,
-        direct: None,
-        usage: None,
-    }
-    .print();
-    Row {
-        connections,
-        target: through_name,
-        stats: through,
-        direct: Some(direct),
-        usage: Some(usage),
-    }
-    .print();
+    Row::direct(connections, direct_name, direct).print();
+    Row::through(connections, through_name, through, direct, usage).print();
 }
 
 /// What the run found, for the summary against the targets.
@@ -233,6 +260,8 @@ fn print_pair(
 struct Findings {
     http_ratio_16: Option<f64>,
     added_p50_1: Option<f64>,
+    /// What the byte relay added, for scale.
+    relay_added_p50_1: Option<f64>,
     p99_ratio_128: Option<f64>,
     stdio_rate_16: Option<f64>,
     peak_rss_128_kb: Option<u64>,
@@ -244,6 +273,8 @@ async fn run(mcp_edge: &Path, args: &RunArgs, workers: Option<usize>) -> Result<
     let (warmup, duration) = (args.warmup.get(), args.duration.get());
     let (_server, server_addr) = procs::http_tool_server().await?;
     let url = format!("http://{server_addr}/mcp");
+    let (relay, relay_addr) = procs::relay(server_addr).await?;
+    let relay_pid = relay.id().ok_or("the relay exited")?;
     let routes = procs::routes_toml(&url, false, workers)?;
     let gateway = Gateway::start(mcp_edge, &routes).await?;
     let idle_rss_kb = procs::memory_kb(gateway.pid, "VmRSS");
@@ -266,15 +297,28 @@ async fn run(mcp_edge: &Path, args: &RunArgs, workers: Option<usize>) -> Result<
                 workers.push(HttpSession::open(server_addr, "/mcp", "echo").await?);
             }
             let direct = measure(workers, warmup, duration).await;
+            let mut workers = Vec::with_capacity(connections);
+            for _ in 0..connections {
+                workers.push(HttpSession::open(relay_addr, "/mcp", "echo").await?);
+            }
+            let (relayed, relay_usage) =
+                measured(relay_pid, measure(workers, warmup, duration), warmup).await?;
             let (through, usage) =
                 through_gateway(&gateway, connections, "http__echo", warmup, duration).await?;
-            print_pair(
+            Row::direct(connections, "direct HTTP (rmcp)", &direct).print();
+            Row::through(
                 connections,
-                ["direct HTTP (rmcp)", "mcp-edge HTTP route"],
+                "  via a byte relay",
+                &relayed,
                 &direct,
-                &through,
-                usage,
-            );
+                relay_usage,
+            )
+            .print();
+            Row::through(connections, "mcp-edge HTTP route", &through, &direct, usage).print();
+            found.failed_calls += relayed.errors;
+            if connections == 1 {
+                found.relay_added_p50_1 = Some(relayed.quantile(0.5) - direct.quantile(0.5));
+            }
             found.failed_calls += direct.errors + through.errors;
             match connections {
                 1 => found.added_p50_1 = Some(through.quantile(0.5) - direct.quantile(0.5)),
@@ -354,13 +398,21 @@ async fn through_gateway(
     for _ in 0..connections {
         workers.push(HttpSession::open(gateway.addr, "/mcp", tool).await?);
     }
-    let pid = gateway.pid;
+    measured(gateway.pid, measure(workers, warmup, duration), warmup).await
+}
+
+/// Runs `load`, measuring process `pid`'s CPU time and peak RSS after the warm-up.
+async fn measured(
+    pid: u32,
+    load: impl Future<Output = Stats>,
+    warmup: Duration,
+) -> Result<(Stats, Usage), Failure> {
     let before = tokio::spawn(async move {
         tokio::time::sleep(warmup).await;
         procs::reset_peak(pid);
         procs::cpu_time(pid)
     });
-    let stats = measure(workers, warmup, duration).await;
+    let stats = load.await;
     let cpu = procs::cpu_time(pid).saturating_sub(before.await?);
     let usage = Usage {
         cpu,
@@ -457,7 +509,10 @@ fn summary(
     );
     line(
         "added p50 at 1 connection <= 0.080 ms",
-        found.added_p50_1.map(|a| format!("{a:.3} ms")),
+        found.added_p50_1.map(|a| match found.relay_added_p50_1 {
+            Some(relay) => format!("{a:.3} ms (a byte relay adds {relay:.3} ms)"),
+            None => format!("{a:.3} ms"),
+        }),
         found.added_p50_1.map(|a| a <= 0.08),
     );
     line(

@@ -18,22 +18,44 @@ pub(crate) fn myself() -> Result<PathBuf, Failure> {
 
 /// The rmcp tool server over Streamable HTTP on an ephemeral loopback port.
 pub(crate) async fn http_tool_server() -> Result<(Child, SocketAddr), Failure> {
+    announced(&["tool-server", "--http", "127.0.0.1:0"], |line| {
+        line.strip_prefix("listening on http://")?
+            .strip_suffix("/mcp")
+    })
+    .await
+}
+
+/// A byte relay (`mcp-edge-bench relay`) to `to`, on an ephemeral loopback port.
+pub(crate) async fn relay(to: SocketAddr) -> Result<(Child, SocketAddr), Failure> {
+    let to = to.to_string();
+    announced(&["relay", "--to", &to], |line| {
+        line.strip_prefix("relaying ")?
+            .split_once(' ')
+            .map(|(addr, _)| addr)
+    })
+    .await
+}
+
+/// Runs this program with `args` and reads the address it announces on its first line.
+async fn announced(
+    args: &[&str],
+    address: impl Fn(&str) -> Option<&str>,
+) -> Result<(Child, SocketAddr), Failure> {
     let mut child = Command::new(myself()?)
-        .args(["tool-server", "--http", "127.0.0.1:0"])
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
         .kill_on_drop(true)
         .spawn()?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let what = args[0];
     let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
         .await
-        .map_err(|_| "the HTTP tool server did not start")??
-        .ok_or("the HTTP tool server exited")?;
-    let addr = line
-        .strip_prefix("listening on http://")
-        .and_then(|a| a.strip_suffix("/mcp"))
-        .ok_or_else(|| format!("unexpected line from the tool server: {line}"))?
+        .map_err(|_| format!("the {what} did not start"))??
+        .ok_or_else(|| format!("the {what} exited"))?;
+    let addr = address(&line)
+        .ok_or_else(|| format!("unexpected line from the {what}: {line}"))?
         .parse()?;
     Ok((child, addr))
 }

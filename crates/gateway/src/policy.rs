@@ -117,6 +117,15 @@ impl Connector {
     }
 }
 
+/// The attempt-deadline layer, unless it can never expire before the call's own: an
+/// attempt starts no earlier than its call, and progress moves both deadlines alike,
+/// so with `attempt_timeout >= timeout` (the default) the call's deadline always comes
+/// first. Leaving the layer out then saves each call a timer and a boxed future.
+fn attempt_deadline(policies: &Policies) -> Option<PolicyLayer<Timeout>> {
+    (policies.attempt_timeout < policies.timeout)
+        .then(|| PolicyLayer::new(Timeout::new(policies.attempt_timeout, policies.max_timeout)))
+}
+
 impl RoutePolicy {
     /// The stack for route `name` over its connector.
     pub fn new(name: &str, policies: &Policies, upstream: Upstream) -> RoutePolicy {
@@ -157,10 +166,7 @@ impl RoutePolicy {
             .layer(PolicyLayer::new(retry))
             .layer(PolicyLayer::new(BreakerPolicy::new(breaker.clone())))
             .layer(PolicyLayer::new(BulkheadPolicy::new(bulkhead.clone())))
-            .layer(PolicyLayer::new(Timeout::new(
-                policies.attempt_timeout,
-                policies.max_timeout,
-            )))
+            .option_layer(attempt_deadline(policies))
             .service(tower::service_fn(move |request| connector.attempt(request)));
         RoutePolicy {
             service: BoxCloneSyncService::new(stack),

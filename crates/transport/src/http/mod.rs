@@ -13,6 +13,7 @@
 //! client's `Authorization` or `Origin`.
 
 pub mod connector;
+mod h1;
 mod pool;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -22,7 +23,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use mcp_edge_protocol::jsonrpc::{self, code};
 use mcp_edge_protocol::version::{self, Era};
 use mcp_edge_protocol::{Id, Kind, Message, mcp, sse};
@@ -448,10 +449,7 @@ impl Http {
             for (k, v) in &self.shared.cfg.headers {
                 request = request.header(k, v);
             }
-            if let Ok(request) = request
-                .header(SESSION_HEADER, session)
-                .body(Full::new(Bytes::new()))
-            {
+            if let Ok(request) = request.header(SESSION_HEADER, session).body(Bytes::new()) {
                 let _ =
                     tokio::time::timeout(Duration::from_secs(2), self.shared.pool.request(request))
                         .await;
@@ -725,7 +723,7 @@ impl Http {
         name: Option<&str>,
         traceparent: Option<&str>,
     ) -> Result<Response<PoolBody>, Failure> {
-        let mut request = Request::new(Full::new(Bytes::from(body)));
+        let mut request = Request::new(Bytes::from(body));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.shared.cfg.url.clone();
         let headers = request.headers_mut();
@@ -935,7 +933,7 @@ impl Http {
             request = request.header(LAST_EVENT_ID, id);
         }
         let request = request
-            .body(Full::new(Bytes::new()))
+            .body(Bytes::new())
             .map_err(|e| UpstreamError::Protocol(format!("could not build the request: {e}")))?;
         self.shared
             .pool

@@ -1,24 +1,25 @@
-//! Connections to one tool server, pooled; an HTTP/1.1 connection is driven by the call
-//! that uses it, not by a task of its own.
+//! Connections to one tool server, pooled; an HTTP/1.1 connection is used by the call
+//! that holds it, not by a task of its own.
 //!
 //! hyper-util's pooled client gives every connection a task, and for HTTP/1 spawns one
-//! more task per request to put the connection back once it is free. A call then hands
-//! its request to the connection's task, which may run on another thread, and the
-//! answer comes back the same way: two wake-ups and a task per call. Here the request
-//! future and then its response body poll the connection themselves, in the caller's
-//! task, and the body puts the connection back in the pool when it ends. A body dropped
-//! before its end closes the connection (what was left unread cannot be reused).
+//! more task per request to put the connection back once it is free: two wake-ups and
+//! a task per call. Here a call takes an idle connection ([`super::h1::Conn`]), writes
+//! its request and reads the response head itself, in its own task; the response body
+//! reads the rest and puts the connection back in the pool when it ends. A body
+//! dropped before its end closes the connection (what was left unread cannot be
+//! reused).
 //!
 //! HTTP/2 (offered over TLS with ALPN) multiplexes every call on one connection, so
 //! that connection keeps a task of its own and is shared.
 //!
 //! Idle connections are reused most recent first (its socket is the warmest), at most
 //! `max_idle` are kept, and one idle for longer than `idle_timeout` is closed when next
-//! seen. A pooled connection the server closed before the request went out is
-//! replaced with a new one and the request sent there: it was never written, so this
-//! is safe for any method.
+//! seen. A pooled connection the server closed is found out at checkout; one that
+//! fails while the request is being written is replaced with a new one and the
+//! request sent there. The server never had the whole request (its length says so),
+//! so this is safe for any method. A failure after the request was written is the
+//! caller's to judge: the tool server may have acted on it.
 
-use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, ready};
@@ -29,15 +30,17 @@ use http::header::{HOST, HeaderValue};
 use http::{Request, Response, Uri};
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
-use super::connector::{ConnectError, Connector, Stream};
+use super::connector::{ConnectError, Connector};
+use super::h1::Conn;
 
-type H1Sender = http1::SendRequest<Full<Bytes>>;
-type H1Connection = http1::Connection<Stream, Full<Bytes>>;
 type H2Sender = http2::SendRequest<Full<Bytes>>;
+
+/// A failed exchange, as a response body reports it.
+pub(crate) type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why a request got no response.
 #[derive(Debug)]
@@ -45,7 +48,7 @@ pub(crate) enum PoolError {
     /// No connection could be made: nothing was sent.
     Connect(ConnectError),
     /// The exchange failed on an open connection: the request may have been sent.
-    Http(hyper::Error),
+    Http(BodyError),
 }
 
 impl std::fmt::Display for PoolError {
@@ -61,43 +64,13 @@ impl std::error::Error for PoolError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             PoolError::Connect(e) => Some(e),
-            PoolError::Http(e) => Some(e),
+            PoolError::Http(e) => Some(&**e),
         }
-    }
-}
-
-/// An HTTP/1.1 connection out of its pool: whoever holds it polls it.
-struct H1 {
-    sender: H1Sender,
-    /// `None` once the connection has ended.
-    connection: Option<H1Connection>,
-}
-
-impl H1 {
-    /// Moves the connection on; false once it has ended (closed, or failed).
-    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(connection) = self.connection.as_mut() else {
-            return false;
-        };
-        match Pin::new(connection).poll(cx) {
-            Poll::Pending => true,
-            Poll::Ready(_) => {
-                self.connection = None;
-                false
-            }
-        }
-    }
-
-    /// Whether it can take a request now. A connection that just finished a response
-    /// may need one more turn to get there; one the server closed is found out here.
-    fn usable(&mut self) -> bool {
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        self.drive(&mut cx) && self.sender.is_ready()
     }
 }
 
 struct Idle {
-    connection: Box<H1>,
+    connection: Box<Conn>,
     since: Instant,
 }
 
@@ -119,11 +92,11 @@ pub(crate) struct Pool {
     state: Mutex<State>,
 }
 
-/// A connection to use. An HTTP/1.1 connection's state (its buffers above all) is
-/// large: it is boxed once, so handing it from the pool to a call, to its response
-/// body and back moves a pointer, not kilobytes.
+/// A connection to use. An HTTP/1.1 connection (its buffers above all) is boxed once,
+/// so handing it from the pool to a call, to its response body and back moves a
+/// pointer.
 enum Checkout {
-    H1(Box<H1>),
+    H1(Box<Conn>),
     H2(H2Sender),
 }
 
@@ -164,67 +137,44 @@ impl Pool {
     /// the connection it came on.
     pub(crate) async fn request(
         self: &Arc<Self>,
-        mut request: Request<Full<Bytes>>,
+        mut request: Request<Bytes>,
     ) -> Result<Response<PoolBody>, PoolError> {
-        loop {
-            let (mut h1, reused) = match self.checkout() {
-                Some(Checkout::H2(mut sender)) => {
-                    let response = sender.send_request(request).await;
-                    return response
-                        .map(|r| r.map(PoolBody::shared))
-                        .map_err(PoolError::Http);
-                }
-                Some(Checkout::H1(h1)) => (h1, true),
-                // Boxed: connecting (TCP, TLS, the HTTP/2 handshake) is rare, and its
-                // state would otherwise be carried by every request's future.
-                None => match Box::pin(self.connect()).await? {
-                    Checkout::H2(mut sender) => {
-                        let response = sender.send_request(request).await;
-                        return response
-                            .map(|r| r.map(PoolBody::shared))
-                            .map_err(PoolError::Http);
-                    }
-                    Checkout::H1(h1) => (h1, false),
-                },
-            };
-            self.origin_form(&mut request);
-            let mut sent = std::pin::pin!(h1.sender.try_send_request(request));
-            let response = poll_fn(|cx| {
-                if let Poll::Ready(response) = sent.as_mut().poll(cx) {
-                    return Poll::Ready(response);
-                }
-                // Ended or not, the connection has moved on; its answer may be there.
-                h1.drive(cx);
-                sent.as_mut().poll(cx)
-            })
-            .await;
-            match response {
-                Ok(response) => {
-                    let pool = Arc::downgrade(self);
-                    return Ok(response.map(|body| PoolBody::owned(body, h1, pool)));
-                }
-                Err(mut e) => match e.take_message() {
-                    // Never written: the pooled connection had closed. A new one.
-                    Some(unsent) if reused => request = unsent,
-                    _ => return Err(PoolError::Http(e.into_error())),
-                },
-            }
-        }
-    }
-
-    /// HTTP/1.1 names the path on the request line and the host in `Host` (HTTP/2
-    /// takes the whole URL, as `:scheme`, `:authority` and `:path`).
-    fn origin_form(&self, request: &mut Request<Full<Bytes>>) {
+        let (mut h1, mut reused) = match self.checkout() {
+            Some(Checkout::H2(sender)) => return h2(sender, request).await,
+            Some(Checkout::H1(h1)) => (h1, true),
+            // Boxed: connecting (TCP, TLS, the HTTP/2 handshake) is rare, and its
+            // state would otherwise be carried by every request's future.
+            None => match Box::pin(self.connect()).await? {
+                Checkout::H2(sender) => return h2(sender, request).await,
+                Checkout::H1(h1) => (h1, false),
+            },
+        };
         if let Some(host) = &self.host
             && !request.headers().contains_key(HOST)
         {
             request.headers_mut().insert(HOST, host.clone());
         }
-        if request.uri().scheme().is_some()
-            && let Some(path) = request.uri().path_and_query().cloned()
-        {
-            *request.uri_mut() = Uri::from(path);
+        loop {
+            match h1.send(&request).await {
+                Ok(()) => break,
+                // A pooled connection the server closed: no whole request reached it.
+                // A new connection.
+                Err(_) if reused => {
+                    h1 = match Box::pin(self.connect()).await? {
+                        Checkout::H2(sender) => return h2(sender, request).await,
+                        Checkout::H1(h1) => h1,
+                    };
+                    reused = false;
+                }
+                Err(e) => return Err(PoolError::Http(Box::new(e))),
+            }
         }
+        let head = h1
+            .response(request.method())
+            .await
+            .map_err(|e| PoolError::Http(Box::new(e)))?;
+        let pool = Arc::downgrade(self);
+        Ok(head.map(|()| PoolBody::owned(h1, pool)))
     }
 
     /// An idle connection that can take a request now, or the shared HTTP/2 one.
@@ -248,7 +198,7 @@ impl Pool {
     }
 
     /// Puts a connection back after its response ended.
-    fn checkin(&self, mut connection: Box<H1>) {
+    fn checkin(&self, mut connection: Box<Conn>) {
         if !connection.usable() {
             return;
         }
@@ -271,16 +221,12 @@ impl Pool {
                 .timer(TokioTimer::new())
                 .handshake(stream)
                 .await
-                .map_err(PoolError::Http)?;
+                .map_err(|e| PoolError::Http(Box::new(e)))?;
             tokio::spawn(connection);
             self.state().h2 = Some(sender.clone());
             return Ok(Checkout::H2(sender));
         }
-        let (sender, connection) = http1::handshake(stream).await.map_err(PoolError::Http)?;
-        Ok(Checkout::H1(Box::new(H1 {
-            sender,
-            connection: Some(connection),
-        })))
+        Ok(Checkout::H1(Box::new(Conn::new(stream))))
     }
 
     /// How many idle connections are kept (for tests).
@@ -290,37 +236,66 @@ impl Pool {
     }
 }
 
-/// A response body from the pool. Over HTTP/1.1 it drives its connection while it is
-/// read, and hands the connection back to the pool at its end.
+/// Sends a request over the shared HTTP/2 connection (which takes the whole URL, as
+/// `:scheme`, `:authority` and `:path`).
+async fn h2(
+    mut sender: H2Sender,
+    request: Request<Bytes>,
+) -> Result<Response<PoolBody>, PoolError> {
+    let response = sender.send_request(request.map(Full::new)).await;
+    response
+        .map(|r| r.map(PoolBody::shared))
+        .map_err(|e| PoolError::Http(Box::new(e)))
+}
+
+/// A response body from the pool. Over HTTP/1.1 it reads its connection, and hands
+/// the connection back to the pool at its end.
 pub(crate) struct PoolBody {
-    body: Incoming,
-    connection: Option<Box<H1>>,
+    from: From,
     pool: Weak<Pool>,
+}
+
+enum From {
+    /// An HTTP/2 stream.
+    Shared(Incoming),
+    /// The HTTP/1.1 connection it comes on; `None` once handed back or broken.
+    Owned(Option<Box<Conn>>),
 }
 
 impl PoolBody {
     fn shared(body: Incoming) -> PoolBody {
         PoolBody {
-            body,
-            connection: None,
+            from: From::Shared(body),
             pool: Weak::new(),
         }
     }
 
-    fn owned(body: Incoming, connection: Box<H1>, pool: Weak<Pool>) -> PoolBody {
+    fn owned(connection: Box<Conn>, pool: Weak<Pool>) -> PoolBody {
         let mut body = PoolBody {
-            body,
-            connection: Some(connection),
+            from: From::Owned(Some(connection)),
             pool,
         };
-        if body.body.is_end_stream() {
-            body.release();
-        }
+        body.release_if_done();
         body
     }
 
-    fn release(&mut self) {
-        if let (Some(connection), Some(pool)) = (self.connection.take(), self.pool.upgrade()) {
+    /// A body read off `connection`, with no pool to hand it back to.
+    #[cfg(test)]
+    pub(crate) fn for_test(connection: Box<Conn>) -> PoolBody {
+        PoolBody::owned(connection, Weak::new())
+    }
+
+    /// Hands the connection back once the body has been read to its end.
+    fn release_if_done(&mut self) {
+        let From::Owned(slot) = &mut self.from else {
+            return;
+        };
+        if !slot.as_ref().is_some_and(|c| c.body_done()) {
+            return;
+        }
+        if let (Some(connection), Some(pool)) = (slot.take(), self.pool.upgrade())
+            && connection.reusable()
+        {
             pool.checkin(connection);
         }
     }
@@ -328,37 +303,49 @@ impl PoolBody {
 
 impl Body for PoolBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
-        let mut polled = Pin::new(&mut this.body).poll_frame(cx);
-        if polled.is_pending()
-            && let Some(connection) = this.connection.as_mut()
-        {
-            // The bytes come through the connection: move it on, then look again.
-            connection.drive(cx);
-            polled = Pin::new(&mut this.body).poll_frame(cx);
-        }
-        let frame = ready!(polled);
-        match &frame {
-            None => this.release(),
-            Some(Ok(_)) if this.body.is_end_stream() => this.release(),
-            Some(Err(_)) => this.connection = None,
-            Some(Ok(_)) => {}
-        }
+        let connection = match &mut this.from {
+            From::Shared(body) => {
+                return Pin::new(body)
+                    .poll_frame(cx)
+                    .map_err(|e| Box::new(e) as BodyError);
+            }
+            From::Owned(None) => return Poll::Ready(None),
+            From::Owned(Some(connection)) => connection,
+        };
+        let polled = ready!(connection.poll_data(cx));
+        let frame = match polled {
+            Some(Ok(data)) => Some(Ok(Frame::data(data))),
+            None => None,
+            Some(Err(e)) => {
+                this.from = From::Owned(None);
+                return Poll::Ready(Some(Err(Box::new(e))));
+            }
+        };
+        this.release_if_done();
         Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        match &self.from {
+            From::Shared(body) => body.is_end_stream(),
+            From::Owned(None) => true,
+            From::Owned(Some(connection)) => connection.body_done(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        match &self.from {
+            From::Shared(body) => body.size_hint(),
+            From::Owned(Some(connection)) => connection.size_hint(),
+            From::Owned(None) => SizeHint::with_exact(0),
+        }
     }
 }
 
@@ -426,7 +413,7 @@ mod tests {
     async fn get(pool: &Arc<Pool>, uri: &Uri) -> Result<Bytes, PoolError> {
         let request = Request::get(uri.clone())
             .header("host", "127.0.0.1")
-            .body(Full::new(Bytes::new()))
+            .body(Bytes::new())
             .expect("request");
         let response = pool.request(request).await?;
         Ok(response
@@ -495,7 +482,7 @@ mod tests {
         let pool = pool(uri.clone());
         let request = Request::get(uri.clone())
             .header("host", "127.0.0.1")
-            .body(Full::new(Bytes::new()))
+            .body(Bytes::new())
             .expect("request");
         let response = pool.request(request).await.expect("response");
         drop(response);
