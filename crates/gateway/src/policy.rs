@@ -240,3 +240,30 @@ impl RoutePolicy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policies(route: &str) -> Policies {
+        let text = format!("[[route]]\nname = \"r\"\nurl = \"http://127.0.0.1:9/mcp\"\n{route}");
+        let source = mcp_edge_config::Source::new("routes.toml", text);
+        let (config, diagnostics) = mcp_edge_config::parse(&source);
+        let config = config.unwrap_or_else(|| panic!("{diagnostics:?}"));
+        config.routes[0].policies.clone()
+    }
+
+    #[test]
+    fn the_attempt_deadline_is_kept_only_when_it_can_come_first() {
+        assert!(attempt_deadline(&policies("")).is_none());
+        assert!(
+            attempt_deadline(&policies("timeout = \"5s\"\nattempt_timeout = \"5s\"")).is_none()
+        );
+        assert!(
+            attempt_deadline(&policies("timeout = \"5s\"\nattempt_timeout = \"9s\"")).is_none()
+        );
+        assert!(
+            attempt_deadline(&policies("timeout = \"5s\"\nattempt_timeout = \"1s\"")).is_some()
+        );
+    }
+}
