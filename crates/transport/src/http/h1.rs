@@ -231,13 +231,17 @@ impl Conn {
     /// The response head, when the buffer holds all of it (informational responses
     /// before it are skipped).
     fn parse_head(&mut self, head_request: bool) -> Result<Option<Response<()>>, Error> {
-        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Response::new(&mut fields);
-        let len = match parsed.parse(&self.buf) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(e) => return Err(Error::Invalid(e.to_string())),
-        };
+        // Uninitialised: the parser writes only the fields it finds.
+        let mut fields =
+            [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut []);
+        let config = httparse::ParserConfig::default();
+        let len =
+            match config.parse_response_with_uninit_headers(&mut parsed, &self.buf, &mut fields) {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) => return Ok(None),
+                Err(e) => return Err(Error::Invalid(e.to_string())),
+            };
         let code = parsed.code.unwrap_or_default();
         let status = StatusCode::from_u16(code)
             .map_err(|_| Error::Invalid(format!("status code {code}")))?;
