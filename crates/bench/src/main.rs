@@ -3,12 +3,13 @@
 //! The tool server is the official Rust SDK's (`rmcp`), built into this binary
 //! (`mcp-edge-bench tool-server`), serving a trivial `echo` tool over Streamable HTTP
 //! with JSON responses and over stdio. For each connection count the run measures, in
-//! one process tree: that server directly over HTTP, the same load through mcp-edge's
-//! HTTP route, the server directly over its stdio pipes, and the same load through
-//! mcp-edge's stdio route. Every request carries a JSON-RPC id unique in the run, and
-//! an answer counts only when it carries the id that was asked. It prints calls/s,
-//! latency percentiles, the ratio to direct, and mcp-edge's CPU time per call and peak
-//! memory; then start-to-ready, idle memory and reloads under load.
+//! one process tree: that server directly over HTTP, the same load through a byte
+//! relay (the floor for any process in the path) and through mcp-edge's HTTP route,
+//! the server directly over its stdio pipes, and the same load through mcp-edge's
+//! stdio route. Every request carries a JSON-RPC id unique in the run, and an answer
+//! counts only when it carries the id that was asked. It prints calls/s, latency
+//! percentiles, the ratio to direct, and the CPU time per call and peak memory of the
+//! process in the path; then start-to-ready, idle memory and reloads under load.
 //!
 //! `mcp-edge-bench sessions` opens and holds many sessions, and reports memory per
 //! session.
