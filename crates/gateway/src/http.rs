@@ -59,37 +59,43 @@ pub async fn handle(
     peer: Arc<Peer>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let path = req.uri().path().to_owned();
-    let response = match path.as_str() {
-        "/mcp" | "/mcp/" => mcp_endpoint(gw, &peer, req, None).await,
+    enum Endpoint {
+        Mcp(Option<String>),
+        LegacyStream,
+        LegacyPost,
+    }
+    let endpoint = match req.uri().path() {
+        "/mcp" | "/mcp/" => Endpoint::Mcp(None),
         p if p.starts_with("/mcp/") => {
-            let route = p["/mcp/".len()..].trim_end_matches('/').to_owned();
-            mcp_endpoint(gw, &peer, req, Some(route)).await
+            Endpoint::Mcp(Some(p["/mcp/".len()..].trim_end_matches('/').to_owned()))
         }
-        "/sse" => legacy_stream(gw, &peer, req).await,
-        "/messages" | "/messages/" => legacy_post(gw, &peer, req).await,
-        _ => refuse(
-            StatusCode::NOT_FOUND,
-            code::INVALID_REQUEST,
-            &format!("no MCP endpoint at {path}; use /mcp, /mcp/{{route}} or /sse"),
-        ),
+        "/sse" => Endpoint::LegacyStream,
+        "/messages" | "/messages/" => Endpoint::LegacyPost,
+        path => {
+            return Ok(refuse(
+                StatusCode::NOT_FOUND,
+                code::INVALID_REQUEST,
+                &format!("no MCP endpoint at {path}; use /mcp, /mcp/{{route}} or /sse"),
+            ));
+        }
     };
-    Ok(response)
+    Ok(match endpoint {
+        Endpoint::Mcp(route) => mcp_endpoint(gw, &peer, req, route).await,
+        Endpoint::LegacyStream => legacy_stream(gw, &peer, req).await,
+        Endpoint::LegacyPost => legacy_post(gw, &peer, req).await,
+    })
 }
 
 // ---------- responses ----------
 
-fn full(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Body> {
+fn json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(body)).boxed());
     *response.status_mut() = status;
-    if let Ok(value) = content_type.parse() {
-        response.headers_mut().insert(CONTENT_TYPE, value);
-    }
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     response
-}
-
-fn json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
-    full(status, "application/json", body)
 }
 
 fn empty(status: StatusCode) -> Response<Body> {
@@ -372,7 +378,9 @@ async fn post(
     principal: Option<Arc<str>>,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let headers = parts.headers;
+    // Only the headers are kept (the rest of the head is dropped here): hyper cut
+    // them, like the body, from the connection's read buffer.
+    let headers = { parts }.headers;
     let is_json = header(&headers, CONTENT_TYPE).is_some_and(|ct| {
         ct.split(';')
             .next()
@@ -402,9 +410,10 @@ async fn post(
         Ok(message) => message,
         Err(response) => return response,
     };
-    // The message owns what it needs. Letting go of the body now hands hyper back sole
-    // use of the read buffer it was cut from, so the connection's next read reuses that
-    // buffer instead of allocating a new one.
+    // The message owns what it needs. Letting go of the body now, and of the headers
+    // before the call is made, hands hyper back sole use of the read buffer they were
+    // cut from, so the connection's next read (hyper reads ahead while the call runs)
+    // reuses that buffer instead of allocating a new 8 KB one.
     drop(bytes);
 
     if message.kind() == Kind::Request && message.method() == mcp::INITIALIZE {
@@ -444,6 +453,7 @@ async fn post(
         }
         let mut ctx = Ctx::of(&session);
         ctx.traceparent = header(&headers, TRACEPARENT).map(str::to_owned);
+        drop(headers);
         return dispatch(gw, ctx, message).await;
     }
 
@@ -468,6 +478,7 @@ async fn post(
         principal: principal.unwrap_or_else(crate::core::anonymous),
         traceparent: header(&headers, TRACEPARENT).map(str::to_owned),
     };
+    drop(headers);
     dispatch(gw, ctx, message).await
 }
 
