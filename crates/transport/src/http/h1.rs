@@ -33,8 +33,11 @@ pub(crate) const MAX_HEAD: usize = 64 * 1024;
 /// The most header fields a response head may have.
 pub(crate) const MAX_HEADERS: usize = 100;
 
-/// How much the read buffer grows by when it is full.
+/// How much the read buffer grows by when it is nearly full: at first, and again
+/// whenever reads come back small.
 const READ_CHUNK: usize = 8 * 1024;
+/// The most it grows by at once, for a large body read in few system calls.
+const MAX_READ_CHUNK: usize = 512 * 1024;
 
 /// Why an exchange failed.
 #[derive(Debug)]
@@ -87,8 +90,9 @@ enum Chunk {
     Data(u64),
     /// At the CRLF after a chunk's data.
     DataEnd,
-    /// Past the last chunk: trailer fields, up to a blank line.
-    Trailers,
+    /// Past the last chunk: trailer fields, up to a blank line (this many bytes of
+    /// them so far, at most [`MAX_HEAD`]).
+    Trailers(usize),
 }
 
 /// An open connection, between exchanges or in one.
@@ -101,6 +105,8 @@ pub(crate) struct Conn {
     framing: Framing,
     /// Whether the connection can take another request once this body is read.
     keep_alive: bool,
+    /// How much room the next read is given: doubled after a read that filled it.
+    read_chunk: usize,
 }
 
 impl Conn {
@@ -111,6 +117,7 @@ impl Conn {
             out: Vec::new(),
             framing: Framing::Done,
             keep_alive: true,
+            read_chunk: READ_CHUNK,
         }
     }
 
@@ -223,9 +230,18 @@ impl Conn {
     /// Reads more into the buffer: how much (0 at the end of the stream).
     async fn fill(&mut self) -> Result<usize, Error> {
         if self.buf.capacity() - self.buf.len() < 1024 {
-            self.buf.reserve(READ_CHUNK);
+            self.buf.reserve(self.read_chunk);
         }
-        self.io.read_buf(&mut self.buf).await.map_err(Error::Io)
+        let room = self.buf.capacity() - self.buf.len();
+        let read = self.io.read_buf(&mut self.buf).await.map_err(Error::Io)?;
+        self.read_chunk = if read == room {
+            (self.read_chunk * 2).min(MAX_READ_CHUNK)
+        } else if read < self.read_chunk / 4 {
+            (self.read_chunk / 2).max(READ_CHUNK)
+        } else {
+            self.read_chunk
+        };
+        Ok(read)
     }
 
     /// The response head, when the buffer holds all of it (informational responses
@@ -353,7 +369,7 @@ impl Conn {
                     };
                     let size = chunk_size(&line)?;
                     self.framing = Framing::Chunked(if size == 0 {
-                        Chunk::Trailers
+                        Chunk::Trailers(0)
                     } else {
                         Chunk::Data(size)
                     });
@@ -378,7 +394,7 @@ impl Conn {
                     }
                     self.framing = Framing::Chunked(Chunk::Size);
                 }
-                Framing::Chunked(Chunk::Trailers) => {
+                Framing::Chunked(Chunk::Trailers(seen)) => {
                     let Some(line) = self.line()? else {
                         return Ok(None);
                     };
@@ -386,6 +402,13 @@ impl Conn {
                         self.framing = Framing::Done;
                         return Ok(None);
                     }
+                    let seen = seen + line.len() + 2;
+                    if seen > MAX_HEAD {
+                        return Err(Error::Invalid(format!(
+                            "the trailer fields are longer than {MAX_HEAD} bytes"
+                        )));
+                    }
+                    self.framing = Framing::Chunked(Chunk::Trailers(seen));
                 }
             }
         }
@@ -571,6 +594,33 @@ mod tests {
             request,
             "POST /mcp?x=1 HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n{\"a\":1}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_large_body_arrives_whole() {
+        static RESPONSE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        let body: Vec<u8> = (0..3 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+        let response = RESPONSE.get_or_init(|| {
+            let mut response =
+                format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
+            response.extend_from_slice(&body);
+            response
+        });
+        let pieces: &'static [&'static [u8]] = Box::leak(Box::new([response.as_slice()]));
+        let (mut conn, _server) = exchange_with(pieces, false).await;
+        let (_, got) = run(&mut conn, &post("{}")).await.expect("exchange");
+        assert!(
+            got == body,
+            "{} bytes, not the {} sent",
+            got.len(),
+            body.len()
+        );
+        assert!(
+            conn.read_chunk > READ_CHUNK,
+            "reads stayed at {}",
+            conn.read_chunk
+        );
+        assert!(conn.reusable());
     }
 
     #[tokio::test]
