@@ -146,23 +146,43 @@ fn header(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
 }
 
 /// Whether `Accept` takes `mime` (itself, `type/*` or `*/*`; case does not matter).
-/// Read as bytes: it is on every request, and a value need not be valid text to be read.
 fn accepts(headers: &HeaderMap, mime: &str) -> bool {
-    let top = mime.split_once('/').map_or(mime, |(top, _)| top).as_bytes();
-    headers.get_all(ACCEPT).iter().any(|value| {
-        value.as_bytes().split(|&b| b == b',').any(|range| {
+    accepts_all(headers, &[mime])
+}
+
+/// Whether `Accept` takes every one of `mimes` (at most 32), read in one pass.
+/// Read as bytes: it is on every request, and a value need not be valid text to be read.
+fn accepts_all(headers: &HeaderMap, mimes: &[&str]) -> bool {
+    let mut missing = u32::MAX >> (32 - mimes.len().min(32));
+    for value in headers.get_all(ACCEPT) {
+        for range in value.as_bytes().split(|&b| b == b',') {
             let range = range
                 .split(|&b| b == b';')
                 .next()
                 .unwrap_or_default()
                 .trim_ascii();
-            range.eq_ignore_ascii_case(mime.as_bytes())
-                || range == b"*/*"
-                || range
-                    .strip_suffix(b"/*")
-                    .is_some_and(|t| t.eq_ignore_ascii_case(top))
-        })
-    })
+            if range == b"*/*" {
+                return true;
+            }
+            let wildcard = range.strip_suffix(b"/*");
+            for (i, mime) in mimes.iter().enumerate().take(32) {
+                let mime = mime.as_bytes();
+                let taken = range.eq_ignore_ascii_case(mime)
+                    || wildcard.is_some_and(|top| {
+                        mime.len() > top.len()
+                            && mime[top.len()] == b'/'
+                            && mime[..top.len()].eq_ignore_ascii_case(top)
+                    });
+                if taken {
+                    missing &= !(1 << i);
+                }
+            }
+            if missing == 0 {
+                return true;
+            }
+        }
+    }
+    missing == 0
 }
 
 // ---------- checks every endpoint makes ----------
@@ -395,7 +415,7 @@ async fn post(
             "Unsupported Media Type: send Content-Type: application/json",
         );
     }
-    if !(accepts(&headers, "application/json") && accepts(&headers, "text/event-stream")) {
+    if !accepts_all(&headers, &["application/json", "text/event-stream"]) {
         return refuse(
             StatusCode::NOT_ACCEPTABLE,
             code::INVALID_REQUEST,
@@ -615,8 +635,11 @@ async fn dispatch(gw: Arc<Gateway>, ctx: Ctx, message: Message) -> Response<Body
 /// When an answer is a rate-limit refusal of the whole request: its `Retry-After` in
 /// whole seconds (rounded up, at least 1), for a `429`.
 fn rate_limited(answer: &[u8]) -> Option<u64> {
-    let needle = code::RATE_LIMITED.to_string();
-    memchr::memmem::find(answer, needle.as_bytes())?;
+    static NEEDLE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| {
+            memchr::memmem::Finder::new(code::RATE_LIMITED.to_string().as_bytes()).into_owned()
+        });
+    NEEDLE.find(answer)?;
     let message = Message::parse(answer).ok()?;
     let error: Value = serde_json::from_str(message.error?.get()).ok()?;
     if error["code"].as_i64() != Some(i64::from(code::RATE_LIMITED)) {
@@ -996,6 +1019,23 @@ mod tests {
         assert!(accepts(&h, "application/json") && accepts(&h, "text/event-stream"));
         h.insert(ACCEPT, "application/jsonx, text/event".parse().unwrap());
         assert!(!accepts(&h, "application/json") && !accepts(&h, "text/event-stream"));
+        // Both at once, as a POST asks: in one value, across two, or not at all.
+        let both = ["application/json", "text/event-stream"];
+        h.insert(
+            ACCEPT,
+            "text/event-stream, application/json".parse().unwrap(),
+        );
+        assert!(accepts_all(&h, &both));
+        h.insert(ACCEPT, "application/json".parse().unwrap());
+        assert!(!accepts_all(&h, &both));
+        h.append(ACCEPT, "text/event-stream".parse().unwrap());
+        assert!(accepts_all(&h, &both));
+        h.insert(ACCEPT, "text/*, application/*".parse().unwrap());
+        assert!(accepts_all(&h, &both));
+        h.insert(ACCEPT, "tex/*, application/json".parse().unwrap());
+        assert!(!accepts_all(&h, &both));
+        h.remove(ACCEPT);
+        assert!(!accepts_all(&h, &both) && !accepts(&h, "text/event-stream"));
     }
 
     #[test]
