@@ -172,6 +172,19 @@ def build(stateless: bool = False, json_response: bool = False, resumable: bool 
         """Add two integers."""
         return a + b
 
+    from pydantic import BaseModel
+
+    class Answer(BaseModel):
+        answer: str
+
+    @mcp.tool()
+    async def ask(question: str, ctx: Context) -> str:
+        """Ask the client mid-call (an elicitation, on this call's own stream)."""
+        result = await ctx.elicit(message=question, schema=Answer)
+        if result.action != "accept":
+            return f"declined: {result.action}"
+        return f"answer: {result.data.answer}"
+
     return mcp
 
 

@@ -445,6 +445,16 @@ impl EventStream {
     }
 }
 
+/// POSTs one JSON-RPC message to `path` with `headers`; the raw response.
+pub async fn post_message(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    message: &serde_json::Value,
+) -> Resp {
+    http(addr, "POST", path, headers, message.to_string().as_bytes()).await
+}
+
 /// Sends a request whose answer is a stream and returns it unread.
 pub async fn open_stream(
     addr: std::net::SocketAddr,

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use mcp_edge_tests::{Gateway, Mcp, http, open_stream, text};
+use mcp_edge_tests::{Gateway, Mcp, http, open_stream, post_message, text};
 use serde_json::{Value, json};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
@@ -263,14 +263,7 @@ async fn the_tool_server_asks_the_client_that_called() {
         "the gateway's own id: {ask}"
     );
     let answer = json!({ "jsonrpc": "2.0", "id": ask_id, "result": { "roots": [{ "uri": "file:///work", "name": "work" }] } });
-    let posted = http(
-        gw.addr,
-        "POST",
-        "/mcp",
-        &headers,
-        answer.to_string().as_bytes(),
-    )
-    .await;
+    let posted = post_message(gw.addr, "/mcp", &headers, &answer).await;
     assert_eq!(posted.status, 202);
     let result = stream.next_json(SECS(10)).await.expect("the call's answer");
     assert_eq!(result["id"], 5);

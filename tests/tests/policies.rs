@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use mcp_edge_tests::{Gateway, Mcp, ServerProc, http, peer, scratch_dir, text};
+use mcp_edge_tests::{Gateway, Mcp, ServerProc, http, peer, post_message, scratch_dir, text};
 use serde_json::{Value, json};
 
 /// FastMCP on Streamable HTTP whose `tools/call`s fail with `status` while `flag`
@@ -455,5 +455,76 @@ async fn replicas_are_balanced_and_a_sick_one_is_ejected_until_it_recovers() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_asks_the_client_mid_call_and_gets_the_answer() {
+    let dir = scratch_dir("policy-replicas-ask");
+    let never = dir.join("never");
+    let (one, two) = (faulty_server(&never, &[]), faulty_server(&never, &[]));
+    let routes = format!(
+        "[[route]]\nname = \"pool\"\nurls = [\"http://127.0.0.1:{}/mcp\", \"http://127.0.0.1:{}/mcp\"]\n",
+        one.port, two.port
+    );
+    let gw = Gateway::start_on_one_worker("policy-replicas-ask", &routes);
+    // A client that can be asked (elicitation).
+    let mcp = gw.client("/mcp");
+    let opened = mcp
+        .post(&json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": { "protocolVersion": "2025-11-25", "capabilities": { "elicitation": {} }, "clientInfo": { "name": "asked", "version": "1" } } }))
+        .await;
+    assert_eq!(opened.status, 200);
+    let session = opened
+        .header("mcp-session-id")
+        .expect("a session")
+        .to_owned();
+    let headers = [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-session-id", session.as_str()),
+    ];
+    let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+    let acked = post_message(gw.addr, "/mcp", &headers, &initialized).await;
+    assert_eq!(acked.status, 202);
+    // Four calls, so that both replicas are most likely asked: each answer must go
+    // back to the replica that asked.
+    for call_id in [5, 6, 7, 8] {
+        let call = json!({ "jsonrpc": "2.0", "id": call_id, "method": "tools/call", "params": { "name": "pool__ask", "arguments": { "question": "which?" } } });
+        let mut stream = mcp_edge_tests::open_stream(
+            gw.addr,
+            "POST",
+            "/mcp",
+            &headers,
+            call.to_string().as_bytes(),
+        )
+        .await;
+        assert_eq!(stream.status, 200);
+        let ask = stream
+            .next_json(Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| {
+                panic!(
+                    "the elicitation arrives on the call's stream, before its answer: {}",
+                    gw.logs()
+                )
+            });
+        assert_eq!(ask["method"], "elicitation/create", "{ask}");
+        let answer = json!({ "jsonrpc": "2.0", "id": ask["id"], "result": { "action": "accept", "content": { "answer": format!("call {call_id}") } } });
+        let posted = post_message(gw.addr, "/mcp", &headers, &answer).await;
+        assert_eq!(posted.status, 202);
+        let result = stream
+            .next_json(Duration::from_secs(10))
+            .await
+            .expect("the call's answer");
+        assert_eq!(result["id"], call_id);
+        assert_eq!(text(&result["result"]), format!("answer: call {call_id}"));
+    }
+    let asked = |server: &ServerProc| {
+        let addr = ([127, 0, 0, 1], server.port).into();
+        async move { http(addr, "GET", "/counts", &[], b"").await.json() }
+    };
+    let (a, b) = (asked(&one).await, asked(&two).await);
+    let calls = |c: &Value| c["ask"]["calls"].as_u64().unwrap_or(0);
+    assert_eq!(calls(&a) + calls(&b), 4, "{a} {b}");
     std::fs::remove_dir_all(dir).ok();
 }

@@ -115,11 +115,14 @@ impl Balanced {
     pub async fn call(&self, mut call: Call) -> Result<Reply, UpstreamError> {
         let (index, permit) = self.pick()?;
         let replica = &self.replicas[index];
-        call.events = call.events.take().map(|events| tag_requests(index, events));
+        let events = call.events.take();
         replica.in_flight.fetch_add(1, Ordering::Relaxed);
         let _counted = InFlight(&replica.in_flight);
         let started = Instant::now();
-        let outcome = replica.http.call(call).await;
+        let outcome = match events {
+            Some(events) => tagging_requests(&replica.http, call, index, &events).await,
+            None => replica.http.call(call).await,
+        };
         let failed = is_failure(&outcome) == Some(true);
         let sample = if failed {
             started
@@ -210,24 +213,39 @@ impl Balanced {
     }
 }
 
-/// Relays a call's events, giving the tool server's requests ids that name the replica.
-fn tag_requests(index: usize, events: mpsc::Sender<CallEvent>) -> mpsc::Sender<CallEvent> {
+/// Makes `call` on replica `index`, relaying its events to `events` as they come and
+/// giving the tool server's requests ids that name the replica. In the caller's task:
+/// every event is passed on before the answer is.
+async fn tagging_requests(
+    http: &Http,
+    mut call: Call,
+    index: usize,
+    events: &mpsc::Sender<CallEvent>,
+) -> Result<Reply, UpstreamError> {
     let (tx, mut rx) = mpsc::channel::<CallEvent>(32);
-    tokio::spawn(async move {
-        while let Some(event) = rx.recv().await {
-            let event = match event {
-                CallEvent::Request(mut message) => {
-                    message.id = message.id.map(|id| tag(index, &id));
-                    CallEvent::Request(message)
-                }
-                other => other,
-            };
-            if events.send(event).await.is_err() {
-                break;
+    call.events = Some(tx);
+    let tagged = |event| match event {
+        CallEvent::Request(mut message) => {
+            message.id = message.id.map(|id| tag(index, &id));
+            CallEvent::Request(message)
+        }
+        other => other,
+    };
+    let calling = http.call(call);
+    tokio::pin!(calling);
+    let outcome = loop {
+        tokio::select! {
+            biased;
+            outcome = &mut calling => break outcome,
+            Some(event) = rx.recv() => {
+                let _ = events.send(tagged(event)).await;
             }
         }
-    });
-    tx
+    };
+    while let Ok(event) = rx.try_recv() {
+        let _ = events.send(tagged(event)).await;
+    }
+    outcome
 }
 
 fn tag(index: usize, id: &Id) -> Id {
