@@ -56,13 +56,30 @@ pub(crate) async fn measure<C: Caller>(
     warmup: Duration,
     duration: Duration,
 ) -> Stats {
+    let (_, mut micros, errors) = window(workers, warmup, duration).await;
+    micros.sort_unstable();
+    Stats {
+        calls: micros.len(),
+        errors,
+        elapsed: duration,
+        micros,
+    }
+}
+
+/// One window of load: the workers back, the latencies measured (unsorted) and the
+/// errors.
+async fn window<C: Caller>(
+    workers: Vec<C>,
+    warmup: Duration,
+    duration: Duration,
+) -> (Vec<C>, Vec<u32>, usize) {
     let start = Instant::now() + warmup;
     let end = start + duration;
     let tasks: Vec<_> = workers
         .into_iter()
         .map(|mut worker| {
             tokio::spawn(async move {
-                let mut micros = Vec::with_capacity(64 * 1024);
+                let mut micros = Vec::with_capacity(16 * 1024);
                 let mut errors = 0;
                 loop {
                     let t0 = Instant::now();
@@ -79,24 +96,113 @@ pub(crate) async fn measure<C: Caller>(
                         }
                     }
                 }
-                (micros, errors)
+                (worker, micros, errors)
             })
         })
         .collect();
+    let mut workers = Vec::with_capacity(tasks.len());
     let mut micros = Vec::new();
     let mut errors = 0;
     for task in tasks {
-        if let Ok((m, e)) = task.await {
+        if let Ok((w, m, e)) = task.await {
+            workers.push(w);
             micros.extend(m);
             errors += e;
         }
     }
-    micros.sort_unstable();
-    Stats {
-        calls: micros.len(),
-        errors,
-        elapsed: duration,
-        micros,
+    (workers, micros, errors)
+}
+
+/// One target of a side-by-side measurement: its workers, and the process in the path
+/// whose CPU time and memory are reported (none for a direct measurement).
+pub(crate) struct Target<C> {
+    pub(crate) workers: Vec<C>,
+    pub(crate) pid: Option<u32>,
+}
+
+/// What a side-by-side measurement saw of one target.
+pub(crate) struct Measured {
+    pub(crate) stats: Stats,
+    /// CPU time of the process in the path over the measured windows.
+    pub(crate) cpu: Duration,
+    /// Its peak RSS over them, in KB.
+    pub(crate) peak_rss_kb: u64,
+}
+
+/// Measures `targets` side by side, in turns: `rounds` rounds, each giving every
+/// target, in order, `duration / rounds` of load after a short warm-up (the first
+/// round after `warmup`). Turns rather than one long window each, so that a slow
+/// minute on these shared cores weighs on every target alike and the differences
+/// between them are measured under the same conditions.
+pub(crate) async fn measure_in_turns<C: Caller>(
+    mut targets: Vec<Target<C>>,
+    warmup: Duration,
+    duration: Duration,
+    rounds: u32,
+) -> Vec<Measured> {
+    const REWARM: Duration = Duration::from_millis(100);
+    let rounds = rounds.max(1);
+    let turn = duration / rounds;
+    let mut seen: Vec<(Vec<u32>, usize, Duration)> = targets
+        .iter()
+        .map(|_| (Vec::new(), 0, Duration::ZERO))
+        .collect();
+    for round in 0..rounds {
+        let warm = if round == 0 { warmup } else { REWARM };
+        for (target, (micros, errors, cpu)) in targets.iter_mut().zip(seen.iter_mut()) {
+            let pid = target.pid;
+            let before = tokio::spawn(async move {
+                tokio::time::sleep(warm).await;
+                pid.map(|pid| {
+                    if round == 0 {
+                        crate::procs::reset_peak(pid);
+                    }
+                    crate::procs::cpu_time(pid)
+                })
+            });
+            let workers = std::mem::take(&mut target.workers);
+            let (workers, m, e) = window(workers, warm, turn).await;
+            target.workers = workers;
+            if let (Some(pid), Ok(Some(before))) = (pid, before.await) {
+                *cpu += crate::procs::cpu_time(pid).saturating_sub(before);
+            }
+            micros.extend(m);
+            *errors += e;
+        }
+    }
+    targets
+        .iter()
+        .zip(seen)
+        .map(|(target, (mut micros, errors, cpu))| {
+            micros.sort_unstable();
+            Measured {
+                stats: Stats {
+                    calls: micros.len(),
+                    errors,
+                    elapsed: turn * rounds,
+                    micros,
+                },
+                cpu,
+                peak_rss_kb: target
+                    .pid
+                    .map_or(0, |pid| crate::procs::memory_kb(pid, "VmHWM")),
+            }
+        })
+        .collect()
+}
+
+/// Any of the benchmark's callers, so that targets of both kinds take turns.
+pub(crate) enum AnyCaller {
+    Http(HttpSession),
+    Stdio(StdioPipe),
+}
+
+impl Caller for AnyCaller {
+    async fn call(&mut self, id: u64) -> bool {
+        match self {
+            AnyCaller::Http(session) => session.call(id).await,
+            AnyCaller::Stdio(pipe) => pipe.call(id).await,
+        }
     }
 }
 

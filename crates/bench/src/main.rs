@@ -25,7 +25,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::load::{HttpSession, Stats, StdioPipe, measure};
+use crate::load::{
+    AnyCaller, HttpSession, Measured, Stats, StdioPipe, Target, measure, measure_in_turns,
+};
 use crate::procs::Gateway;
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
@@ -62,6 +64,11 @@ struct RunArgs {
     /// the shared cores); `0` leaves it unset, one worker per core (mcp-edge's default).
     #[arg(long, global = true, value_delimiter = ',', default_value = "1,0")]
     workers: Vec<usize>,
+    /// Each measurement is taken in this many turns per target, alternating between the
+    /// targets compared (direct, relay, mcp-edge), so that they share the machine's
+    /// conditions; the first turn comes after the warm-up, each later one after 100 ms.
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
     /// Reloads to make under load at the end (0 skips them, e.g. to profile one route).
     #[arg(long, default_value_t = 10)]
     reloads: u32,
@@ -230,30 +237,20 @@ impl<'a> Row<'a> {
     fn through(
         connections: usize,
         target: &'a str,
-        stats: &'a Stats,
+        measured: &'a Measured,
         direct: &'a Stats,
-        usage: Usage,
     ) -> Row<'a> {
         Row {
             connections,
             target,
-            stats,
+            stats: &measured.stats,
             direct: Some(direct),
-            usage: Some(usage),
+            usage: Some(Usage {
+                cpu: measured.cpu,
+                peak_rss_kb: measured.peak_rss_kb,
+            }),
         }
     }
-}
-
-/// A direct measurement and the same load through mcp-edge, as two rows.
-fn print_pair(
-    connections: usize,
-    [direct_name, through_name]: [&str; 2],
-    direct: &Stats,
-    through: &Stats,
-    usage: Usage,
-) {
-    Row::direct(connections, direct_name, direct).print();
-    Row::through(connections, through_name, through, direct, usage).print();
 }
 
 /// What the run found, for the summary against the targets.
@@ -293,40 +290,40 @@ async fn run(mcp_edge: &Path, args: &RunArgs, workers: Option<usize>) -> Result<
     let mut found = Findings::default();
     for &connections in &args.connections {
         if args.routes.contains(&Transport::Http) {
-            let mut workers = Vec::with_capacity(connections);
-            for _ in 0..connections {
-                workers.push(HttpSession::open(server_addr, "/mcp", "echo").await?);
-            }
-            let direct = measure(workers, warmup, duration).await;
-            let mut workers = Vec::with_capacity(connections);
-            for _ in 0..connections {
-                workers.push(HttpSession::open(relay_addr, "/mcp", "echo").await?);
-            }
-            let (relayed, relay_usage) =
-                measured(relay_pid, measure(workers, warmup, duration), warmup).await?;
-            let (through, usage) =
-                through_gateway(&gateway, connections, "http__echo", warmup, duration).await?;
-            Row::direct(connections, "direct HTTP (rmcp)", &direct).print();
-            Row::through(
-                connections,
-                "  via a byte relay",
-                &relayed,
-                &direct,
-                relay_usage,
-            )
-            .print();
-            Row::through(connections, "mcp-edge HTTP route", &through, &direct, usage).print();
-            found.failed_calls += relayed.errors;
-            if connections == 1 {
-                found.relay_added_p50_1 = Some(relayed.quantile(0.5) - direct.quantile(0.5));
-            }
-            found.failed_calls += direct.errors + through.errors;
+            let targets = vec![
+                Target {
+                    workers: sessions(server_addr, "echo", connections).await?,
+                    pid: None,
+                },
+                Target {
+                    workers: sessions(relay_addr, "echo", connections).await?,
+                    pid: Some(relay_pid),
+                },
+                Target {
+                    workers: sessions(gateway.addr, "http__echo", connections).await?,
+                    pid: Some(gateway.pid),
+                },
+            ];
+            let [direct, relayed, through] = side_by_side(targets, args).await?;
+            Row::direct(connections, "direct HTTP (rmcp)", &direct.stats).print();
+            Row::through(connections, "  via a byte relay", &relayed, &direct.stats).print();
+            Row::through(connections, "mcp-edge HTTP route", &through, &direct.stats).print();
+            let (direct, relayed, usage, through) = (
+                &direct.stats,
+                &relayed.stats,
+                through.peak_rss_kb,
+                &through.stats,
+            );
+            found.failed_calls += direct.errors + relayed.errors + through.errors;
             match connections {
-                1 => found.added_p50_1 = Some(through.quantile(0.5) - direct.quantile(0.5)),
+                1 => {
+                    found.added_p50_1 = Some(through.quantile(0.5) - direct.quantile(0.5));
+                    found.relay_added_p50_1 = Some(relayed.quantile(0.5) - direct.quantile(0.5));
+                }
                 16 => found.http_ratio_16 = Some(through.rate() / direct.rate()),
                 128 => {
                     found.p99_ratio_128 = Some(through.quantile(0.99) / direct.quantile(0.99));
-                    found.peak_rss_128_kb = Some(usage.peak_rss_kb);
+                    found.peak_rss_128_kb = Some(usage);
                 }
                 _ => {}
             }
@@ -336,23 +333,29 @@ async fn run(mcp_edge: &Path, args: &RunArgs, workers: Option<usize>) -> Result<
             let stdin = child.stdin.take().ok_or("no stdin")?;
             let stdout = child.stdout.take().ok_or("no stdout")?;
             let pipe = StdioPipe::open(stdin, stdout).await?;
-            let direct = measure(vec![pipe; connections], warmup, duration).await;
+            let through = sessions(gateway.addr, "stdio__echo", connections).await?;
+            let targets = vec![
+                Target {
+                    workers: (0..connections)
+                        .map(|_| AnyCaller::Stdio(pipe.clone()))
+                        .collect(),
+                    pid: None,
+                },
+                Target {
+                    workers: through.into_iter().map(AnyCaller::Http).collect(),
+                    pid: Some(gateway.pid),
+                },
+            ];
+            let [direct, through] = side_by_side(targets, args).await?;
             let _ = child.kill().await;
-            let (through, usage) =
-                through_gateway(&gateway, connections, "stdio__echo", warmup, duration).await?;
-            print_pair(
-                connections,
-                ["direct stdio (rmcp)", "mcp-edge stdio route"],
-                &direct,
-                &through,
-                usage,
-            );
-            found.failed_calls += direct.errors + through.errors;
+            Row::direct(connections, "direct stdio (rmcp)", &direct.stats).print();
+            Row::through(connections, "mcp-edge stdio route", &through, &direct.stats).print();
+            found.failed_calls += direct.stats.errors + through.stats.errors;
             if connections == 16 {
-                found.stdio_rate_16 = Some(through.rate());
+                found.stdio_rate_16 = Some(through.stats.rate());
             }
             if connections == 128 {
-                found.peak_rss_128_kb = found.peak_rss_128_kb.max(Some(usage.peak_rss_kb));
+                found.peak_rss_128_kb = found.peak_rss_128_kb.max(Some(through.peak_rss_kb));
             }
         }
     }
@@ -387,39 +390,29 @@ async fn run(mcp_edge: &Path, args: &RunArgs, workers: Option<usize>) -> Result<
     Ok(())
 }
 
-/// `connections` sessions through the gateway calling `tool`; measures mcp-edge too.
-async fn through_gateway(
-    gateway: &Gateway,
-    connections: usize,
+/// `connections` sessions at `addr`, each ready to call `tool`.
+async fn sessions(
+    addr: std::net::SocketAddr,
     tool: &str,
-    warmup: Duration,
-    duration: Duration,
-) -> Result<(Stats, Usage), Failure> {
-    let mut workers = Vec::with_capacity(connections);
+    connections: usize,
+) -> Result<Vec<HttpSession>, Failure> {
+    let mut sessions = Vec::with_capacity(connections);
     for _ in 0..connections {
-        workers.push(HttpSession::open(gateway.addr, "/mcp", tool).await?);
+        sessions.push(HttpSession::open(addr, "/mcp", tool).await?);
     }
-    measured(gateway.pid, measure(workers, warmup, duration), warmup).await
+    Ok(sessions)
 }
 
-/// Runs `load`, measuring process `pid`'s CPU time and peak RSS after the warm-up.
-async fn measured(
-    pid: u32,
-    load: impl Future<Output = Stats>,
-    warmup: Duration,
-) -> Result<(Stats, Usage), Failure> {
-    let before = tokio::spawn(async move {
-        tokio::time::sleep(warmup).await;
-        procs::reset_peak(pid);
-        procs::cpu_time(pid)
-    });
-    let stats = load.await;
-    let cpu = procs::cpu_time(pid).saturating_sub(before.await?);
-    let usage = Usage {
-        cpu,
-        peak_rss_kb: procs::memory_kb(pid, "VmHWM"),
-    };
-    Ok((stats, usage))
+/// The targets measured in turns (`--rounds`), as many results as targets.
+async fn side_by_side<C: load::Caller, const N: usize>(
+    targets: Vec<Target<C>>,
+    args: &RunArgs,
+) -> Result<[Measured; N], Failure> {
+    let measured =
+        measure_in_turns(targets, args.warmup.get(), args.duration.get(), args.rounds).await;
+    measured
+        .try_into()
+        .map_err(|_| "a side-by-side measurement lost a target".into())
 }
 
 struct Reloads {
