@@ -38,6 +38,8 @@ pub(crate) const MAX_HEADERS: usize = 100;
 const READ_CHUNK: usize = 8 * 1024;
 /// The most it grows by at once, for a large body read in few system calls.
 const MAX_READ_CHUNK: usize = 512 * 1024;
+/// The most buffer room an idle connection keeps, for reading and for writing.
+const IDLE_BUFFER: usize = 32 * 1024;
 
 /// Why an exchange failed.
 #[derive(Debug)]
@@ -107,6 +109,9 @@ pub(crate) struct Conn {
     keep_alive: bool,
     /// How much room the next read is given: doubled after a read that filled it.
     read_chunk: usize,
+    /// Whether a read was given more than [`READ_CHUNK`] since the connection was
+    /// last idle (the buffer's allocation may be that large, shared or not).
+    grown: bool,
 }
 
 impl Conn {
@@ -118,6 +123,7 @@ impl Conn {
             framing: Framing::Done,
             keep_alive: true,
             read_chunk: READ_CHUNK,
+            grown: false,
         }
     }
 
@@ -151,6 +157,19 @@ impl Conn {
             tokio::io::AsyncRead::poll_read(Pin::new(&mut self.io), &mut cx, &mut read_buf),
             Poll::Pending
         )
+    }
+
+    /// Lets go of buffers a large exchange grew (an idle connection keeps at most
+    /// [`IDLE_BUFFER`] of each), so the pool's idle connections stay small.
+    pub(crate) fn shrink(&mut self) {
+        if self.buf.is_empty() && (self.grown || self.buf.capacity() > IDLE_BUFFER) {
+            self.buf = BytesMut::new();
+        }
+        if self.out.capacity() > IDLE_BUFFER {
+            self.out = Vec::new();
+        }
+        self.read_chunk = READ_CHUNK;
+        self.grown = false;
     }
 
     /// Whether the whole body has been read and the connection can be used again.
@@ -231,6 +250,7 @@ impl Conn {
     async fn fill(&mut self) -> Result<usize, Error> {
         if self.buf.capacity() - self.buf.len() < 1024 {
             self.buf.reserve(self.read_chunk);
+            self.grown |= self.read_chunk > READ_CHUNK;
         }
         let room = self.buf.capacity() - self.buf.len();
         let read = self.io.read_buf(&mut self.buf).await.map_err(Error::Io)?;
@@ -615,12 +635,19 @@ mod tests {
             got.len(),
             body.len()
         );
-        assert!(
-            conn.read_chunk > READ_CHUNK,
-            "reads stayed at {}",
-            conn.read_chunk
-        );
         assert!(conn.reusable());
+        // Idle again, it lets go of whatever the large body made its buffers grow to.
+        let grown = conn.grown;
+        conn.shrink();
+        if grown {
+            assert_eq!(conn.buf.capacity(), 0);
+        }
+        assert_eq!(conn.read_chunk, READ_CHUNK);
+        // The same for room reserved outright, and for a large request written.
+        conn.buf.reserve(MAX_READ_CHUNK);
+        conn.out.reserve(MAX_READ_CHUNK);
+        conn.shrink();
+        assert_eq!((conn.buf.capacity(), conn.out.capacity()), (0, 0));
     }
 
     #[tokio::test]

@@ -202,6 +202,7 @@ impl Pool {
         if !connection.usable() {
             return;
         }
+        connection.shrink();
         let mut state = self.state();
         if state.idle.len() < self.max_idle {
             state.idle.push(Idle {
