@@ -516,6 +516,27 @@ mod tests {
     }
 
     #[test]
+    fn ids_are_integers_or_strings_and_nothing_else() {
+        let id = |raw: &str| {
+            parse(&format!(
+                r#"{{"jsonrpc":"2.0","id":{raw},"method":"ping"}}"#
+            ))
+            .map(|m| m.id)
+        };
+        assert_eq!(id("7").unwrap(), Some(Id::Num(7)));
+        assert_eq!(id("-7").unwrap(), Some(Id::Num(-7)));
+        assert_eq!(id("9223372036854775807").unwrap(), Some(Id::Num(i64::MAX)));
+        assert_eq!(id(r#""a-1""#).unwrap(), Some(Id::Str("a-1".into())));
+        assert_eq!(id(r#""""#).unwrap(), Some(Id::Str("".into())));
+        // Escapes go through the parser.
+        assert_eq!(id(r#""a\"b""#).unwrap(), Some(Id::Str("a\"b".into())));
+        assert_eq!(id(r#""\u0041""#).unwrap(), Some(Id::Str("A".into())));
+        for bad in ["9223372036854775808", "1.5", "1e3", "true", "[1]", "null"] {
+            assert!(id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn parses_each_kind_and_keeps_bodies_raw() {
         let m = parse(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo", "arguments":{"x":[1, 2]}}}"#).unwrap();
         assert_eq!(m.kind(), Kind::Request);
