@@ -445,6 +445,17 @@ impl EventStream {
     }
 }
 
+/// POSTs one JSON-RPC message to `path` with `headers`, reading the answer as an
+/// event stream (a call whose progress or questions come before its result).
+pub async fn post_message_stream(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    message: &serde_json::Value,
+) -> EventStream {
+    open_stream(addr, "POST", path, headers, message.to_string().as_bytes()).await
+}
+
 /// POSTs one JSON-RPC message to `path` with `headers`; the raw response.
 pub async fn post_message(
     addr: std::net::SocketAddr,

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use mcp_edge_tests::{Gateway, Mcp, http, open_stream, post_message, text};
+use mcp_edge_tests::{Gateway, Mcp, http, open_stream, post_message, post_message_stream, text};
 use serde_json::{Value, json};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
@@ -243,14 +243,7 @@ async fn the_tool_server_asks_the_client_that_called() {
         ("mcp-session-id", session.as_str()),
     ];
     let call = json!({ "jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": { "name": "d__roots", "arguments": {} } });
-    let mut stream = open_stream(
-        gw.addr,
-        "POST",
-        "/mcp",
-        &headers,
-        call.to_string().as_bytes(),
-    )
-    .await;
+    let mut stream = post_message_stream(gw.addr, "/mcp", &headers, &call).await;
     assert_eq!(stream.status, 200);
     let ask = stream
         .next_json(SECS(10))

@@ -9,7 +9,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use mcp_edge_tests::{Gateway, Mcp, ServerProc, http, peer, post_message, scratch_dir, text};
+use mcp_edge_tests::{
+    Gateway, Mcp, ServerProc, http, peer, post_message, post_message_stream, scratch_dir, text,
+};
 use serde_json::{Value, json};
 
 /// FastMCP on Streamable HTTP whose `tools/call`s fail with `status` while `flag`
@@ -490,14 +492,7 @@ async fn a_replica_asks_the_client_mid_call_and_gets_the_answer() {
     // back to the replica that asked.
     for call_id in [5, 6, 7, 8] {
         let call = json!({ "jsonrpc": "2.0", "id": call_id, "method": "tools/call", "params": { "name": "pool__ask", "arguments": { "question": "which?" } } });
-        let mut stream = mcp_edge_tests::open_stream(
-            gw.addr,
-            "POST",
-            "/mcp",
-            &headers,
-            call.to_string().as_bytes(),
-        )
-        .await;
+        let mut stream = post_message_stream(gw.addr, "/mcp", &headers, &call).await;
         assert_eq!(stream.status, 200);
         let ask = stream
             .next_json(Duration::from_secs(10))
