@@ -8,7 +8,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mcp_edge_tests::{Gateway, ServerProc, http, mcp_edge, peer, text};
+use mcp_edge_tests::{Gateway, Mcp, ServerProc, http, mcp_edge, peer, text};
 use serde_json::{Value, json};
 
 const SECRET: &str = "s3cret-upstream-token-93f1";
@@ -36,6 +36,19 @@ fn route<'a>(health: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no route {name} in {health:#}"))
 }
 
+/// `n` calls of the demo route's `echo`, each answered with its own message.
+async fn echo_calls(mcp: &mut Mcp, n: usize) {
+    for i in 0..n {
+        let r = mcp
+            .call(
+                "tools/call",
+                json!({ "name": "demo__echo", "arguments": { "message": format!("m{i}") } }),
+            )
+            .await;
+        assert_eq!(text(&r), format!("m{i}"));
+    }
+}
+
 fn health_cli(gw: &Gateway) -> (i32, String) {
     let out = Command::new(mcp_edge())
         .args(["health", "--url", &format!("http://{}/health", gw.admin)])
@@ -59,15 +72,7 @@ async fn health_metrics_and_status_page_describe_every_route_without_secrets() {
 
     let mut mcp = gw.client("/mcp");
     mcp.initialize().await;
-    for i in 0..5 {
-        let r = mcp
-            .call(
-                "tools/call",
-                json!({ "name": "demo__echo", "arguments": { "message": format!("m{i}") } }),
-            )
-            .await;
-        assert_eq!(text(&r), format!("m{i}"));
-    }
+    echo_calls(&mut mcp, 5).await;
     mcp.error("tools/call", json!({ "name": "gone__x", "arguments": {} }))
         .await;
 
@@ -428,4 +433,57 @@ async fn health_and_metrics_under_load_agree_with_the_calls_made() {
     assert!(p50 > 0.0 && p99 >= p50, "{demo}");
     let (_, page) = get(&gw, "/").await;
     assert!(page.contains(&format!("{clients} sessions")), "{page}");
+}
+
+/// CPU time (user + system) the process has used, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_polling_answers_calls_spins_after_them_and_sleeps_when_idle() {
+    let gw = Gateway::start(
+        "ops-busy-poll",
+        "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nallow_anonymous = true\nworkers = 1\nbusy_poll = \"2ms\"\n\n[[route]]\nname = \"demo\"\ncommand = [\"{mcp_edge}\", \"demo-tools\", \"--stdio\"]\n",
+    );
+    let spins = async || -> u64 {
+        let (_, metrics) = get(&gw, "/metrics").await;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("mcp_edge_busy_polls_total "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no mcp_edge_busy_polls_total in\n{metrics}"))
+    };
+    let mut mcp = gw.client("/mcp");
+    mcp.initialize().await;
+    let before = spins().await;
+    echo_calls(&mut mcp, 20).await;
+    let after_calls = spins().await;
+    assert!(
+        after_calls > before,
+        "after each call the runtime polls instead of sleeping: {before} -> {after_calls}"
+    );
+
+    // Idle: each window closes 2 ms after the last I/O, and the gateway sleeps. A
+    // gateway that kept spinning would burn the whole second (about 100 ticks).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (ticks_before, spins_before) = (cpu_ticks(gw.pid()), spins().await);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (ticks_after, spins_after) = (cpu_ticks(gw.pid()), spins().await);
+    assert!(
+        ticks_after - ticks_before <= 10,
+        "an idle gateway sleeps: {} ticks of CPU in 1 s",
+        ticks_after - ticks_before
+    );
+    // While idle only an active probe's answer opens a window (2 ms, a few thousand
+    // polls at most); a second of spinning would be hundreds of thousands.
+    assert!(
+        spins_after - spins_before < 20_000,
+        "{spins_before} -> {spins_after} polls while idle"
+    );
 }

@@ -64,6 +64,10 @@ struct RunArgs {
     /// the shared cores); `0` leaves it unset, one worker per core (mcp-edge's default).
     #[arg(long, global = true, value_delimiter = ',', default_value = "1,0")]
     workers: Vec<usize>,
+    /// mcp-edge's `[gateway] busy_poll` in the runs with `workers = 1` (the only runtime
+    /// that busy-polls); `0s` turns it off.
+    #[arg(long, global = true, default_value = "100us")]
+    busy_poll: mcp_edge_config::HumanDuration,
     /// Each measurement is taken in this many turns per target, alternating between the
     /// targets compared (direct, relay, mcp-edge), so that they share the machine's
     /// conditions; the first turn comes after the warm-up, each later one after 100 ms.
@@ -119,8 +123,8 @@ fn main() -> Result<(), Failure> {
             Some(Cmd::ToolServer { .. }) => Err("tool-server needs --stdio or --http ADDR".into()),
             Some(Cmd::Relay { .. }) => Ok(()),
             Some(Cmd::Sessions(s)) => {
-                let workers = configured(args.run.workers.first().copied().unwrap_or(0));
-                sessions::run(&mcp_edge(args.run.mcp_edge)?, &s, workers).await
+                let tuning = tuning(&args.run, args.run.workers.first().copied().unwrap_or(0));
+                sessions::run(&mcp_edge(args.run.mcp_edge)?, &s, tuning).await
             }
             None => {
                 let mcp_edge = mcp_edge(args.run.mcp_edge.clone())?;
@@ -128,7 +132,7 @@ fn main() -> Result<(), Failure> {
                     if n > 0 {
                         println!();
                     }
-                    run(&mcp_edge, &args.run, configured(workers)).await?;
+                    run(&mcp_edge, &args.run, tuning(&args.run, workers)).await?;
                 }
                 Ok(())
             }
@@ -136,9 +140,16 @@ fn main() -> Result<(), Failure> {
     })
 }
 
-/// `[gateway] workers` for a `--workers` value (0: unset).
-fn configured(workers: usize) -> Option<usize> {
-    (workers > 0).then_some(workers)
+/// mcp-edge's runtime settings for a `--workers` value (0: unset).
+fn tuning(args: &RunArgs, workers: usize) -> procs::Tuning {
+    procs::Tuning {
+        workers: (workers > 0).then_some(workers),
+        busy_poll: if workers == 1 {
+            args.busy_poll.get()
+        } else {
+            Duration::ZERO
+        },
+    }
 }
 
 /// The mcp-edge binary to measure.
@@ -267,13 +278,13 @@ struct Findings {
 }
 
 /// The whole run against one mcp-edge configuration.
-async fn run(mcp_edge: &Path, args: &RunArgs, workers: Option<usize>) -> Result<(), Failure> {
+async fn run(mcp_edge: &Path, args: &RunArgs, tuning: procs::Tuning) -> Result<(), Failure> {
     let (warmup, duration) = (args.warmup.get(), args.duration.get());
     let (_server, server_addr) = procs::http_tool_server().await?;
     let url = format!("http://{server_addr}/mcp");
     let (relay, relay_addr) = procs::relay(server_addr).await?;
     let relay_pid = relay.id().ok_or("the relay exited")?;
-    let routes = procs::routes_toml(&url, false, workers)?;
+    let routes = procs::routes_toml(&url, false, tuning)?;
     let gateway = Gateway::start(mcp_edge, &routes).await?;
     let idle_rss_kb = procs::memory_kb(gateway.pid, "VmRSS");
     println!(
@@ -281,10 +292,7 @@ async fn run(mcp_edge: &Path, args: &RunArgs, workers: Option<usize>) -> Result<
         duration.as_secs_f64(),
         warmup.as_secs_f64(),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
-        workers.map_or_else(
-            || "workers: one per core".to_owned(),
-            |w| format!("workers = {w}")
-        )
+        tuning
     );
     header();
     let mut found = Findings::default();
@@ -360,7 +368,7 @@ async fn run(mcp_edge: &Path, args: &RunArgs, workers: Option<usize>) -> Result<
         }
     }
     let reloads = if args.reloads > 0 {
-        Some(reloads_under_load(&gateway, &url, args.reloads, workers, warmup, duration).await?)
+        Some(reloads_under_load(&gateway, &url, args.reloads, tuning, warmup, duration).await?)
     } else {
         None
     };
@@ -385,7 +393,7 @@ async fn run(mcp_edge: &Path, args: &RunArgs, workers: Option<usize>) -> Result<
             reloads.stats.errors,
         );
     }
-    summary(&found, &gateway, idle_rss_kb, reloads.as_ref(), workers);
+    summary(&found, &gateway, idle_rss_kb, reloads.as_ref(), tuning);
     gateway.stop().await;
     Ok(())
 }
@@ -426,7 +434,7 @@ async fn reloads_under_load(
     gateway: &Gateway,
     url: &str,
     count: u32,
-    workers: Option<usize>,
+    tuning: procs::Tuning,
     warmup: Duration,
     duration: Duration,
 ) -> Result<Reloads, Failure> {
@@ -440,7 +448,7 @@ async fn reloads_under_load(
     let mut took_ms = Vec::new();
     for n in 0..count {
         let before = digest(admin).await?;
-        gateway.rewrite(&procs::routes_toml(url, n % 2 == 0, workers)?)?;
+        gateway.rewrite(&procs::routes_toml(url, n % 2 == 0, tuning)?)?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
             let health = health(admin).await?;
@@ -475,16 +483,10 @@ fn summary(
     gateway: &Gateway,
     idle_rss_kb: u64,
     reloads: Option<&Reloads>,
-    workers: Option<usize>,
+    tuning: procs::Tuning,
 ) {
     println!();
-    println!(
-        "targets (issue #8), mcp-edge with {}:",
-        workers.map_or_else(
-            || "one worker per core".to_owned(),
-            |w| format!("workers = {w}")
-        )
-    );
+    println!("targets (issue #8), mcp-edge with {tuning}:");
     let line = |what: &str, value: Option<String>, ok: Option<bool>| {
         let verdict = match ok {
             Some(true) => "met",

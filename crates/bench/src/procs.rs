@@ -86,13 +86,47 @@ pub(crate) struct Gateway {
 }
 
 /// Every route the benchmark's gateway serves, under its policies.
+/// mcp-edge's runtime settings for a run: `[gateway] workers` and `busy_poll`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tuning {
+    /// `None`: unset, one worker per core.
+    pub(crate) workers: Option<usize>,
+    /// Zero: unset (off).
+    pub(crate) busy_poll: Duration,
+}
+
+impl std::fmt::Display for Tuning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.workers {
+            None => f.write_str("workers: one per core")?,
+            Some(w) => write!(f, "workers = {w}")?,
+        }
+        if !self.busy_poll.is_zero() {
+            write!(
+                f,
+                ", busy_poll = {}",
+                mcp_edge_config::HumanDuration(self.busy_poll)
+            )?;
+        }
+        Ok(())
+    }
+}
+
 pub(crate) fn routes_toml(
     tool_server_url: &str,
     extra: bool,
-    workers: Option<usize>,
+    tuning: Tuning,
 ) -> Result<String, Failure> {
     let me = myself()?;
-    let workers = workers.map_or(String::new(), |w| format!("workers = {w}\n"));
+    let mut workers = tuning
+        .workers
+        .map_or(String::new(), |w| format!("workers = {w}\n"));
+    if !tuning.busy_poll.is_zero() {
+        workers.push_str(&format!(
+            "busy_poll = \"{}\"\n",
+            mcp_edge_config::HumanDuration(tuning.busy_poll)
+        ));
+    }
     let mut routes = format!(
         r#"[gateway]
 listen = "127.0.0.1:0"

@@ -135,10 +135,10 @@ fn split<T>(items: Vec<T>, parts: usize) -> Vec<Vec<T>> {
 pub(crate) async fn run(
     mcp_edge: &std::path::Path,
     args: &SessionArgs,
-    workers: Option<usize>,
+    tuning: procs::Tuning,
 ) -> Result<(), Failure> {
     let (_server, server_addr) = procs::http_tool_server().await?;
-    let routes = procs::routes_toml(&format!("http://{server_addr}/mcp"), false, workers)?;
+    let routes = procs::routes_toml(&format!("http://{server_addr}/mcp"), false, tuning)?;
     let gateway = Gateway::start(mcp_edge, &routes).await?;
     let addr = gateway.addr;
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -1,4 +1,4 @@
-//! Human durations: `"250ms"`, `"30s"`, `"1h30m"`, `"7d"`.
+//! Human durations: `"100us"`, `"250ms"`, `"30s"`, `"1h30m"`, `"7d"`.
 //!
 //! Units are required: a bare number in a routes file is ambiguous (seconds? millis?),
 //! so `timeout = 30` is refused with a message that says to write `"30s"`.
@@ -30,12 +30,14 @@ pub struct DurationError {
     why: &'static str,
 }
 
+/// Each unit in microseconds.
 const UNITS: &[(&str, u64)] = &[
-    ("ms", 1),
-    ("s", 1_000),
-    ("m", 60_000),
-    ("h", 3_600_000),
-    ("d", 86_400_000),
+    ("us", 1),
+    ("ms", 1_000),
+    ("s", 1_000_000),
+    ("m", 60_000_000),
+    ("h", 3_600_000_000),
+    ("d", 86_400_000_000),
 ];
 
 impl FromStr for HumanDuration {
@@ -50,7 +52,7 @@ impl FromStr for HumanDuration {
         if rest.is_empty() {
             return Err(fail("it is empty"));
         }
-        let mut total_ms: u64 = 0;
+        let mut total_us: u64 = 0;
         let mut last_unit = u64::MAX;
         while !rest.is_empty() {
             let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
@@ -70,32 +72,32 @@ impl FromStr for HumanDuration {
                 .iter()
                 .find(|(name, _)| *name == unit)
                 .map(|(_, scale)| *scale)
-                .ok_or_else(|| fail("unknown unit (use ms, s, m, h or d)"))?;
+                .ok_or_else(|| fail("unknown unit (use us, ms, s, m, h or d)"))?;
             if scale >= last_unit {
                 return Err(fail("units must go from largest to smallest, each once"));
             }
             last_unit = scale;
             rest = &rest[letters..];
-            total_ms = value
+            total_us = value
                 .checked_mul(scale)
-                .and_then(|ms| total_ms.checked_add(ms))
+                .and_then(|us| total_us.checked_add(us))
                 .ok_or_else(|| fail("it is too long"))?;
         }
-        Ok(HumanDuration(Duration::from_millis(total_ms)))
+        Ok(HumanDuration(Duration::from_micros(total_us)))
     }
 }
 
 impl fmt::Display for HumanDuration {
-    /// The canonical form: `1h30m`, `250ms`, `7d`, `0s`.
+    /// The canonical form: `1h30m`, `250ms`, `100us`, `7d`, `0s`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut ms = u64::try_from(self.0.as_millis()).unwrap_or(u64::MAX);
-        if ms == 0 {
+        let mut us = u64::try_from(self.0.as_micros()).unwrap_or(u64::MAX);
+        if us == 0 {
             return f.write_str("0s");
         }
         for (name, scale) in UNITS.iter().rev() {
-            if ms >= *scale {
-                write!(f, "{}{name}", ms / scale)?;
-                ms %= scale;
+            if us >= *scale {
+                write!(f, "{}{name}", us / scale)?;
+                us %= scale;
             }
         }
         Ok(())
@@ -146,6 +148,13 @@ mod tests {
         assert_eq!(ms("1h30m"), Ok(5_400_000));
         assert_eq!(ms("7d"), Ok(604_800_000));
         assert_eq!(ms("0s"), Ok(0));
+        let us = |s: &str| s.parse::<HumanDuration>().map(|d| d.0.as_micros());
+        assert_eq!(us("100us"), Ok(100));
+        assert_eq!(us("1ms500us"), Ok(1_500));
+        assert_eq!(
+            "1ms500us".parse::<HumanDuration>().map(|d| d.to_string()),
+            Ok("1ms500us".to_owned())
+        );
     }
 
     #[test]
@@ -168,8 +177,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn display_round_trips(millis in 0u64..10_000_000_000) {
-            let d = HumanDuration(Duration::from_millis(millis));
+        fn display_round_trips(micros in 0u64..10_000_000_000_000) {
+            let d = HumanDuration(Duration::from_micros(micros));
             prop_assert_eq!(d.to_string().parse::<HumanDuration>(), Ok(d));
         }
     }

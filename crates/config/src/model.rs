@@ -88,6 +88,9 @@ pub struct Gateway {
     pub shutdown_grace: Duration,
     /// Runtime worker threads; `None`: one per core available to the process.
     pub workers: Option<usize>,
+    /// After I/O progress, how long a current-thread runtime keeps polling before it
+    /// sleeps; zero (the default): it sleeps at once.
+    pub busy_poll: Duration,
     /// Requests without credentials are admitted (with every route).
     pub allow_anonymous: bool,
     /// Where `allow_anonymous` was written.
@@ -748,6 +751,13 @@ impl Validator<'_> {
                 .workers
                 .as_ref()
                 .map(|w| self.int(Some(w), 1, 1, 1024, "workers") as usize),
+            busy_poll: self.duration(
+                spec.busy_poll.as_ref(),
+                Duration::ZERO,
+                Duration::ZERO,
+                Duration::from_millis(10),
+                "busy_poll",
+            ),
             allow_anonymous: spec.allow_anonymous.as_ref().is_some_and(|a| *a.get_ref()),
             allow_anonymous_span: spec.allow_anonymous.as_ref().map(Spanned::span),
         }

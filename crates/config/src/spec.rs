@@ -148,6 +148,8 @@ pub struct GatewaySpec {
     pub shutdown_grace: Option<Spanned<HumanDuration>>,
     /// Runtime worker threads (default: the cores available to the process).
     pub workers: Option<Spanned<i64>>,
+    /// After I/O, keep polling this long before the runtime sleeps (`workers = 1` only).
+    pub busy_poll: Option<Spanned<HumanDuration>>,
 }
 
 /// `[gateway.tls]`.

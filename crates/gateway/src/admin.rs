@@ -315,6 +315,17 @@ impl Admin {
         );
         help(
             &mut out,
+            "mcp_edge_busy_polls_total",
+            "counter",
+            "Times the runtime polled for I/O instead of sleeping ([gateway] busy_poll).",
+        );
+        let _ = writeln!(
+            out,
+            "mcp_edge_busy_polls_total {}",
+            mcp_edge_transport::busy_poll::spins()
+        );
+        help(
+            &mut out,
             "mcp_edge_sessions",
             "gauge",
             "Open client sessions.",

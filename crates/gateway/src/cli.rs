@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -143,35 +144,69 @@ fn init_telemetry(file: &Path) -> crate::telemetry::Telemetry {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    runtime_with(None)
+    runtime_with(&RuntimeSettings::default())
+}
+
+/// What the routes file says about the runtime, read before it starts.
+#[derive(Debug, Default)]
+struct RuntimeSettings {
+    /// `[gateway] workers`; `None`: one per core.
+    workers: Option<usize>,
+    /// `[gateway] busy_poll`; zero: off.
+    busy_poll: Duration,
 }
 
 /// A runtime with `workers` threads (default: one per core available to the process,
 /// which in a container honours its CPU limit). One worker is a current-thread runtime,
 /// as linkerd2-proxy runs on one core: the I/O driver, the timers and every task on the
-/// one thread, with no work-stealing machinery to wake (see docs/PERFORMANCE.md).
-fn runtime_with(workers: Option<usize>) -> Result<tokio::runtime::Runtime, String> {
-    let workers = workers.unwrap_or_else(|| {
+/// one thread, with no work-stealing machinery to wake (see docs/PERFORMANCE.md). Only
+/// that runtime busy-polls ([`mcp_edge_transport::busy_poll`]).
+fn runtime_with(settings: &RuntimeSettings) -> Result<tokio::runtime::Runtime, String> {
+    let workers = settings.workers.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
+    let busy_poll = workers == 1 && !settings.busy_poll.is_zero();
     let mut builder = if workers == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
+        if !settings.busy_poll.is_zero() {
+            tracing::warn!(
+                workers,
+                "busy_poll is set but takes effect only with workers = 1; not busy-polling"
+            );
+        }
         let mut builder = tokio::runtime::Builder::new_multi_thread();
         builder.worker_threads(workers);
         builder
     };
-    builder
+    if busy_poll {
+        // The current-thread runtime runs on this thread: its state is this thread's.
+        mcp_edge_transport::busy_poll::enable(settings.busy_poll);
+        builder.on_thread_park(mcp_edge_transport::busy_poll::before_park);
+    }
+    let runtime = builder
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    if busy_poll {
+        runtime.spawn(mcp_edge_transport::busy_poll::spinner());
+    }
+    Ok(runtime)
 }
 
-/// `[gateway] workers` from the routes file, read before the runtime starts (a file that
-/// does not parse is reported by `serve` itself).
-fn configured_workers(file: &Path) -> Option<usize> {
-    let source = mcp_edge_config::read(file).ok()?;
-    mcp_edge_config::parse(&source).0?.gateway.workers
+/// `[gateway] workers` and `busy_poll` from the routes file, read before the runtime
+/// starts (a file that does not parse is reported by `serve` itself).
+fn configured_runtime(file: &Path) -> RuntimeSettings {
+    let Some(config) = mcp_edge_config::read(file)
+        .ok()
+        .and_then(|source| mcp_edge_config::parse(&source).0)
+    else {
+        return RuntimeSettings::default();
+    };
+    RuntimeSettings {
+        workers: config.gateway.workers,
+        busy_poll: config.gateway.busy_poll,
+    }
 }
 
 fn finish(result: Result<(), String>) -> ExitCode {
@@ -208,7 +243,7 @@ pub fn main() -> ExitCode {
         },
         Command::Serve(args) => {
             let telemetry = init_telemetry(&args.file);
-            let result = runtime_with(configured_workers(&args.file))
+            let result = runtime_with(&configured_runtime(&args.file))
                 .and_then(|rt| rt.block_on(serve::serve(&args.file)));
             drop(telemetry);
             finish(result)

@@ -59,6 +59,7 @@ pub async fn handle(
     peer: Arc<Peer>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    let _in_flight = mcp_edge_transport::busy_poll::call();
     enum Endpoint {
         Mcp(Option<String>),
         LegacyStream,

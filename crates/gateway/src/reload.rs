@@ -43,7 +43,7 @@ pub struct Reloader {
 fn restart_settings(config: &Config) -> String {
     let g = &config.gateway;
     format!(
-        "{} {:?} {} {} {:?} {} {:?}",
+        "{} {:?} {} {} {:?} {} {:?} {:?}",
         g.listen.addr,
         g.listen
             .tls
@@ -53,7 +53,8 @@ fn restart_settings(config: &Config) -> String {
         g.name_separator,
         g.allowed_origins,
         g.max_message_bytes,
-        g.workers
+        g.workers,
+        g.busy_poll
     )
 }
 

@@ -12,6 +12,7 @@
 //!
 //! Dropping a call's future cancels it: the tool server gets `notifications/cancelled`.
 
+pub mod busy_poll;
 mod conn;
 mod handshake;
 pub mod http;

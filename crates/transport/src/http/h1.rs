@@ -254,6 +254,7 @@ impl Conn {
         }
         let room = self.buf.capacity() - self.buf.len();
         let read = self.io.read_buf(&mut self.buf).await.map_err(Error::Io)?;
+        crate::busy_poll::progress();
         self.read_chunk = if read == room {
             (self.read_chunk * 2).min(MAX_READ_CHUNK)
         } else if read < self.read_chunk / 4 {

@@ -257,7 +257,10 @@ async fn read_loop(route: Arc<str>, stdout: ChildStdout, conn: Arc<Conn>, max: u
     loop {
         match lines.next().await {
             Ok(Some(Line::Message(bytes))) => match Message::parse(&bytes) {
-                Ok(message) => conn.dispatch(message),
+                Ok(message) => {
+                    crate::busy_poll::progress();
+                    conn.dispatch(message);
+                }
                 Err(e) => {
                     let preview: String =
                         String::from_utf8_lossy(&bytes).chars().take(200).collect();
