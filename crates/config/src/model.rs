@@ -728,6 +728,26 @@ impl Validator<'_> {
             None => DEFAULT_MAX_MESSAGE_BYTES,
             Some(v) => self.int(Some(v), 0, 1024, 256 * 1024 * 1024, "max_message_bytes") as usize,
         };
+        let workers = spec
+            .workers
+            .as_ref()
+            .map(|w| self.int(Some(w), 1, 1, 1024, "workers") as usize);
+        let busy_poll = self.duration(
+            spec.busy_poll.as_ref(),
+            Duration::ZERO,
+            Duration::ZERO,
+            Duration::from_millis(10),
+            "busy_poll",
+        );
+        if let (Some(span), Some(n @ 2..)) = (spec.busy_poll.as_ref().map(Spanned::span), workers) {
+            if !busy_poll.is_zero() {
+                self.warning(
+                    span,
+                    format!("busy_poll takes effect only with workers = 1, not {n}"),
+                    "set workers = 1, or remove busy_poll",
+                );
+            }
+        }
         Gateway {
             listen: Listener {
                 addr: listen_addr,
@@ -747,17 +767,8 @@ impl Validator<'_> {
                 HOUR,
                 "shutdown_grace",
             ),
-            workers: spec
-                .workers
-                .as_ref()
-                .map(|w| self.int(Some(w), 1, 1, 1024, "workers") as usize),
-            busy_poll: self.duration(
-                spec.busy_poll.as_ref(),
-                Duration::ZERO,
-                Duration::ZERO,
-                Duration::from_millis(10),
-                "busy_poll",
-            ),
+            workers,
+            busy_poll,
             allow_anonymous: spec.allow_anonymous.as_ref().is_some_and(|a| *a.get_ref()),
             allow_anonymous_span: spec.allow_anonymous.as_ref().map(Spanned::span),
         }

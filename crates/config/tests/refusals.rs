@@ -195,6 +195,11 @@ fn durations_and_limits_out_of_range() {
             &["concurrency.max_in_flight = 0 is out of range"],
         ),
         (
+            "[gateway]\nbusy_poll = \"20ms\"\n",
+            "2:13",
+            &["busy_poll = \"20ms\" is out of range", "from 0s to 10ms"],
+        ),
+        (
             "[[route]]\nname = \"a\"\ncommand = \"s\"\ncert_expiry = { warn = \"7d\", critical = \"30d\" }\n",
             "4:41",
             &["cert_expiry.critical (30d) must be shorter than cert_expiry.warn (7d)"],
@@ -410,4 +415,19 @@ fn workers_must_be_a_positive_count() {
     assert_eq!(parse(&source).0.unwrap().gateway.workers, Some(1));
     let source = Source::new("routes.toml", ROUTE);
     assert_eq!(parse(&source).0.unwrap().gateway.workers, None);
+}
+
+#[test]
+fn busy_poll_takes_microseconds_and_warns_without_one_worker() {
+    let (ok, diags) = diagnostics("[gateway]\nworkers = 1\nbusy_poll = \"100us\"\n");
+    assert!(ok && diags.is_empty(), "{diags:#?}");
+    let (ok, diags) = diagnostics("[gateway]\nworkers = 4\nbusy_poll = \"100us\"\n");
+    assert!(ok);
+    assert!(
+        diags
+            .iter()
+            .any(|d| d
+                .contains("3:13: warning: busy_poll takes effect only with workers = 1, not 4")),
+        "{diags:#?}"
+    );
 }
