@@ -85,7 +85,6 @@ pub(crate) struct Gateway {
     dir: PathBuf,
 }
 
-/// Every route the benchmark's gateway serves, under its policies.
 /// mcp-edge's runtime settings for a run: `[gateway] workers` and `busy_poll`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tuning {
@@ -112,6 +111,7 @@ impl std::fmt::Display for Tuning {
     }
 }
 
+/// Every route the benchmark's gateway serves, under its policies.
 pub(crate) fn routes_toml(
     tool_server_url: &str,
     extra: bool,

@@ -97,6 +97,9 @@ pub struct Gateway {
     pub allow_anonymous_span: Option<Span>,
 }
 
+/// The longest `[gateway] busy_poll`: past it a spin costs more than any sleep it saves.
+pub const MAX_BUSY_POLL: Duration = Duration::from_millis(10);
+
 /// The default largest message: 4 MiB.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
@@ -736,7 +739,7 @@ impl Validator<'_> {
             spec.busy_poll.as_ref(),
             Duration::ZERO,
             Duration::ZERO,
-            Duration::from_millis(10),
+            MAX_BUSY_POLL,
             "busy_poll",
         );
         if let (Some(span), Some(n @ 2..)) = (spec.busy_poll.as_ref().map(Spanned::span), workers) {

@@ -32,9 +32,6 @@ use std::time::{Duration, Instant};
 /// How long busy polling stays off after two calls were in flight at once.
 pub const CROWDED_FOR: Duration = Duration::from_millis(5);
 
-/// The largest window accepted: past it a spin costs more than any sleep it saves.
-pub const MAX_WINDOW: Duration = Duration::from_millis(10);
-
 struct State {
     window: Duration,
     /// The last progress mark, while the window may still be open.
@@ -45,7 +42,7 @@ struct State {
     crowded_until: Cell<Option<Instant>>,
     /// The spinner task's waker, once it has run.
     spinner: RefCell<Option<Waker>>,
-    /// Spins begun and windows closed without progress, for tests and the note.
+    /// Times the runtime polled instead of parking (`mcp_edge_busy_polls_total`).
     spins: Cell<u64>,
 }
 
@@ -59,11 +56,12 @@ fn with<R>(f: impl FnOnce(&State) -> R) -> Option<R> {
 
 /// Turns busy polling on for the calling thread, which must be the one that drives a
 /// current-thread runtime; install [`before_park`] as its `on_thread_park` hook and
-/// spawn [`spinner`] on it. `window` is clamped to [`MAX_WINDOW`]; zero turns it off.
+/// spawn [`spinner`] on it. Zero turns it off; the routes file bounds the window
+/// (`mcp_edge_config::model::MAX_BUSY_POLL`).
 pub fn enable(window: Duration) {
     STATE.with(|s| {
         *s.borrow_mut() = (!window.is_zero()).then(|| State {
-            window: window.min(MAX_WINDOW),
+            window,
             last: Cell::new(None),
             in_flight: Cell::new(0),
             crowded_until: Cell::new(None),
