@@ -264,7 +264,9 @@ async fn a_client_over_its_rate_is_refused_with_a_hint_and_another_is_not() {
         assert_eq!(resp.status, 200, "within the burst");
     }
     let refused = alice.post(&echo("one too many")).await;
-    assert_eq!(refused.status, 429, "the whole request is refused");
+    // A JSON-RPC error on a 200: the call fails, the client's session goes on (an
+    // SDK's transport ends the whole session on a 429).
+    assert_eq!(refused.status, 200, "the call is refused, not the session");
     let retry_after: u64 = refused.header("retry-after").unwrap().parse().unwrap();
     assert_eq!(retry_after, 1, "whole seconds, rounded up");
     let error = &refused.json()["error"];

@@ -6,10 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use std::process::Command;
+use std::time::Duration;
 
-use mcp_edge_tests::{
-    Gateway, Mcp, ServerProc, peer, repo_root, save_pem, scratch_dir, tls_connect,
-};
+use mcp_edge_tests::{Gateway, ServerProc, peer, repo_root, save_pem, scratch_dir, tls_connect};
 use mcp_edge_tls::pki::{Ca, Validity};
 use serde_json::{Value, json};
 
@@ -500,8 +499,86 @@ async fn the_front_door_serves_https_with_bearer_tokens_and_refuses_clearly() {
     )
     .expect_err("bad origin");
     assert!(refused.contains("403"), "{refused}");
-    let _ = Mcp::new(gw.addr, "/mcp");
+    // The same refusals arrive whole over HTTP/2 and HTTP/1.1, from a client that sends
+    // a body the gateway never reads (a response that ends while the client is still
+    // sending is otherwise reset, and the refusal lost with it).
+    let bad_token = "Bearer not-the-token".to_owned();
+    let good_token = format!("Bearer {token}");
+    for alpn in [&b"h2"[..], b"http/1.1"] {
+        for (path, authorization, origin, status) in [
+            ("/mcp", None, None, 401),
+            ("/mcp", Some(&bad_token), None, 401),
+            ("/mcp/secret", Some(&good_token), None, 403),
+            ("/mcp", Some(&good_token), Some("https://evil.example"), 403),
+            ("/nowhere", Some(&good_token), None, 404),
+        ] {
+            let (got, headers, body) =
+                refused_over(gw.addr.port(), &ca_file, alpn, path, authorization, origin).await;
+            let what = format!("{} {path}", String::from_utf8_lossy(alpn));
+            assert_eq!(got, status, "{what}: {body}");
+            assert!(body["error"]["message"].is_string(), "{what}: {body}");
+            if status == 401 {
+                assert!(
+                    headers.get("www-authenticate").is_some(),
+                    "{what}: {headers:?}"
+                );
+            }
+        }
+    }
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// One POST with a 64 KB body over a fresh TLS connection offering `alpn`, sent as the
+/// response comes: the status, headers and JSON body of the answer.
+async fn refused_over(
+    port: u16,
+    ca: &str,
+    alpn: &[u8],
+    path: &str,
+    authorization: Option<&String>,
+    origin: Option<&str>,
+) -> (u16, http::HeaderMap, Value) {
+    use http_body_util::{BodyExt, Full};
+    let tls = tls_connect(port, ca, None, &[alpn]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(alpn));
+    let io = hyper_util::rt::TokioIo::new(tls);
+    let mut request = http::Request::post(format!("https://localhost:{port}{path}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream");
+    if alpn == b"http/1.1" {
+        request = request.header("host", format!("localhost:{port}"));
+    }
+    if let Some(authorization) = authorization {
+        request = request.header("authorization", authorization.as_str());
+    }
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
+    }
+    let padding = "x".repeat(64 * 1024);
+    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "ping", "params": { "_meta": { "pad": padding } } });
+    let request = request
+        .body(Full::new(bytes::Bytes::from(body.to_string())))
+        .unwrap();
+    let response = if alpn == b"h2" {
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        sender.send_request(request).await.unwrap()
+    } else {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(connection);
+        sender.send_request(request).await.unwrap()
+    };
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = tokio::time::timeout(Duration::from_secs(10), response.into_body().collect())
+        .await
+        .expect("the refusal's body arrives in time")
+        .unwrap_or_else(|e| panic!("the refusal's body over {alpn:?} {path} was lost: {e}"))
+        .to_bytes();
+    (status, headers, serde_json::from_slice(&bytes).unwrap())
 }
 
 #[test]

@@ -326,6 +326,7 @@ pub fn is_failure(outcome: &Result<Reply, UpstreamError>) -> Option<bool> {
             UpstreamError::Busy { .. }
             | UpstreamError::RateLimited { .. }
             | UpstreamError::CircuitOpen { .. }
+            | UpstreamError::Refused(_)
             | UpstreamError::Closed,
         ) => None,
         Err(UpstreamError::Status { status, .. }) => Some(*status >= 500 || *status == 429),

@@ -159,6 +159,7 @@ pub fn upstream_error(route: &str, error: &UpstreamError) -> ErrorObject {
         UpstreamError::Protocol(_) => code::UPSTREAM_PROTOCOL,
         UpstreamError::RateLimited { .. } => code::RATE_LIMITED,
         UpstreamError::CircuitOpen { .. } => code::CIRCUIT_OPEN,
+        UpstreamError::Refused(_) => code::INVALID_PARAMS,
         _ => code::UPSTREAM_UNAVAILABLE,
     };
     let mut data = json!({ "route": route, "reason": error.reason() });

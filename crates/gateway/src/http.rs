@@ -62,26 +62,46 @@ pub async fn handle(
     let _in_flight = mcp_edge_transport::busy_poll::call();
     enum Endpoint {
         Mcp(Option<String>),
+        WebSocket(Option<String>),
         LegacyStream,
         LegacyPost,
     }
+    let upgrade = crate::ws_front::is_upgrade(req.headers());
     let endpoint = match req.uri().path() {
+        "/ws" | "/ws/" => Endpoint::WebSocket(None),
+        "/mcp" | "/mcp/" if upgrade => Endpoint::WebSocket(None),
         "/mcp" | "/mcp/" => Endpoint::Mcp(None),
         p if p.starts_with("/mcp/") => {
-            Endpoint::Mcp(Some(p["/mcp/".len()..].trim_end_matches('/').to_owned()))
+            let route = Some(p["/mcp/".len()..].trim_end_matches('/').to_owned());
+            if upgrade {
+                Endpoint::WebSocket(route)
+            } else {
+                Endpoint::Mcp(route)
+            }
+        }
+        path if upgrade => {
+            return Ok(refuse(
+                StatusCode::BAD_REQUEST,
+                code::INVALID_REQUEST,
+                &format!(
+                    "no WebSocket endpoint at {path}: WebSocket is served at /ws, /mcp and /mcp/{{route}}"
+                ),
+            ));
         }
         "/sse" => Endpoint::LegacyStream,
         "/messages" | "/messages/" => Endpoint::LegacyPost,
         path => {
-            return Ok(refuse(
+            let refusal = refuse(
                 StatusCode::NOT_FOUND,
                 code::INVALID_REQUEST,
-                &format!("no MCP endpoint at {path}; use /mcp, /mcp/{{route}} or /sse"),
-            ));
+                &format!("no MCP endpoint at {path}; use /mcp, /mcp/{{route}}, /ws or /sse"),
+            );
+            return Ok(refuse_unread(&gw, req.into_body(), refusal).await);
         }
     };
     Ok(match endpoint {
         Endpoint::Mcp(route) => mcp_endpoint(gw, &peer, req, route).await,
+        Endpoint::WebSocket(route) => crate::ws_front::upgrade(&gw, &peer, req, route.as_deref()),
         Endpoint::LegacyStream => legacy_stream(gw, &peer, req).await,
         Endpoint::LegacyPost => legacy_post(gw, &peer, req).await,
     })
@@ -99,14 +119,14 @@ fn json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
     response
 }
 
-fn empty(status: StatusCode) -> Response<Body> {
+pub(crate) fn empty(status: StatusCode) -> Response<Body> {
     let mut response = Response::new(Empty::new().boxed());
     *response.status_mut() = status;
     response
 }
 
 /// A refusal at the door: the status, and a JSON-RPC error (id null) saying why.
-fn refuse(status: StatusCode, code: i32, message: &str) -> Response<Body> {
+pub(crate) fn refuse(status: StatusCode, code: i32, message: &str) -> Response<Body> {
     json(status, jsonrpc::error(None, code, message, None))
 }
 
@@ -119,6 +139,22 @@ fn refuse_with(
 ) -> Response<Body> {
     json(status, jsonrpc::error(id, code, message, data))
 }
+
+/// A refusal sent before the request's body was read: the body is read first (at most
+/// `max_message_bytes`, for at most [`DRAIN_TIMEOUT`]) and thrown away. A response
+/// that ends while the client is still sending is followed by a reset (of the stream
+/// over HTTP/2, of the connection over HTTP/1.1), and clients (curl, the SDKs' HTTP
+/// stacks) then drop the response with it: the refusal would never be read.
+async fn refuse_unread(gw: &Gateway, body: Incoming, response: Response<Body>) -> Response<Body> {
+    if !hyper::body::Body::is_end_stream(&body) {
+        let drain = Limited::new(body, gw.max_message_bytes).collect();
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
+    }
+    response
+}
+
+/// How long a refusal waits for the rest of a body it will not read.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn stream_response(rx: mpsc::Receiver<Bytes>) -> Response<Body> {
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -237,7 +273,7 @@ fn host_ok(gw: &Gateway, headers: &HeaderMap) -> bool {
 }
 
 /// Host, Origin, authentication and scope; the response to send when one fails.
-fn admit(
+pub(crate) fn admit(
     gw: &Gateway,
     peer: &Peer,
     headers: &HeaderMap,
@@ -338,7 +374,7 @@ async fn mcp_endpoint(
 ) -> Response<Body> {
     let (principal, scope) = match admit(&gw, peer, req.headers(), target.as_deref()) {
         Ok(admitted) => admitted,
-        Err(response) => return response,
+        Err(response) => return refuse_unread(&gw, req.into_body(), response).await,
     };
     match *req.method() {
         Method::POST => post(gw, req, scope, principal).await,
@@ -353,7 +389,7 @@ async fn mcp_endpoint(
             response
                 .headers_mut()
                 .insert(ALLOW, http::HeaderValue::from_static("GET, POST, DELETE"));
-            response
+            refuse_unread(&gw, req.into_body(), response).await
         }
     }
 }
@@ -410,18 +446,20 @@ async fn post(
             .eq_ignore_ascii_case("application/json")
     });
     if !is_json {
-        return refuse(
+        let refusal = refuse(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             code::INVALID_REQUEST,
             "Unsupported Media Type: send Content-Type: application/json",
         );
+        return refuse_unread(&gw, body, refusal).await;
     }
     if !accepts_all(&headers, &["application/json", "text/event-stream"]) {
-        return refuse(
+        let refusal = refuse(
             StatusCode::NOT_ACCEPTABLE,
             code::INVALID_REQUEST,
             "Not Acceptable: send Accept: application/json, text/event-stream",
         );
+        return refuse_unread(&gw, body, refusal).await;
     }
     let bytes = match read_body(&gw, body).await {
         Ok(bytes) => bytes,
@@ -633,20 +671,20 @@ async fn dispatch(gw: Arc<Gateway>, ctx: Ctx, message: Message) -> Response<Body
     }
 }
 
-/// When an answer is a rate-limit refusal of the whole request: its `Retry-After` in
-/// whole seconds (rounded up, at least 1), for a `429`.
-fn rate_limited(answer: &[u8]) -> Option<u64> {
+/// When an answer is a refusal with a hint (over a rate limit, circuit open, tool
+/// server restarting): its `Retry-After` in whole seconds (rounded up, at least 1).
+///
+/// The refusal still travels as `200` with the JSON-RPC error: the SDKs' Streamable
+/// HTTP clients treat a `429` as the transport failing and end the whole session,
+/// while a JSON-RPC error fails the one call. `Retry-After` rides along for proxies
+/// and clients that read it.
+fn retry_after(answer: &[u8]) -> Option<u64> {
     static NEEDLE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| {
-            memchr::memmem::Finder::new(code::RATE_LIMITED.to_string().as_bytes()).into_owned()
-        });
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"retry_after_ms\""));
     NEEDLE.find(answer)?;
     let message = Message::parse(answer).ok()?;
     let error: Value = serde_json::from_str(message.error?.get()).ok()?;
-    if error["code"].as_i64() != Some(i64::from(code::RATE_LIMITED)) {
-        return None;
-    }
-    let ms = error["data"]["retry_after_ms"].as_u64().unwrap_or(1000);
+    let ms = error["data"]["retry_after_ms"].as_u64()?;
     Some(ms.div_ceil(1000).max(1))
 }
 
@@ -697,14 +735,12 @@ async fn respond(gw: Arc<Gateway>, ctx: Ctx, message: Message) -> Response<Body>
                 queued.push(event);
             }
             if queued.is_empty() {
-                return match rate_limited(&answer) {
-                    Some(retry_after) => {
-                        let mut response = json(StatusCode::TOO_MANY_REQUESTS, answer);
-                        response.headers_mut().insert(http::header::RETRY_AFTER, retry_after.into());
-                        response
-                    }
-                    None => json(StatusCode::OK, answer),
-                };
+                let hint = retry_after(&answer);
+                let mut response = json(StatusCode::OK, answer);
+                if let Some(seconds) = hint {
+                    response.headers_mut().insert(http::header::RETRY_AFTER, seconds.into());
+                }
+                return response;
             }
             let (tx, rx) = mpsc::channel(queued.len() + 1);
             for event in queued {
@@ -906,15 +942,16 @@ fn delete(
 /// `GET /sse`: opens a legacy session; the first event names where to POST.
 async fn legacy_stream(gw: Arc<Gateway>, peer: &Peer, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET {
-        return refuse(
+        let refusal = refuse(
             StatusCode::METHOD_NOT_ALLOWED,
             code::INVALID_REQUEST,
             "use GET /sse, then POST to the endpoint it names",
         );
+        return refuse_unread(&gw, req.into_body(), refusal).await;
     }
     let (principal, scope) = match admit(&gw, peer, req.headers(), None) {
         Ok(admitted) => admitted,
-        Err(response) => return response,
+        Err(response) => return refuse_unread(&gw, req.into_body(), response).await,
     };
     let session = match gw
         .sessions
@@ -950,15 +987,16 @@ async fn legacy_stream(gw: Arc<Gateway>, peer: &Peer, req: Request<Incoming>) ->
 /// `POST /messages?session_id=…`: a legacy client's message; answers go on its stream.
 async fn legacy_post(gw: Arc<Gateway>, peer: &Peer, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::POST {
-        return refuse(
+        let refusal = refuse(
             StatusCode::METHOD_NOT_ALLOWED,
             code::INVALID_REQUEST,
             "POST messages here",
         );
+        return refuse_unread(&gw, req.into_body(), refusal).await;
     }
     let (principal, _) = match admit(&gw, peer, req.headers(), None) {
         Ok(admitted) => admitted,
-        Err(response) => return response,
+        Err(response) => return refuse_unread(&gw, req.into_body(), response).await,
     };
     let session_id = req
         .uri()
@@ -973,11 +1011,12 @@ async fn legacy_post(gw: Arc<Gateway>, peer: &Peer, req: Request<Incoming>) -> R
         .and_then(|id| gw.sessions.get(&id, principal.as_deref()))
         .filter(|s| s.legacy)
     else {
-        return refuse(
+        let refusal = refuse(
             StatusCode::NOT_FOUND,
             code::SESSION_NOT_FOUND,
             "Session not found: open GET /sse first",
         );
+        return refuse_unread(&gw, req.into_body(), refusal).await;
     };
     let bytes = match read_body(&gw, req.into_body()).await {
         Ok(bytes) => bytes,

@@ -26,3 +26,4 @@ pub mod stats;
 pub mod stdio_front;
 pub mod telemetry;
 pub mod upstream;
+mod ws_front;

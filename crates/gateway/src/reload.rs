@@ -70,6 +70,29 @@ impl Reloader {
         })
     }
 
+    /// Starts the routes a reload added or changed as start-up starts every route
+    /// (connect, initialize, list), without waiting for them: the reload is done, and
+    /// clients hear `list_changed` once the new routes' tools can be listed.
+    fn connect_new_routes(&self, added: &[String], changed: &[String]) {
+        let fresh: Vec<Arc<RouteRt>> = self
+            .gw
+            .table()
+            .routes
+            .iter()
+            .filter(|r| added.contains(&r.name) || changed.contains(&r.name))
+            .cloned()
+            .collect();
+        if fresh.is_empty() {
+            return;
+        }
+        let gw = self.gw.clone();
+        tokio::spawn(async move {
+            let deadline = Instant::now() + serve::FIRST_ATTEMPT;
+            futures_util::future::join_all(fresh.iter().map(|r| r.first_attempt(deadline))).await;
+            gw.lists_changed();
+        });
+    }
+
     /// Re-reads the file and applies it (see the module documentation).
     pub async fn reload(&self, trigger: &str) {
         let _one = self.one_at_a_time.lock().await;
@@ -168,6 +191,7 @@ impl Reloader {
         crate::admin::spawn_probes_for(&self.gw, |r| {
             added.contains(&r.name) || changed.contains(&r.name)
         });
+        self.connect_new_routes(&added, &changed);
 
         let restart = {
             let mut gateway = self

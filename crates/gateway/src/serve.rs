@@ -12,7 +12,6 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use mcp_edge_certwatch::{Origin, Thresholds, Watcher};
 use mcp_edge_config::Protocol;
 use mcp_edge_config::model::{Config, Credential, Endpoint};
@@ -458,10 +457,48 @@ pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
     Ok(gateway)
 }
 
+/// Serves one client connection (HTTP/1.1 with upgrades to WebSocket, or HTTP/2) until
+/// it ends, or until shutdown asks it to finish what it has in flight and close.
+async fn serve_connection<I, S>(io: I, service: S, mut stop: tokio::sync::watch::Receiver<bool>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<crate::http::Body>,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let connection = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(connection);
+    let ended = tokio::select! {
+        ended = connection.as_mut() => ended,
+        () = async {
+            // A sender dropped without saying stop never stops this connection.
+            while !*stop.borrow_and_update() {
+                if stop.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        } => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!("connection ended: {e}");
+    }
+}
+
+/// How long start-up (and a reload, for the routes it adds) waits for routes to connect.
+pub const FIRST_ATTEMPT: Duration = Duration::from_secs(10);
+
 /// Gives every route its first start attempt (bounded), so that the first clients see
 /// every route that can start rather than whichever won the race.
 pub async fn wait_for_routes(gw: &Gateway) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + FIRST_ATTEMPT;
     futures_util::future::join_all(gw.table().routes.iter().map(|r| r.first_attempt(deadline)))
         .await;
 }
@@ -602,7 +639,8 @@ pub async fn serve(path: &Path) -> Result<(), String> {
     // Tests and scripts read this line to learn the port when listen uses port 0.
     eprintln!("mcp-edge: listening on {scheme}://{local}/mcp");
 
-    let graceful = GracefulShutdown::new();
+    // Each connection holds a receiver; shutdown says so, then waits for them all to go.
+    let (graceful, _) = tokio::sync::watch::channel(false);
     let shutdown = signal();
     tokio::pin!(shutdown);
     loop {
@@ -622,20 +660,14 @@ pub async fn serve(path: &Path) -> Result<(), String> {
                     None => {
                         let peer = Arc::new(crate::http::Peer::default());
                         let service = service_fn(move |req| crate::http::handle(gw.clone(), peer.clone(), req));
-                        let connection = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).into_owned();
-                        let connection = graceful.watch(connection);
-                        tokio::spawn(async move {
-                            if let Err(e) = connection.await {
-                                tracing::debug!("connection ended: {e}");
-                            }
-                        });
+                        tokio::spawn(serve_connection(TokioIo::new(stream), service, graceful.subscribe()));
                     }
                     Some(acceptor) => {
                         // The handshake runs in the connection's own task (a slow client
                         // must not hold up the accept loop); its identity comes from the
                         // certificate it presented, verified against client_ca.
                         let acceptor = acceptor.clone();
-                        let watcher = graceful.watcher();
+                        let stop = graceful.subscribe();
                         tokio::spawn(async move {
                             let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
                                 Ok(Ok(tls)) => tls,
@@ -651,10 +683,7 @@ pub async fn serve(path: &Path) -> Result<(), String> {
                             let identities = tls.get_ref().1.peer_certificates().map(mcp_edge_tls::peer_identities).unwrap_or_default();
                             let peer = Arc::new(crate::http::Peer { identities });
                             let service = service_fn(move |req| crate::http::handle(gw.clone(), peer.clone(), req));
-                            let connection = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), service).into_owned();
-                            if let Err(e) = watcher.watch(connection).await {
-                                tracing::debug!("connection ended: {e}");
-                            }
+                            serve_connection(TokioIo::new(tls), service, stop).await;
                         });
                     }
                 }
@@ -672,7 +701,8 @@ pub async fn serve(path: &Path) -> Result<(), String> {
         session.close_stream();
     }
     let grace = config.gateway.shutdown_grace;
-    if tokio::time::timeout(grace, graceful.shutdown())
+    let _ = graceful.send(true);
+    if tokio::time::timeout(grace, graceful.closed())
         .await
         .is_err()
     {

@@ -3,8 +3,7 @@
 //!
 //! A call over a limit fails at once with [`UpstreamError::RateLimited`], naming whose
 //! limit it hit and when a call would be allowed (`retry_after_ms` in the JSON-RPC
-//! error; `429` with `Retry-After` at the HTTP front door when the whole request is
-//! refused). The client's bucket is checked first, so a client over its own rate does
+//! error, and `Retry-After` beside it at the HTTP front door). The client's bucket is checked first, so a client over its own rate does
 //! not spend the route's.
 
 use std::num::NonZeroU32;

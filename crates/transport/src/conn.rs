@@ -142,7 +142,7 @@ impl Conn {
             &call.method,
             call.params.as_deref(),
             self.stateless.load(Ordering::Acquire),
-        );
+        )?;
         let (reply, answer) = oneshot::channel();
         let started = Instant::now();
         {

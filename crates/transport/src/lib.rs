@@ -138,6 +138,9 @@ pub enum UpstreamError {
     },
     /// The connector is shut down.
     Closed,
+    /// mcp-edge would not forward the request as it came (its params are not one JSON
+    /// object); the client's error, not the tool server's.
+    Refused(String),
 }
 
 impl UpstreamError {
@@ -154,6 +157,7 @@ impl UpstreamError {
             UpstreamError::Protocol(_) => "upstream_protocol",
             UpstreamError::Tls(..) => "tls",
             UpstreamError::Status { .. } => "upstream_status",
+            UpstreamError::Refused(_) => "invalid_request",
         }
     }
 
@@ -237,6 +241,7 @@ impl fmt::Display for UpstreamError {
                 retry_after.as_millis().max(1)
             ),
             UpstreamError::Protocol(why) => write!(f, "the tool server broke the protocol: {why}"),
+            UpstreamError::Refused(why) => write!(f, "not forwarded: {why}"),
             UpstreamError::Tls(why, _) => f.write_str(why),
             UpstreamError::Status { status, body, .. } if body.is_empty() => {
                 write!(f, "the tool server answered HTTP {status}")

@@ -2,29 +2,46 @@
 //!
 //! Many client sessions share one upstream connection, so their progress tokens may
 //! collide: each call's token is replaced by its upstream id (unique per connection)
-//! and the caller's own token restored on the notifications that come back. A
-//! stateless-era upstream also needs the protocol version and client capabilities in
-//! every request's `_meta`.
+//! and the caller's own token restored on the notifications that come back. The
+//! protocol era's reserved keys (`io.modelcontextprotocol/…`) belong to the hop, not to
+//! the caller: a stateless-era upstream gets mcp-edge's own in every request, and a
+//! session-era upstream gets none, whatever the client sent (a 2026-07-28 client's
+//! version in the body would contradict the session's `MCP-Protocol-Version` header).
+//!
+//! Params are parsed whenever they could hold `_meta` (spelled plainly or with `\u`
+//! escapes); params that are not one JSON object with distinct keys are refused, never
+//! forwarded as they came.
 
 use mcp_edge_protocol::jsonrpc;
 use mcp_edge_protocol::version::{META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, V2026_07_28};
 use mcp_edge_protocol::{Id, RawObject};
 use serde_json::value::RawValue;
 
+use crate::UpstreamError;
+
+/// The prefix of the `_meta` keys the MCP specification reserves for itself.
+const RESERVED_META_PREFIX: &str = "io.modelcontextprotocol/";
+
 /// The request to send upstream as bytes, its params rewritten for the upstream, and
-/// the caller's progress token if it gave one.
+/// the caller's progress token if it gave one. Params that are not a JSON object are
+/// refused.
 pub(crate) fn request(
     upstream_id: i64,
     method: &str,
     params: Option<&RawValue>,
     stateless: bool,
-) -> (Vec<u8>, Option<Box<RawValue>>) {
+) -> Result<(Vec<u8>, Option<Box<RawValue>>), UpstreamError> {
     let id = Id::Num(upstream_id);
-    let has_meta = params.is_some_and(|p| p.get().contains("\"_meta\""));
-    if !stateless && !has_meta {
-        return (jsonrpc::request(&id, method, params), None);
+    // `_meta` can only be spelled `"_meta"` or with a `\u` escape: without either, the
+    // params hold no `_meta` and need no parse.
+    let may_have_meta = params.is_some_and(|p| {
+        let text = p.get();
+        text.contains("\"_meta\"") || text.contains("\\u")
+    });
+    if !stateless && !may_have_meta {
+        return Ok((jsonrpc::request(&id, method, params), None));
     }
-    if !has_meta {
+    if !may_have_meta {
         // The common stateless case: only the era's `_meta` to add, spliced in front of
         // the members as they came, straight into the request: no parse, no
         // re-serialization, no copy of the params but the one into the body.
@@ -47,41 +64,65 @@ pub(crate) fn request(
             body.extend_from_slice(members.as_bytes());
             jsonrpc::compact_newlines(&mut body[start..]);
             body.push(b'}');
-            return (body, None);
+            return Ok((body, None));
         }
     }
-    let (params, token) = prepare(params, upstream_id, stateless);
-    (jsonrpc::request(&id, method, params.as_deref()), token)
+    let (params, token) = prepare(params, upstream_id, stateless)?;
+    Ok((jsonrpc::request(&id, method, params.as_deref()), token))
 }
 
 /// The params to send, and the caller's progress token if it gave one.
-pub(crate) fn prepare(
+type Prepared = (Option<Box<RawValue>>, Option<Box<RawValue>>);
+
+/// Rewrites `params` for the upstream (see the module documentation).
+fn prepare(
     params: Option<&RawValue>,
     upstream_id: i64,
     stateless: bool,
-) -> (Option<Box<RawValue>>, Option<Box<RawValue>>) {
+) -> Result<Prepared, UpstreamError> {
     let text = params.map_or("{}", RawValue::get);
-    let Ok(mut object) = RawObject::parse(text) else {
-        return (params.map(RawValue::to_owned), None);
+    let mut object = RawObject::parse(text).map_err(|e| {
+        UpstreamError::Refused(format!(
+            "params must be one JSON object with distinct keys ({e})"
+        ))
+    })?;
+    let mut meta = match object.get("_meta") {
+        Some(meta) => RawObject::parse(meta.get()).map_err(|e| {
+            UpstreamError::Refused(format!(
+                "params._meta must be one JSON object with distinct keys ({e})"
+            ))
+        })?,
+        None => RawObject::new(),
     };
-    let mut meta = object
-        .get("_meta")
-        .and_then(|m| RawObject::parse(m.get()).ok())
-        .unwrap_or_default();
     let token = meta.get("progressToken").map(RawValue::to_owned);
     if token.is_some() {
         meta.set_value("progressToken", &upstream_id);
     }
-    if stateless {
-        if meta.get(META_PROTOCOL_VERSION).is_none() {
-            meta.set_value(META_PROTOCOL_VERSION, V2026_07_28);
-        }
-        if meta.get(META_CLIENT_CAPABILITIES).is_none() {
-            meta.set(META_CLIENT_CAPABILITIES, jsonrpc::empty_object());
-        }
+    // The caller's reserved keys describe its hop to mcp-edge, not this one.
+    let reserved: Vec<String> = meta
+        .keys()
+        .filter(|k| k.starts_with(RESERVED_META_PREFIX))
+        .map(str::to_owned)
+        .collect();
+    let capabilities = meta.get(META_CLIENT_CAPABILITIES).map(RawValue::to_owned);
+    for key in &reserved {
+        meta.remove(key);
     }
-    object.set("_meta", meta.to_raw());
-    (Some(object.to_raw()), token)
+    if stateless {
+        meta.set_value(META_PROTOCOL_VERSION, V2026_07_28);
+        // The client's capabilities say what it can answer (elicitation, sampling,
+        // roots), and mcp-edge relays those requests to it: they stay.
+        meta.set(
+            META_CLIENT_CAPABILITIES,
+            capabilities.unwrap_or_else(jsonrpc::empty_object),
+        );
+    }
+    if meta.keys().next().is_some() {
+        object.set("_meta", meta.to_raw());
+    } else {
+        object.remove("_meta");
+    }
+    Ok((Some(object.to_raw()), token))
 }
 
 /// Puts the caller's token back on a progress notification's params.
@@ -113,7 +154,7 @@ mod tests {
         stateless: bool,
     ) -> (serde_json::Value, Option<Box<RawValue>>) {
         let params = params.map(|t| RawValue::from_string(t.to_owned()).unwrap());
-        let (body, token) = request(id, "tools/call", params.as_deref(), stateless);
+        let (body, token) = request(id, "tools/call", params.as_deref(), stateless).unwrap();
         assert!(!body.contains(&b'\n'), "one line for stdio framing");
         let message = mcp_edge_protocol::Message::parse(&body).unwrap();
         assert_eq!(message.method(), "tools/call");
@@ -160,11 +201,66 @@ mod tests {
     fn session_era_params_without_meta_pass_untouched() {
         let text = r#"{"name":"echo"}"#;
         let params = RawValue::from_string(text.to_owned()).unwrap();
-        let (body, token) = request(1, "tools/call", Some(&params), false);
+        let (body, token) = request(1, "tools/call", Some(&params), false).unwrap();
         assert_eq!(
             String::from_utf8(body).unwrap(),
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#
         );
         assert!(token.is_none());
+    }
+
+    #[test]
+    fn a_clients_reserved_meta_never_reaches_a_session_era_upstream() {
+        let text = r#"{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"c"},"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"trace":"t1"}}"#;
+        let (v, _) = sent(Some(text), 3, false);
+        assert_eq!(v["_meta"], serde_json::json!({"trace": "t1"}), "{v}");
+        // With nothing else in `_meta`, `_meta` goes too.
+        let only =
+            r#"{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}"#;
+        let (v, _) = sent(Some(only), 3, false);
+        assert_eq!(v, serde_json::json!({"name": "echo"}));
+        // A stateless upstream gets mcp-edge's version and the client's capabilities.
+        let (v, _) = sent(Some(text), 3, true);
+        assert_eq!(v["_meta"][META_PROTOCOL_VERSION], V2026_07_28);
+        assert_eq!(
+            v["_meta"][META_CLIENT_CAPABILITIES]["elicitation"],
+            serde_json::json!({})
+        );
+        assert!(
+            v["_meta"]
+                .get("io.modelcontextprotocol/clientInfo")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn an_escaped_meta_key_is_found_and_its_token_remapped() {
+        // `\u005f` is `_`: a JSON reader sees `_meta`, so mcp-edge must too.
+        let text = r#"{"name":"echo","\u005fmeta":{"progress\u0054oken":5}}"#;
+        for stateless in [false, true] {
+            let (v, token) = sent(Some(text), 77, stateless);
+            assert_eq!(token.unwrap().get(), "5");
+            assert_eq!(v["_meta"]["progressToken"], 77, "{v}");
+        }
+    }
+
+    #[test]
+    fn params_that_are_not_one_object_are_refused() {
+        for bad in [
+            r#"[{"_meta":{"progressToken":1}}]"#,
+            r#"{"_meta":{"progressToken":1},"_meta":{"progressToken":2}}"#,
+            r#"{"_meta":{"progressToken":1,"progressToken":2}}"#,
+            r#"{"_meta":[1]}"#,
+            r#""\u0061""#,
+        ] {
+            let params = RawValue::from_string(bad.to_owned()).unwrap();
+            for stateless in [false, true] {
+                let refused = request(1, "tools/call", Some(&params), stateless);
+                assert!(
+                    matches!(refused, Err(UpstreamError::Refused(_))),
+                    "{bad} stateless={stateless}: {refused:?}"
+                );
+            }
+        }
     }
 }

@@ -360,7 +360,7 @@ impl Http {
             };
             let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
             let (body, token) =
-                crate::params::request(id, &call.method, call.params.as_deref(), remote.stateless);
+                crate::params::request(id, &call.method, call.params.as_deref(), remote.stateless)?;
             // Leaving before the answer cancels upstream: in the session era with a
             // notification, in the stateless era by closing the stream (dropping it).
             let mut guard = CancelOnDrop {
