@@ -129,6 +129,10 @@ const HTTP2 = process.env.PEER_HTTP2 === "1";
 /// With PEER_HTTP2=1: the HTTP version of every connection undici makes (from its ALPN).
 const httpVersions = new Set();
 if (HTTP2) {
+  // undici warns on stderr that its HTTP/2 is experimental; the peer's stderr is for failures.
+  const emitWarning = process.emitWarning;
+  process.emitWarning = (warning, ...rest) =>
+    rest[0]?.code === "UNDICI-H2" ? undefined : emitWarning.call(process, warning, ...rest);
   const dc = await import("node:diagnostics_channel");
   dc.channel("undici:client:connected").subscribe(({ socket }) => {
     httpVersions.add(socket?.alpnProtocol === "h2" ? "HTTP/2" : "HTTP/1.1");

@@ -42,6 +42,8 @@ pub struct Diagnostic {
     pub message: String,
     /// How to fix it, when there is something to say.
     pub help: Option<String>,
+    /// The text under the span is a credential: the snippet shows `<redacted>` there.
+    pub conceal: bool,
 }
 
 impl Diagnostic {
@@ -52,6 +54,7 @@ impl Diagnostic {
             span: span.into(),
             message: message.into(),
             help: None,
+            conceal: false,
         }
     }
 
@@ -67,6 +70,13 @@ impl Diagnostic {
     #[must_use]
     pub fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
+        self
+    }
+
+    /// Marks the text under the span as a credential, never to be shown.
+    #[must_use]
+    pub fn concealed(mut self) -> Self {
+        self.conceal = true;
         self
     }
 
@@ -169,7 +179,8 @@ impl Source {
         let (line, column, snippet) = match &diagnostic.span {
             Some(span) => {
                 let (line, column) = self.line_col(span.start);
-                (Some(line), Some(column), Some(self.snippet(span, line)))
+                let snippet = self.snippet(span, line, diagnostic.conceal);
+                (Some(line), Some(column), Some(snippet))
             }
             None => (None, None, None),
         };
@@ -184,7 +195,7 @@ impl Source {
         }
     }
 
-    fn snippet(&self, span: &Span, line: usize) -> String {
+    fn snippet(&self, span: &Span, line: usize, conceal: bool) -> String {
         let start = floor_char_boundary(&self.text, span.start.min(self.text.len()));
         let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
         let line_end = self.text[start..]
@@ -193,7 +204,20 @@ impl Source {
         let text = self.text[line_start..line_end].trim_end_matches('\r');
         let end = floor_char_boundary(&self.text, span.end.clamp(start, line_end));
         let pad = self.text[line_start..start].chars().count();
-        let width = self.text[start..end].chars().count().max(1);
+        let mut width = self.text[start..end].chars().count().max(1);
+        let concealed;
+        let text = if conceal {
+            const MASK: &str = "<redacted>";
+            width = MASK.len();
+            concealed = format!(
+                "{}{MASK}{}",
+                &self.text[line_start..start],
+                self.text[end..line_end].trim_end_matches('\r')
+            );
+            concealed.as_str()
+        } else {
+            text
+        };
         let gutter = line.to_string().len();
         format!(
             "{:gutter$} |\n{line} | {text}\n{:gutter$} | {}{}",

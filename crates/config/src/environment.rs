@@ -57,6 +57,15 @@ pub fn environment_diagnostics(config: &Config) -> Vec<Diagnostic> {
             }
         }
         if let Endpoint::Command(command) = &route.endpoint {
+            for (i, arg) in command.args.iter().enumerate() {
+                if let MaybeSecret::Secret(reference) = arg {
+                    secret(
+                        format!("route `{}` argument {}", route.name, i + 1),
+                        reference,
+                        &route.endpoint_span,
+                    );
+                }
+            }
             for (name, value) in &command.env {
                 if let MaybeSecret::Secret(reference) = value {
                     secret(

@@ -70,7 +70,11 @@ pub fn parse_partial(source: &Source) -> (Option<Config>, Vec<Diagnostic>) {
         Err(e) => {
             let message = e.message().trim_end().to_owned();
             let help = syntax_help(&message);
+            let inline_secret = message.contains(secret::INLINE_REFUSED);
             let mut diagnostic = Diagnostic::error(e.span(), message);
+            if inline_secret {
+                diagnostic = diagnostic.concealed();
+            }
             if let Some(help) = help {
                 diagnostic = diagnostic.help(help);
             }

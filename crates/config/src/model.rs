@@ -270,8 +270,8 @@ pub enum Endpoint {
 pub struct Command {
     /// The program (a path, or a name looked up in `PATH`).
     pub program: String,
-    /// Its arguments.
-    pub args: Vec<String>,
+    /// Its arguments: the words of `command` after the program, then `args`.
+    pub args: Vec<MaybeSecret>,
     /// Environment variables set for it.
     pub env: BTreeMap<String, MaybeSecret>,
     /// Its working directory, absolute.
@@ -1032,7 +1032,12 @@ impl Validator<'_> {
             return None;
         }
         let program = words.remove(0);
-        words.extend(spec.args.iter().cloned());
+        let mut args: Vec<MaybeSecret> = words.into_iter().map(MaybeSecret::Plain).collect();
+        args.extend(
+            spec.args
+                .iter()
+                .map(|a| rebase_maybe(a.clone(), self.base_dir)),
+        );
         for name in spec.env.keys() {
             if name.is_empty() || name.contains('=') || name.contains('\0') {
                 self.error(
@@ -1049,7 +1054,7 @@ impl Validator<'_> {
             .collect();
         Some(Command {
             program,
-            args: words,
+            args,
             env,
             cwd: spec.cwd.as_ref().map(|cwd| self.path(cwd.get_ref())),
         })
@@ -1085,9 +1090,12 @@ impl Validator<'_> {
             return None;
         }
         if !parsed.username().is_empty() || parsed.password().is_some() {
-            self.error(
-                url.span(),
-                "the URL carries credentials, which would end up in logs",
+            self.push(
+                Diagnostic::error(
+                    url.span(),
+                    "the URL carries credentials, which would end up in logs",
+                )
+                .concealed(),
                 "remove them from the URL and set auth = { bearer = { env = \"NAME\" } } or auth.headers",
             );
             return None;

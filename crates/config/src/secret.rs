@@ -108,7 +108,7 @@ impl fmt::Display for Secret {
     }
 }
 
-const INLINE_REFUSED: &str =
+pub(crate) const INLINE_REFUSED: &str =
     "secrets are never written inline: write { env = \"NAME\" } or { file = \"path\" }";
 
 impl<'de> Deserialize<'de> for SecretRef {

@@ -290,9 +290,10 @@ pub struct RouteSpec {
     pub name: Spanned<String>,
     /// A child process: a program, or a program and its arguments.
     pub command: Option<Spanned<StringOrList>>,
-    /// More arguments after `command`.
+    /// More arguments after `command`: strings, or secret references resolved when the
+    /// child starts (a credential the tool server takes only as an argument).
     #[serde(default)]
-    pub args: Vec<String>,
+    pub args: Vec<MaybeSecret>,
     /// The child's environment (added to a minimal inherited one).
     #[serde(default)]
     pub env: BTreeMap<String, MaybeSecret>,

@@ -298,20 +298,22 @@ pub fn build_route(
     let hook = handshake_hook(certs, route);
     let upstream = match (&planned.transport, &route.endpoint) {
         (Transport::Stdio(command), Endpoint::Command(_)) => {
+            let resolve = |value: &MaybeSecret, what: &dyn std::fmt::Display| match value {
+                MaybeSecret::Plain(v) => Ok(v.clone()),
+                MaybeSecret::Secret(reference) => reference
+                    .resolve()
+                    .map(|secret| secret.expose().to_owned())
+                    .map_err(|e| format!("route `{}` {what}: {e}", route.name)),
+            };
             let mut env = Vec::new();
             for (key, value) in &command.env {
-                let value = match value {
-                    MaybeSecret::Plain(v) => v.clone(),
-                    MaybeSecret::Secret(reference) => reference
-                        .resolve()
-                        .map_err(|e| format!("route `{}` env {key}: {e}", route.name))?
-                        .expose()
-                        .to_owned(),
-                };
-                env.push((key.clone(), value));
+                env.push((key.clone(), resolve(value, &format_args!("env {key}"))?));
             }
-            let mut cfg =
-                StdioConfig::new(&route.name, program(&command.program), command.args.clone());
+            let mut args = Vec::with_capacity(command.args.len());
+            for (i, arg) in command.args.iter().enumerate() {
+                args.push(resolve(arg, &format_args!("argument {}", i + 1))?);
+            }
+            let mut cfg = StdioConfig::new(&route.name, program(&command.program), args);
             cfg.env = env;
             cfg.cwd = command.cwd.clone();
             cfg.max_message_bytes = config.gateway.max_message_bytes;

@@ -5,6 +5,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use mcp_edge_config::model::{Command, Config, Declared, Endpoint, Policies, Route, Trust};
+use mcp_edge_config::secret::MaybeSecret;
 use mcp_edge_config::{Boundary, Diagnostic, Protocol};
 use url::Url;
 
@@ -133,8 +134,17 @@ impl Transport {
     pub fn endpoint(&self) -> String {
         match self {
             Transport::Stdio(command) => {
-                let mut words = vec![command.program.clone()];
-                words.extend(command.args.iter().cloned());
+                let mut words = vec![redact_word(&command.program)];
+                let mut after_secret_flag = false;
+                for arg in &command.args {
+                    words.push(match arg {
+                        MaybeSecret::Secret(reference) => format!("<secret {reference}>"),
+                        MaybeSecret::Plain(_) if after_secret_flag => "<redacted>".to_owned(),
+                        MaybeSecret::Plain(word) => redact_word(word),
+                    });
+                    after_secret_flag =
+                        matches!(arg, MaybeSecret::Plain(word) if is_secret_flag(word));
+                }
                 words.join(" ")
             }
             Transport::Network { url, .. } => redact(url),
@@ -156,16 +166,73 @@ impl RoutePlan {
 
 /// A URL with every query value replaced by `<redacted>` (API keys travel there).
 pub fn redact(url: &Url) -> String {
+    let mut base = url.clone();
+    if !base.username().is_empty() || base.password().is_some() {
+        // Userinfo is a credential (`postgres://app:pw@db/x`), the user name included.
+        let _ = base.set_username("redacted");
+        let _ = base.set_password(None);
+    }
     if url.query().is_none() {
-        return url.to_string();
+        return base.to_string();
     }
     let pairs: Vec<String> = url
         .query_pairs()
         .map(|(k, _)| format!("{k}=<redacted>"))
         .collect();
-    let mut base = url.clone();
     base.set_query(None);
     format!("{base}?{}", pairs.join("&"))
+}
+
+/// Words in a name that say its value is a credential.
+const SECRET_WORDS: &[&str] = &[
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "apikey",
+    "api_key",
+    "api-key",
+    "key",
+    "credential",
+    "auth",
+    "bearer",
+    "private",
+];
+
+fn names_a_secret(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    SECRET_WORDS.iter().any(|w| name.contains(w))
+}
+
+/// Whether `word` is a flag whose value follows as the next word and is a credential
+/// (`--password`, `--api-key`, `-token`).
+fn is_secret_flag(word: &str) -> bool {
+    word.starts_with('-') && !word.contains('=') && names_a_secret(word.trim_start_matches('-'))
+}
+
+/// One command-line word, safe to print: a URL loses its userinfo and query values,
+/// `NAME=value` and `--flag=value` lose the value when the name says it is a
+/// credential. A value passed as the word after such a flag is redacted by the caller.
+pub fn redact_word(word: &str) -> String {
+    if word.contains("://")
+        && let Ok(url) = Url::parse(word)
+    {
+        return redact(&url);
+    }
+    if let Some((name, _)) = word.split_once('=')
+        && names_a_secret(name)
+    {
+        return format!("{name}=<redacted>");
+    }
+    // `user:password@host` without a scheme (some database flags take that).
+    if let Some((userinfo, rest)) = word.split_once('@')
+        && userinfo.contains(':')
+        && !userinfo.contains('/')
+    {
+        return format!("<redacted>@{rest}");
+    }
+    word.to_owned()
 }
 
 /// Classifies every listener and route of a validated configuration.

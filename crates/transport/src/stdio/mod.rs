@@ -60,13 +60,14 @@ pub struct StdioConfig {
 }
 
 impl std::fmt::Debug for StdioConfig {
-    /// Environment values may be resolved secrets: only their names are shown.
+    /// Arguments and environment values may be resolved secrets: only how many
+    /// arguments there are, and the variables' names, are shown.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let env: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
         f.debug_struct("StdioConfig")
             .field("route", &self.route)
             .field("program", &self.program)
-            .field("args", &self.args)
+            .field("args", &self.args.len())
             .field("env", &env)
             .field("cwd", &self.cwd)
             .finish_non_exhaustive()
