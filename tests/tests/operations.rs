@@ -487,3 +487,47 @@ async fn busy_polling_answers_calls_spins_after_them_and_sleeps_when_idle() {
         "{spins_before} -> {spins_after} polls while idle"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_route_added_by_reload_connects_at_once() {
+    let head = "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nallow_anonymous = true\n\n\
+                [[route]]\nname = \"demo\"\ncommand = [\"{mcp_edge}\", \"demo-tools\", \"--stdio\"]\nprobe_interval = \"0s\"\n\n";
+    let gw = Gateway::start("ops-reload-network", head);
+    let mut mcp = gw.client("/mcp");
+    mcp.initialize().await;
+    let server = ServerProc::start(
+        &peer("py1/bin/python"),
+        &["tests/peers/fastmcp_server.py", "--http", "0"],
+        &[],
+    );
+    // Probes off: nothing but the reload itself may bring the route up.
+    let added = format!(
+        "{}[[route]]\nname = \"web\"\nurl = \"http://127.0.0.1:{}/mcp\"\nprobe_interval = \"0s\"\n",
+        head.replace("{mcp_edge}", &mcp_edge().display().to_string()),
+        server.port
+    );
+    std::fs::write(gw.dir.join("routes.toml"), added).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let h = health(&gw).await;
+        let up = h["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "web" && r["status"] == "healthy");
+        if up {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the added route stayed down: {h:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let names = mcp.tool_names().await;
+    assert!(names.iter().any(|n| n == "web__echo"), "{names:?}");
+    let r = mcp
+        .call(
+            "tools/call",
+            json!({ "name": "web__echo", "arguments": { "message": "reloaded" } }),
+        )
+        .await;
+    assert_eq!(text(&r), "reloaded");
+}
