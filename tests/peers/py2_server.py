@@ -18,9 +18,10 @@ Both transports serve both eras, as the SDK does:
 port. It binds 127.0.0.1 only and, once listening, prints
     py2_server: listening 127.0.0.1:<port>
 on stderr (read the port from there). The SDK's DNS-rebinding protection is on, as for
-any server bound to 127.0.0.1: Host must be 127.0.0.1:*/localhost:*/[::1]:* (else 421).
-Extra HTTP flags (handshake era only; the modern era is always one request, one answer):
---stateless (no session ids), --json-response (JSON bodies instead of SSE).
+any server bound to 127.0.0.1: Host must be 127.0.0.1:*/localhost:*/[::1]:* (else 421)
+and a present Origin must be http://127.0.0.1:*/localhost:*/[::1]:* (else 403).
+Extra HTTP flags: --stateless (handshake era without session ids; the modern era never has
+one), --json-response (JSON bodies instead of SSE).
 stdio: newline-delimited JSON-RPC on stdin/stdout; logs only on stderr.
 Stop it with SIGTERM/SIGINT.
 """

@@ -696,8 +696,27 @@ pub async fn health_command(args: &crate::cli::HealthArgs) -> std::process::Exit
     }
 }
 
+/// The `/health` URL for what a user typed: the admin base URL (`http://host:9090`,
+/// with or without a trailing slash), `host:port`, or the full `/health` URL.
+fn health_url(typed: &str) -> String {
+    let typed = typed.trim();
+    let url = if typed.contains("://") {
+        typed.to_owned()
+    } else {
+        format!("http://{typed}")
+    };
+    match url::Url::parse(&url) {
+        Ok(mut parsed) if parsed.path() == "/" => {
+            parsed.set_path("/health");
+            parsed.to_string()
+        }
+        _ => url,
+    }
+}
+
 async fn fetch(url: &str) -> Result<Value, String> {
     use http_body_util::BodyExt as _;
+    let url = health_url(url);
     let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
     if uri.scheme_str() != Some("http") {
         return Err("only http:// (the admin listener serves plain HTTP on loopback)".into());
@@ -788,4 +807,21 @@ pub fn health_table(health: &Value) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::health_url;
+
+    #[test]
+    fn health_takes_the_admin_address_as_a_user_types_it() {
+        for typed in [
+            "http://127.0.0.1:9090",
+            "http://127.0.0.1:9090/",
+            "127.0.0.1:9090",
+            "http://127.0.0.1:9090/health",
+        ] {
+            assert_eq!(health_url(typed), "http://127.0.0.1:9090/health", "{typed}");
+        }
+    }
 }

@@ -16,8 +16,9 @@ pub struct InitArgs {
     /// Where to write the files.
     #[arg(long, default_value = "certs")]
     pub dir: PathBuf,
-    /// Names and addresses the gateway's certificate is for (repeat the flag).
-    #[arg(long = "host", default_values_t = ["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()])]
+    /// More names and addresses the gateway's and the tool server's certificates are
+    /// for (repeat the flag), besides localhost, 127.0.0.1 and ::1.
+    #[arg(long = "host")]
     pub hosts: Vec<String>,
     /// The client certificate's name (its CN; also a URI SAN spiffe://mcp-edge.local/client/NAME).
     #[arg(long, default_value = "dev-client")]
@@ -43,14 +44,19 @@ pub struct InspectArgs {
     pub server_name: Option<String>,
 }
 
-const FILES: [&str; 6] = [
+const FILES: [&str; 8] = [
     "ca.pem",
     "ca-key.pem",
     "gateway.pem",
     "gateway-key.pem",
     "client.pem",
     "client-key.pem",
+    "tool-server.pem",
+    "tool-server-key.pem",
 ];
+
+/// The names every development certificate is for.
+const LOCAL_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
 /// Writes a file; keys are readable by their owner only.
 fn write(path: &Path, contents: &str, secret: bool) -> std::io::Result<()> {
@@ -94,7 +100,16 @@ fn try_init(args: &InitArgs) -> Result<(), String> {
     let validity = Validity::days(args.days);
     let fail = |e: rcgen::Error| format!("generating certificates failed: {e}");
     let ca = Ca::new("mcp-edge development CA", Validity::days(args.days + 1)).map_err(fail)?;
-    let server = ca.server(&args.hosts, validity).map_err(fail)?;
+    let mut hosts: Vec<String> = LOCAL_NAMES.iter().map(|h| (*h).to_owned()).collect();
+    for host in &args.hosts {
+        if !hosts.contains(host) {
+            hosts.push(host.clone());
+        }
+    }
+    let server = ca.server(&hosts, validity).map_err(fail)?;
+    // A tool server's own certificate, from the same CA, to try an HTTPS route on this
+    // machine (the route trusts `ca.pem`).
+    let tool_server = ca.server(&hosts, validity).map_err(fail)?;
     let uri = format!("spiffe://mcp-edge.local/client/{}", args.client);
     let client = ca
         .client(&args.client, Some(&uri), validity)
@@ -106,6 +121,8 @@ fn try_init(args: &InitArgs) -> Result<(), String> {
         ("gateway-key.pem", &server.key, true),
         ("client.pem", &client.cert, false),
         ("client-key.pem", &client.key, true),
+        ("tool-server.pem", &tool_server.cert, false),
+        ("tool-server-key.pem", &tool_server.key, true),
     ];
     for (name, contents, secret) in files {
         let path = args.dir.join(name);
@@ -132,8 +149,11 @@ fn try_init(args: &InitArgs) -> Result<(), String> {
          name = \"{}\"\n\
          identity = \"{uri}\"\n\
          routes = [\"*\"]\n\n\
+         tool-server.pem (same names, same CA) is for a tool server of your own to serve HTTPS\n\
+         with, to try an HTTPS route on this machine; README.md (\"Trying each boundary on one\n\
+         machine\") shows how.\n\n\
          Keys stay out of git (.gitignore has certs/*key*.pem).",
-        args.hosts.join(", "),
+        hosts.join(", "),
         args.client,
         args.client,
     );

@@ -109,7 +109,7 @@ pub struct DemoArgs {
 /// `mcp-edge health`.
 #[derive(Debug, clap::Args)]
 pub struct HealthArgs {
-    /// The gateway's /health URL (its `[gateway] admin` address).
+    /// The gateway's admin address (`[gateway] admin`): `http://127.0.0.1:9090`, `127.0.0.1:9090` or the full `/health` URL.
     #[arg(long, default_value = "http://127.0.0.1:9090/health")]
     pub url: String,
     /// Print the JSON as it came.

@@ -105,6 +105,46 @@ pub struct Ctx {
     pub traceparent: Option<String>,
 }
 
+/// The protocol version a request names in its `_meta` (the stateless era's way).
+pub(crate) fn meta_version(message: &Message) -> Option<String> {
+    let params = RawObject::parse(message.params.as_deref()?.get()).ok()?;
+    let meta = RawObject::parse(params.get("_meta")?.get()).ok()?;
+    meta.get_str(version::META_PROTOCOL_VERSION)
+}
+
+/// A tool server's result without the `_meta` keys that describe its hop to mcp-edge
+/// (its version, its info): the client's hop is mcp-edge's to describe. Results that
+/// hold no reserved key at all pass without a parse.
+fn without_hop_meta(result: Box<RawValue>) -> Box<RawValue> {
+    static NEEDLE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"io.modelcontextprotocol/"));
+    if NEEDLE.find(result.get().as_bytes()).is_none() {
+        return result;
+    }
+    let Ok(mut object) = RawObject::parse(result.get()) else {
+        return result;
+    };
+    let Some(mut meta) = object
+        .get("_meta")
+        .and_then(|m| RawObject::parse(m.get()).ok())
+    else {
+        return result;
+    };
+    let mut removed = false;
+    for key in version::HOP_META_KEYS {
+        removed |= meta.remove(key);
+    }
+    if !removed {
+        return result;
+    }
+    if meta.keys().next().is_some() {
+        object.set("_meta", meta.to_raw());
+    } else {
+        object.remove("_meta");
+    }
+    object.to_raw()
+}
+
 /// The principal of a request that presented no credential.
 pub fn anonymous() -> Arc<str> {
     static ANONYMOUS: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
@@ -635,7 +675,19 @@ impl Gateway {
                 let id = message.id.clone().unwrap_or(Id::Num(0));
                 let _ = out.send(jsonrpc::result(&id, &result)).await;
             }
-            Kind::Request => self.spawn_request(ctx, message, out),
+            Kind::Request => {
+                let mut ctx = ctx;
+                // A 2026-07-28 client on a stream (stdio, WebSocket) never initializes:
+                // each request names its version in `_meta`, and is answered in that era.
+                if !session.is_initialized()
+                    && let Some(named) = meta_version(&message)
+                    && let Some(stateless) =
+                        version::STATELESS_VERSIONS.iter().find(|v| **v == named)
+                {
+                    ctx.version = stateless;
+                }
+                self.spawn_request(ctx, message, out);
+            }
             Kind::Notification => self.notification(&ctx, &message).await,
             Kind::Result | Kind::Error => self.client_response(&ctx, message).await,
         }
@@ -819,7 +871,7 @@ impl Gateway {
         };
         route.stats.record(method, outcome, started.elapsed());
         match reply {
-            Ok(Reply::Result(result)) => Ok(result),
+            Ok(Reply::Result(result)) => Ok(without_hop_meta(result)),
             Ok(Reply::Error(error)) => Err(error),
             Err(e) => {
                 tracing::warn!(route = %route.name, method, reason = e.reason(), "call failed: {e}");
@@ -1357,6 +1409,24 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tool_servers_hop_meta_stays_on_its_hop() {
+        let raw = |t: &str| RawValue::from_string(t.to_owned()).unwrap();
+        let result = without_hop_meta(raw(
+            r#"{"content":[],"_meta":{"io.modelcontextprotocol/serverInfo":{"name":"up"},"io.modelcontextprotocol/related-task":{"taskId":"t"}}}"#,
+        ));
+        assert_eq!(
+            result.get(),
+            r#"{"content":[],"_meta":{"io.modelcontextprotocol/related-task":{"taskId":"t"}}}"#
+        );
+        let only = without_hop_meta(raw(
+            r#"{"content":[],"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}"#,
+        ));
+        assert_eq!(only.get(), r#"{"content":[]}"#);
+        let plain = r#"{"content":[{"type":"text","text":"io.modelcontextprotocol/x"}]}"#;
+        assert_eq!(without_hop_meta(raw(plain)).get(), plain);
+    }
 
     #[test]
     fn cursors_round_trip() {

@@ -27,7 +27,7 @@ use http_body_util::{BodyExt, Empty, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use mcp_edge_protocol::jsonrpc::{self, code};
 use mcp_edge_protocol::version::{self, Era, META_PROTOCOL_VERSION};
-use mcp_edge_protocol::{Id, Kind, Message, RawObject, mcp, sse};
+use mcp_edge_protocol::{Id, Kind, Message, mcp, sse};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
@@ -516,7 +516,7 @@ async fn post(
         return dispatch(gw, ctx, message).await;
     }
 
-    let meta_version = meta_version(&message);
+    let meta_version = crate::core::meta_version(&message);
     let header_version = header(&headers, VERSION_HEADER);
     let stateless = meta_version.is_some()
         || header_version.is_some_and(|v| version::era(v) == Some(Era::Stateless));
@@ -539,12 +539,6 @@ async fn post(
     };
     drop(headers);
     dispatch(gw, ctx, message).await
-}
-
-fn meta_version(message: &Message) -> Option<String> {
-    let params = RawObject::parse(message.params.as_deref()?.get()).ok()?;
-    let meta = RawObject::parse(params.get("_meta")?.get()).ok()?;
-    meta.get_str(META_PROTOCOL_VERSION)
 }
 
 /// Decodes a header value sent as `=?base64?…?=` (non-ASCII names in 2026-07-28).

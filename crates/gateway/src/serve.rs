@@ -51,8 +51,9 @@ pub fn load(path: &Path) -> Result<(Config, Plan), String> {
     }
     loaded.ok_or_else(|| {
         format!(
-            "{}: refused ({errors} errors); `mcp-edge check` explains each",
-            path.display()
+            "{}: refused: {errors} error{} (shown above; `mcp-edge check` shows the classification too)",
+            path.display(),
+            if errors == 1 { "" } else { "s" }
         )
     })
 }
@@ -70,7 +71,9 @@ pub fn analyze(path: &Path) -> Result<Analysis, String> {
             mcp_edge_config::ROUTES_ENV
         )
     })?;
-    let (config, mut diags) = mcp_edge_config::parse(&source);
+    // Every stage runs on what could be validated, as `check` does, so that a file
+    // with many problems shows them all at once, not one stage's at a time.
+    let (config, mut diags) = mcp_edge_config::parse_partial(&source);
     let mut plan = None;
     if let Some(config) = &config {
         let (p, more) = mcp_edge_router::plan(config);

@@ -31,6 +31,19 @@ pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion
 pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
 /// The `_meta` key that carries the client's info in the stateless era.
 pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
+/// The `_meta` key that carries the server's info in the stateless era.
+pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+
+/// The reserved `_meta` keys that describe one hop (who speaks, which version, what it
+/// can do). A gateway is an end of each hop: it never passes these on from the other
+/// side, while other reserved keys (a related task, say) travel with the message.
+pub const HOP_META_KEYS: &[&str] = &[
+    META_PROTOCOL_VERSION,
+    META_CLIENT_INFO,
+    META_CLIENT_CAPABILITIES,
+    META_SERVER_INFO,
+    "io.modelcontextprotocol/serverCapabilities",
+];
 
 /// Which era a version belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

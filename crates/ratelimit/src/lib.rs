@@ -3,8 +3,9 @@
 //!
 //! A call over a limit fails at once with [`UpstreamError::RateLimited`], naming whose
 //! limit it hit and when a call would be allowed (`retry_after_ms` in the JSON-RPC
-//! error, and `Retry-After` beside it at the HTTP front door). The client's bucket is checked first, so a client over its own rate does
-//! not spend the route's.
+//! error, and `Retry-After` beside it at the HTTP front door). The client's bucket is
+//! checked first, so a client over its own rate does not spend the route's. Listings
+//! and pings are not metered ([`is_metered`]).
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -131,9 +132,22 @@ impl<C: Clock> RateLimitPolicy<C> {
     }
 }
 
+/// Whether a method spends a token. Listings and pings do not: the gateway fans them
+/// out to every route for every client's `tools/list`, so counting them would spend a
+/// client's calls on discovery, and a route over its limit would drop out of the list
+/// as if it were down.
+pub fn is_metered(method: &str) -> bool {
+    !matches!(
+        method,
+        "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" | "ping"
+    )
+}
+
 impl<C: Clock + Clone + Send + Sync + 'static> Policy for RateLimitPolicy<C> {
     fn call<S: Stack>(&self, mut inner: S, request: Request) -> PolicyFuture {
-        if let Err(refused) = self.limits.check(&request.principal) {
+        if is_metered(&request.call.method)
+            && let Err(refused) = self.limits.check(&request.principal)
+        {
             return Box::pin(std::future::ready(Err(refused)));
         }
         Box::pin(inner.call(request))
@@ -189,6 +203,27 @@ mod tests {
         }
         assert!(limits.check(&polite).is_ok());
         assert!(limits.check(&polite).is_ok());
+    }
+
+    #[test]
+    fn calls_are_metered_and_discovery_is_not() {
+        for method in [
+            "tools/call",
+            "prompts/get",
+            "resources/read",
+            "completion/complete",
+        ] {
+            assert!(is_metered(method), "{method}");
+        }
+        for method in [
+            "tools/list",
+            "prompts/list",
+            "resources/list",
+            "resources/templates/list",
+            "ping",
+        ] {
+            assert!(!is_metered(method), "{method}");
+        }
     }
 
     #[test]

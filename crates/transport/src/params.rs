@@ -3,9 +3,9 @@
 //! Many client sessions share one upstream connection, so their progress tokens may
 //! collide: each call's token is replaced by its upstream id (unique per connection)
 //! and the caller's own token restored on the notifications that come back. The
-//! protocol era's reserved keys (`io.modelcontextprotocol/…`) belong to the hop, not to
-//! the caller: a stateless-era upstream gets mcp-edge's own in every request, and a
-//! session-era upstream gets none, whatever the client sent (a 2026-07-28 client's
+//! protocol era's hop keys (`io.modelcontextprotocol/protocolVersion`, …) belong to the hop, not to
+//! the caller ([`HOP_META_KEYS`]): a stateless-era upstream gets mcp-edge's own in
+//! every request, and a session-era upstream gets none, whatever the client sent (a 2026-07-28 client's
 //! version in the body would contradict the session's `MCP-Protocol-Version` header).
 //!
 //! Params are parsed whenever they could hold `_meta` (spelled plainly or with `\u`
@@ -13,14 +13,13 @@
 //! forwarded as they came.
 
 use mcp_edge_protocol::jsonrpc;
-use mcp_edge_protocol::version::{META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, V2026_07_28};
+use mcp_edge_protocol::version::{
+    HOP_META_KEYS, META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, V2026_07_28,
+};
 use mcp_edge_protocol::{Id, RawObject};
 use serde_json::value::RawValue;
 
 use crate::UpstreamError;
-
-/// The prefix of the `_meta` keys the MCP specification reserves for itself.
-const RESERVED_META_PREFIX: &str = "io.modelcontextprotocol/";
 
 /// The request to send upstream as bytes, its params rewritten for the upstream, and
 /// the caller's progress token if it gave one. Params that are not a JSON object are
@@ -98,14 +97,9 @@ fn prepare(
     if token.is_some() {
         meta.set_value("progressToken", &upstream_id);
     }
-    // The caller's reserved keys describe its hop to mcp-edge, not this one.
-    let reserved: Vec<String> = meta
-        .keys()
-        .filter(|k| k.starts_with(RESERVED_META_PREFIX))
-        .map(str::to_owned)
-        .collect();
+    // The caller's hop keys describe its hop to mcp-edge, not this one.
     let capabilities = meta.get(META_CLIENT_CAPABILITIES).map(RawValue::to_owned);
-    for key in &reserved {
+    for key in HOP_META_KEYS {
         meta.remove(key);
     }
     if stateless {
@@ -211,9 +205,13 @@ mod tests {
 
     #[test]
     fn a_clients_reserved_meta_never_reaches_a_session_era_upstream() {
-        let text = r#"{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"c"},"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"trace":"t1"}}"#;
+        let text = r#"{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"c"},"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/related-task":{"taskId":"t"},"trace":"t1"}}"#;
         let (v, _) = sent(Some(text), 3, false);
-        assert_eq!(v["_meta"], serde_json::json!({"trace": "t1"}), "{v}");
+        assert_eq!(
+            v["_meta"],
+            serde_json::json!({"io.modelcontextprotocol/related-task": {"taskId": "t"}, "trace": "t1"}),
+            "{v}"
+        );
         // With nothing else in `_meta`, `_meta` goes too.
         let only =
             r#"{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}"#;
