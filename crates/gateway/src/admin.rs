@@ -190,6 +190,7 @@ fn route_json(route: &RouteRt, certs: &Watcher) -> Value {
         "queue": route.policy.bulkhead.waiting(),
         "restarts": state.restarts,
         "pid": state.pid,
+        "protocol_version": state.protocol_version,
         "last_error": last_error,
         "latency": latency,
         "probe": probe,

@@ -56,6 +56,8 @@ pub struct UpState {
     pub restarts: u64,
     /// The connector's last failure and when.
     pub last_error: Option<(SystemTime, String)>,
+    /// The protocol version agreed with the tool server, while connected.
+    pub protocol_version: Option<String>,
 }
 
 /// How a route reaches its tool server. Cheap to clone.
@@ -84,6 +86,7 @@ impl Upstream {
                     pid: s.pid,
                     restarts: s.restarts,
                     last_error: s.last_error,
+                    protocol_version: s.info.map(|i| i.protocol_version.clone()),
                 }
             }
             Upstream::Http(http) => {
@@ -93,6 +96,7 @@ impl Upstream {
                     pid: None,
                     restarts: u64::from(s.failures),
                     last_error: s.last_error,
+                    protocol_version: s.info.map(|i| i.protocol_version.clone()),
                 }
             }
             Upstream::Link(link) => {
@@ -102,6 +106,7 @@ impl Upstream {
                     pid: None,
                     restarts: s.restarts,
                     last_error: s.last_error,
+                    protocol_version: s.info.map(|i| i.protocol_version.clone()),
                 }
             }
             Upstream::Balanced(balanced) => {
@@ -114,6 +119,9 @@ impl Upstream {
                         .iter()
                         .filter_map(|s| s.last_error.clone())
                         .max_by_key(|(at, _)| *at),
+                    protocol_version: states
+                        .iter()
+                        .find_map(|s| s.info.as_ref().map(|i| i.protocol_version.clone())),
                 }
             }
             Upstream::NotServed(why) => UpState {
