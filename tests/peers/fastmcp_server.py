@@ -9,6 +9,8 @@ Tools: echo(message: str) -> str   returns message unchanged
        add(a: int, b: int) -> int  returns a + b
        lookup(key: str) -> str     annotated readOnlyHint (safe to repeat)
        write(key: str) -> str      annotated neither read-only nor idempotent
+       ask(question: str) -> str   elicits an answer from the client on the call's stream
+       roots() -> str              asks the client for its roots with no related request
 
 stdio: newline-delimited JSON-RPC on stdin/stdout; logs only on stderr.
 --http PORT: endpoint http://127.0.0.1:PORT/mcp (POST/GET/DELETE).
@@ -184,6 +186,13 @@ def build(stateless: bool = False, json_response: bool = False, resumable: bool 
         if result.action != "accept":
             return f"declined: {result.action}"
         return f"answer: {result.data.answer}"
+
+    @mcp.tool()
+    async def roots(ctx: Context) -> str:
+        """Ask the client for its roots the way the SDK's `list_roots()` does: with no
+        related request, so over Streamable HTTP it travels on the GET stream."""
+        result = await ctx.session.list_roots()
+        return "roots: " + ", ".join(str(root.uri) for root in result.roots)
 
     return mcp
 

@@ -1014,3 +1014,43 @@ async fn tool_list_changes_reach_open_streams_when_a_route_restarts() {
         "down, then up again: {seen:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_on_the_tool_servers_get_stream_reaches_the_client_whose_call_is_in_flight() {
+    // FastMCP's `list_roots()` names no related request: over Streamable HTTP it comes
+    // on the session's GET stream, not on the call's.
+    let server = mcp_edge_tests::ServerProc::start(
+        &mcp_edge_tests::peer("py1/bin/python"),
+        &["tests/peers/fastmcp_server.py", "--http", "0"],
+        &[],
+    );
+    let gw = Gateway::start(
+        "ask-get-stream",
+        &format!(
+            "[[route]]\nname = \"web\"\nurl = \"http://127.0.0.1:{}/mcp\"\ntimeout = \"20s\"\n",
+            server.port
+        ),
+    );
+    let mut mcp = gw.client("/mcp");
+    mcp.initialize().await;
+    let session = mcp.session.clone().unwrap();
+    let headers = [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-session-id", session.as_str()),
+    ];
+    let call = json!({ "jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": { "name": "web__roots", "arguments": {} } });
+    let mut stream = post_message_stream(gw.addr, "/mcp", &headers, &call).await;
+    assert_eq!(stream.status, 200);
+    let ask = stream
+        .next_json(SECS(15))
+        .await
+        .expect("the roots/list request reaches the calling client");
+    assert_eq!(ask["method"], "roots/list", "{ask}");
+    let answer = json!({ "jsonrpc": "2.0", "id": ask["id"].clone(), "result": { "roots": [{ "uri": "file:///srv", "name": "srv" }] } });
+    let posted = post_message(gw.addr, "/mcp", &headers, &answer).await;
+    assert_eq!(posted.status, 202);
+    let result = stream.next_json(SECS(15)).await.expect("the call's answer");
+    assert_eq!(result["id"], 8);
+    assert_eq!(text(&result["result"]), "roots: file:///srv");
+}

@@ -29,6 +29,7 @@ use mcp_edge_protocol::version::{self, Era};
 use mcp_edge_protocol::{Id, Kind, Message, mcp, sse};
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
+use tokio::sync::mpsc;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
@@ -129,6 +130,55 @@ struct Remote {
     version: HeaderValue,
     info: Arc<ServerInfo>,
     listener: Mutex<Option<AbortHandle>>,
+    /// The calls in flight on this session whose clients can answer the tool server's
+    /// requests: their upstream ids and event channels.
+    takers: Mutex<Vec<(i64, mpsc::Sender<CallEvent>)>>,
+}
+
+impl Remote {
+    /// The events channel of the one call in flight that can take the tool server's
+    /// requests, if exactly one can. A request on the GET stream (a server that sends
+    /// `roots/list` with no related request, as the Python SDK does) names no call:
+    /// with one candidate it is surely that call's; with several, guessing could hand
+    /// one client's question to another, so nothing is guessed.
+    fn only_taker(&self) -> Option<mpsc::Sender<CallEvent>> {
+        let takers = self.takers.lock().unwrap_or_else(PoisonError::into_inner);
+        match takers.as_slice() {
+            [(_, only)] => Some(only.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// A call's place among its session's [`Remote::takers`], given up however the call
+/// ends (answered, failed, or dropped by its caller).
+struct Taking {
+    remote: Arc<Remote>,
+    id: i64,
+}
+
+impl Taking {
+    fn new(remote: &Arc<Remote>, id: i64, events: &mpsc::Sender<CallEvent>) -> Taking {
+        remote
+            .takers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((id, events.clone()));
+        Taking {
+            remote: remote.clone(),
+            id,
+        }
+    }
+}
+
+impl Drop for Taking {
+    fn drop(&mut self) {
+        self.remote
+            .takers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(id, _)| *id != self.id);
+    }
 }
 
 impl Drop for Remote {
@@ -359,6 +409,13 @@ impl Http {
                 }
             };
             let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+            // While it is in flight, the call can take requests that come on the GET
+            // stream (see `Remote::only_taker`).
+            let _taking = call
+                .events
+                .as_ref()
+                .filter(|_| !remote.stateless)
+                .map(|events| Taking::new(&remote, id, events));
             let (body, token) =
                 crate::params::request(id, &call.method, call.params.as_deref(), remote.stateless)?;
             // Leaving before the answer cancels upstream: in the session era with a
@@ -573,6 +630,7 @@ impl Http {
             version: HeaderValue::from_static(version::V2026_07_28),
             info: Arc::new(placeholder_info()),
             listener: Mutex::new(None),
+            takers: Mutex::new(Vec::new()),
         };
         let body = jsonrpc::request(
             &Id::Num(0),
@@ -588,6 +646,7 @@ impl Http {
                         version: HeaderValue::from_static(version::V2026_07_28),
                         info: Arc::new(info),
                         listener: Mutex::new(None),
+                        takers: Mutex::new(Vec::new()),
                     }));
                 }
             }
@@ -604,6 +663,7 @@ impl Http {
             version: HeaderValue::from_static(version::LATEST_SESSION),
             info: Arc::new(placeholder_info()),
             listener: Mutex::new(None),
+            takers: Mutex::new(Vec::new()),
         };
         let body = jsonrpc::request(
             &Id::Num(0),
@@ -637,6 +697,7 @@ impl Http {
             version,
             info: Arc::new(info),
             listener: Mutex::new(None),
+            takers: Mutex::new(Vec::new()),
         });
         let initialized = jsonrpc::notification(mcp::INITIALIZED, None);
         if let Err(Failure::Upstream(e)) = self
@@ -767,7 +828,7 @@ impl Http {
         response: Response<PoolBody>,
         id: i64,
         token: Option<Box<serde_json::value::RawValue>>,
-        events: Option<&tokio::sync::mpsc::Sender<CallEvent>>,
+        events: Option<&mpsc::Sender<CallEvent>>,
     ) -> Result<Reply, Failure> {
         let status = response.status();
         let content_type = response
@@ -838,7 +899,7 @@ impl Http {
         mut body: PoolBody,
         id: i64,
         token: Option<&serde_json::value::RawValue>,
-        events: Option<&tokio::sync::mpsc::Sender<CallEvent>>,
+        events: Option<&mpsc::Sender<CallEvent>>,
     ) -> Result<Reply, Failure> {
         let mut last_event: Option<String> = None;
         let mut retry = Duration::from_millis(500);
@@ -949,7 +1010,7 @@ impl Http {
         mut message: Message,
         id: i64,
         token: Option<&serde_json::value::RawValue>,
-        events: Option<&tokio::sync::mpsc::Sender<CallEvent>>,
+        events: Option<&mpsc::Sender<CallEvent>>,
     ) -> Option<Reply> {
         match message.kind() {
             Kind::Result | Kind::Error => {
@@ -1013,6 +1074,7 @@ impl Http {
             version: remote.version.clone(),
             info: remote.info.clone(),
             listener: Mutex::new(None),
+            takers: Mutex::new(Vec::new()),
         };
         tokio::spawn(async move {
             let _ = tokio::time::timeout(
@@ -1072,7 +1134,17 @@ async fn listen(shared: Weak<Shared>, remote: Weak<Remote>) {
                                 .shared
                                 .sink
                                 .notification(&http.shared.cfg.route, message),
-                            Kind::Request => http.refuse(&remote, message.id),
+                            Kind::Request => {
+                                let id = message.id.clone();
+                                let relayed = remote.only_taker().is_some_and(|taker| {
+                                    taker
+                                        .try_send(CallEvent::Request(Box::new(message)))
+                                        .is_ok()
+                                });
+                                if !relayed {
+                                    http.refuse(&remote, id);
+                                }
+                            }
                             _ => {}
                         }
                     }
