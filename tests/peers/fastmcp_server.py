@@ -11,6 +11,8 @@ Tools: echo(message: str) -> str   returns message unchanged
        write(key: str) -> str      annotated neither read-only nor idempotent
        ask(question: str) -> str   elicits an answer from the client on the call's stream
        roots() -> str              asks the client for its roots with no related request
+       roots_later() -> str        answers, then asks for roots from outside any call
+       last_roots() -> str         what that late question got back (or "pending")
 
 stdio: newline-delimited JSON-RPC on stdin/stdout; logs only on stderr.
 --http PORT: endpoint http://127.0.0.1:PORT/mcp (POST/GET/DELETE).
@@ -193,6 +195,32 @@ def build(stateless: bool = False, json_response: bool = False, resumable: bool 
         related request, so over Streamable HTTP it travels on the GET stream."""
         result = await ctx.session.list_roots()
         return "roots: " + ", ".join(str(root.uri) for root in result.roots)
+
+    later: dict[str, str] = {}
+
+    @mcp.tool()
+    async def roots_later(ctx: Context) -> str:
+        """Answer at once, then ask the client for its roots from outside any call (a
+        background task); `last_roots` tells what came back."""
+        import asyncio
+
+        session = ctx.session
+
+        async def ask() -> None:
+            await asyncio.sleep(0.3)
+            try:
+                result = await session.list_roots()
+                later["roots"] = "roots: " + ", ".join(str(root.uri) for root in result.roots)
+            except Exception as e:  # noqa: BLE001 - reported through last_roots
+                later["roots"] = f"failed: {e}"
+
+        asyncio.get_running_loop().create_task(ask())
+        return "asked"
+
+    @mcp.tool()
+    def last_roots() -> str:
+        """What the last `roots_later` got back, or `pending`."""
+        return later.get("roots", "pending")
 
     return mcp
 

@@ -1054,3 +1054,77 @@ async fn a_request_on_the_tool_servers_get_stream_reaches_the_client_whose_call_
     assert_eq!(result["id"], 8);
     assert_eq!(text(&result["result"]), "roots: file:///srv");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_outside_any_call_reaches_a_client_of_the_route_on_every_transport() {
+    let py1 = mcp_edge_tests::peer("py1/bin/python");
+    let server = mcp_edge_tests::ServerProc::start(
+        &py1,
+        &["tests/peers/fastmcp_server.py", "--http", "0"],
+        &[],
+    );
+    let gw = Gateway::start(
+        "ask-outside-calls",
+        &format!(
+            "[[route]]\nname = \"web\"\nurl = \"http://127.0.0.1:{}/mcp\"\n\n\
+             [[route]]\nname = \"kid\"\ncommand = [\"{py1}\", \"{{repo}}/tests/peers/fastmcp_server.py\"]\n",
+            server.port
+        ),
+    );
+    let mut mcp = gw.client("/mcp");
+    mcp.initialize().await;
+    let session = mcp.session.clone().unwrap();
+    let headers = [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-session-id", session.as_str()),
+    ];
+    let get_headers = [
+        ("accept", "text/event-stream"),
+        ("mcp-session-id", session.as_str()),
+    ];
+    let mut stream = open_stream(gw.addr, "GET", "/mcp", &get_headers, b"").await;
+    assert_eq!(stream.status, 200);
+    for route in ["web", "kid"] {
+        let asked = mcp
+            .call(
+                "tools/call",
+                json!({ "name": format!("{route}__roots_later"), "arguments": {} }),
+            )
+            .await;
+        assert_eq!(text(&asked), "asked", "{asked}");
+        // The question comes on the client's GET stream, after the call ended.
+        let deadline = Instant::now() + SECS(15);
+        let ask = loop {
+            let event = stream
+                .next_json(deadline.saturating_duration_since(Instant::now()))
+                .await
+                .unwrap_or_else(|| panic!("{route}: no roots/list on the GET stream"));
+            if event["method"] == "roots/list" {
+                break event;
+            }
+        };
+        let uri = format!("file:///{route}");
+        let answer = json!({ "jsonrpc": "2.0", "id": ask["id"].clone(), "result": { "roots": [{ "uri": uri }] } });
+        let posted = post_message(gw.addr, "/mcp", &headers, &answer).await;
+        assert_eq!(posted.status, 202);
+        let deadline = Instant::now() + SECS(10);
+        loop {
+            let got = mcp
+                .call(
+                    "tools/call",
+                    json!({ "name": format!("{route}__last_roots"), "arguments": {} }),
+                )
+                .await;
+            if text(&got) != "pending" {
+                assert_eq!(text(&got), format!("roots: {uri}"), "{route}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{route}: the answer never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

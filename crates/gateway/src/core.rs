@@ -145,6 +145,9 @@ fn without_hop_meta(result: Box<RawValue>) -> Box<RawValue> {
     object.to_raw()
 }
 
+/// How long a client has to answer a tool server's request that came outside calls.
+const UNRELATED_ASK_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The principal of a request that presented no credential.
 pub fn anonymous() -> Arc<str> {
     static ANONYMOUS: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
@@ -1294,6 +1297,7 @@ impl Gateway {
     /// Handles what a route reports outside any call.
     pub fn route_event(&self, event: RouteEvent) {
         match event {
+            RouteEvent::Request { route, message } => self.unrelated_request(&route, message),
             RouteEvent::Availability { route, up } => {
                 self.forget_resources(&route);
                 tracing::info!(route = %route, up, "route availability changed; telling clients their lists changed");
@@ -1338,6 +1342,72 @@ impl Gateway {
                 }
             },
         }
+    }
+
+    /// A tool server's request that names no call (or that several calls could take):
+    /// asked of one client of the route that can hear it (session era, initialized, a
+    /// stream open: the GET stream, a legacy SSE or WebSocket stream, stdout), the one
+    /// heard from last; refused when there is none. The answer goes back through
+    /// [`Gateway::client_response`] like any other; unanswered, it is withdrawn after
+    /// [`UNRELATED_ASK_TIMEOUT`] so that the ask does not outlive its use.
+    fn unrelated_request(&self, route: &str, mut message: Message) {
+        let Some(upstream_id) = message.id.clone() else {
+            return;
+        };
+        let Some(rt) = self
+            .table()
+            .routes
+            .iter()
+            .find(|r| *r.name == *route)
+            .cloned()
+        else {
+            return;
+        };
+        let client = self
+            .sessions
+            .all()
+            .into_iter()
+            .filter(|s| {
+                s.is_initialized()
+                    && s.has_stream()
+                    && version::era(s.version()) == Some(Era::Session)
+                    && s.scope().contains(route)
+            })
+            .max_by_key(|s| s.last_seen());
+        let Some(session) = client else {
+            tracing::warn!(
+                route,
+                method = message.method(),
+                "tool server request that no client can answer; refused"
+            );
+            let refusal = error_object(
+                code::METHOD_NOT_FOUND,
+                "no client of mcp-edge can answer this request: none has a call in flight on this route that can take it, nor an open stream",
+                None,
+            );
+            tokio::spawn(async move { rt.respond(&upstream_id, Reply::Error(refusal)).await });
+            return;
+        };
+        let client_id = session.ask(Ask {
+            route: rt,
+            upstream_id,
+        });
+        message.id = Some(client_id.clone());
+        if !session.push(message.to_bytes()) {
+            session.answer(&client_id);
+            return;
+        }
+        tracing::debug!(route, session = %session.id, "tool server request relayed to a client of the route");
+        tokio::spawn(async move {
+            tokio::time::sleep(UNRELATED_ASK_TIMEOUT).await;
+            if let Some(ask) = session.answer(&client_id) {
+                let refusal =
+                    error_object(code::TIMEOUT, "the client did not answer in time", None);
+                ask.route
+                    .respond(&ask.upstream_id, Reply::Error(refusal))
+                    .await;
+            }
+        });
     }
 
     /// Tells every session that its lists may have changed (after a reload).
@@ -1385,6 +1455,13 @@ pub enum RouteEvent {
         /// The route.
         route: String,
         /// The notification.
+        message: Message,
+    },
+    /// A request from the tool server that no call in flight could take.
+    Request {
+        /// The route.
+        route: String,
+        /// The request.
         message: Message,
     },
 }

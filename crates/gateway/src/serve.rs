@@ -107,6 +107,15 @@ impl Sink for ChannelSink {
         });
     }
 
+    fn request(&self, route: &str, message: Message) -> bool {
+        self.0
+            .try_send(RouteEvent::Request {
+                route: route.to_owned(),
+                message,
+            })
+            .is_ok()
+    }
+
     fn availability(&self, route: &str, info: Option<Arc<ServerInfo>>) {
         let _ = self.0.try_send(RouteEvent::Availability {
             route: route.to_owned(),

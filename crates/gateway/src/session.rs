@@ -112,6 +112,11 @@ impl Session {
         self.initialized.load(Ordering::Acquire)
     }
 
+    /// When the client was last heard from.
+    pub fn last_seen(&self) -> Instant {
+        *lock(&self.last_seen)
+    }
+
     /// Records activity.
     pub fn touch(&self) {
         *lock(&self.last_seen) = Instant::now();

@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::{Call, CallEvent, Reply, Sink, UpstreamError};
+use crate::{Call, CallEvent, Reply, Sink, Taker, UpstreamError};
 
 /// Lines of stderr kept for crash reports.
 const STDERR_TAIL: usize = 20;
@@ -225,12 +225,13 @@ impl Conn {
     /// Over stdio a tool server's request or log carries no link to the call that caused
     /// it. With one candidate it is surely that call's; with several, guessing could
     /// hand one client's sampling prompt to another, so nothing is guessed.
-    fn only_caller(&self) -> Option<mpsc::Sender<CallEvent>> {
+    fn only_caller(&self) -> Taker {
         let pending = self.pending();
         let mut with_events = pending.values().filter_map(|p| p.events.as_ref());
         match (with_events.next(), with_events.next()) {
-            (Some(only), None) => Some(only.clone()),
-            _ => None,
+            (Some(only), None) => Taker::One(only.clone()),
+            (None, _) => Taker::None,
+            _ => Taker::Several,
         }
     }
 
@@ -254,21 +255,30 @@ impl Conn {
             }
             return;
         }
-        let message = match self.only_caller() {
-            Some(events) => match events.try_send(CallEvent::Request(Box::new(message))) {
-                Ok(()) => return,
-                Err(e) => match e.into_inner() {
-                    CallEvent::Request(m) | CallEvent::Notification(m) => *m,
-                },
-            },
-            None => message,
-        };
-        tracing::warn!(route = %self.route, method = message.method(), "tool server request that no single client's call can answer; refused");
-        if let Some(id) = &message.id {
+        let (method, id) = (message.method().to_owned(), message.id.clone());
+        match self.only_caller() {
+            Taker::One(events) => {
+                if events
+                    .try_send(CallEvent::Request(Box::new(message)))
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+            // No call to tie it to: a client of the route may still answer it.
+            Taker::None => {
+                if self.sink.request(&self.route, message) {
+                    return;
+                }
+            }
+            Taker::Several => {}
+        }
+        tracing::warn!(route = %self.route, method, "tool server request that no single client can answer; refused");
+        if let Some(id) = &id {
             let refusal = jsonrpc::error(
                 Some(id),
                 code::METHOD_NOT_FOUND,
-                "mcp-edge cannot tell which client this request is for (it relays a tool server's requests only while exactly one call that can take them is in flight)",
+                "mcp-edge cannot tell which client this request is for: it relays a tool server's request to the one call in flight that can take it, or with none in flight to a client of the route, and never guesses between several",
                 None,
             );
             self.send_later(&refusal);
@@ -304,7 +314,7 @@ impl Conn {
             // Logs and cancellations of the tool server's own requests carry no link to a
             // call; when exactly one call can take them, they are surely its.
             mcp::LOG_MESSAGE | mcp::CANCELLED => {
-                if let Some(events) = self.only_caller() {
+                if let Taker::One(events) = self.only_caller() {
                     if let Err(e) = events.try_send(CallEvent::Notification(Box::new(message)))
                         && let CallEvent::Notification(m) = e.into_inner()
                     {

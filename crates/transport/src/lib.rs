@@ -322,8 +322,26 @@ impl ServerInfo {
 pub trait Sink: Send + Sync + 'static {
     /// A notification not tied to a call (list changes, resource updates, logs).
     fn notification(&self, route: &str, message: Message);
+    /// A request from the tool server that no call in flight can take (it names no
+    /// call, and not exactly one call could answer it). The sink finds a client of the
+    /// route to ask, or answers it with a refusal through the route. Without a sink
+    /// that can, it is refused here.
+    fn request(&self, route: &str, message: Message) -> bool {
+        let _ = (route, message);
+        false
+    }
     /// The route came up (with what it said about itself) or went down.
     fn availability(&self, route: &str, info: Option<Arc<ServerInfo>>);
+}
+
+/// Which calls in flight could take a tool server's request that names none.
+pub(crate) enum Taker {
+    /// None: the request may go to a client of the route (see [`Sink::request`]).
+    None,
+    /// Exactly one: it is surely that call's.
+    One(mpsc::Sender<CallEvent>),
+    /// Several: guessing could hand one client's question to another; it is refused.
+    Several,
 }
 
 /// A sink that drops everything (for tests and tools that only make calls).

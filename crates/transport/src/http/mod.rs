@@ -34,7 +34,7 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::{Call, CallEvent, Reply, ServerInfo, Sink, UpstreamError};
+use crate::{Call, CallEvent, Reply, ServerInfo, Sink, Taker, UpstreamError};
 use connector::Connector;
 pub use connector::{ConnectError, OnHandshake, PeerTls};
 use pool::{Pool, PoolBody};
@@ -141,11 +141,12 @@ impl Remote {
     /// `roots/list` with no related request, as the Python SDK does) names no call:
     /// with one candidate it is surely that call's; with several, guessing could hand
     /// one client's question to another, so nothing is guessed.
-    fn only_taker(&self) -> Option<mpsc::Sender<CallEvent>> {
+    fn only_taker(&self) -> Taker {
         let takers = self.takers.lock().unwrap_or_else(PoisonError::into_inner);
         match takers.as_slice() {
-            [(_, only)] => Some(only.clone()),
-            _ => None,
+            [] => Taker::None,
+            [(_, only)] => Taker::One(only.clone()),
+            _ => Taker::Several,
         }
     }
 }
@@ -1136,11 +1137,17 @@ async fn listen(shared: Weak<Shared>, remote: Weak<Remote>) {
                                 .notification(&http.shared.cfg.route, message),
                             Kind::Request => {
                                 let id = message.id.clone();
-                                let relayed = remote.only_taker().is_some_and(|taker| {
-                                    taker
+                                let relayed = match remote.only_taker() {
+                                    Taker::One(taker) => taker
                                         .try_send(CallEvent::Request(Box::new(message)))
-                                        .is_ok()
-                                });
+                                        .is_ok(),
+                                    // No call to tie it to: a client of the route may
+                                    // still answer it.
+                                    Taker::None => {
+                                        http.shared.sink.request(&http.shared.cfg.route, message)
+                                    }
+                                    Taker::Several => false,
+                                };
                                 if !relayed {
                                     http.refuse(&remote, id);
                                 }
