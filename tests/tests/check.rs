@@ -73,6 +73,25 @@ fn every_problem_is_listed_with_file_line_and_column() {
         run.stderr
     );
 
+    // `serve` on the same file shows every one of them too, not one stage's.
+    let run = run_in(&dir, &["serve"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    for expected in [
+        "routes.toml:2:10: error: listener 0.0.0.0:8080 faces an untrusted network",
+        "routes.toml:5:11: error: timeout = \"0s\" is out of range",
+        "routes.toml:9:7: error: route `partner` would cross an untrusted boundary in plaintext (http://)",
+        "routes.toml:12:8: error: two routes are named `partner`",
+        "routes.toml:17:9: error: client `a` token: environment variable MCP_EDGE_TEST_UNSET_TOKEN is not set",
+        "routes.toml:18:11: error: client `a` is allowed route `nope`, which does not exist",
+        "routes.toml: refused: 6 errors",
+    ] {
+        assert!(
+            run.stderr.contains(expected),
+            "serve: missing {expected:?} in\n{}",
+            run.stderr
+        );
+    }
+
     let run = run_in(&dir, &["check", "--format", "json"]);
     assert_eq!(run.code, Some(1));
     let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
@@ -166,4 +185,50 @@ fn the_file_comes_from_the_argument_or_mcp_edge_routes() {
         missing.stderr
     );
     std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn certs_init_adds_names_and_makes_a_tool_server_certificate() {
+    let dir = scratch_dir("certs-init");
+    let run = run_in(
+        &dir,
+        &["certs", "init", "--dir", "pki", "--host", "gw.example"],
+    );
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    for file in ["gateway.pem", "tool-server.pem"] {
+        let run = run_in(&dir, &["certs", "inspect", &format!("pki/{file}")]);
+        assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+        for name in ["localhost", "127.0.0.1", "::1", "gw.example"] {
+            assert!(
+                run.stdout.contains(name),
+                "{file} lacks {name}:\n{}",
+                run.stdout
+            );
+        }
+    }
+    let key = dir.join("pki/tool-server-key.pem");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_takes_the_admin_base_url() {
+    let gw = mcp_edge_tests::Gateway::start(
+        "health-base-url",
+        "[[route]]\nname = \"demo\"\ncommand = [\"{mcp_edge}\", \"demo-tools\", \"--stdio\"]\n",
+    );
+    for url in [
+        format!("http://{}", gw.admin),
+        format!("http://{}/", gw.admin),
+        gw.admin.to_string(),
+        format!("http://{}/health", gw.admin),
+    ] {
+        let run = run_in(&repo_root(), &["health", "--url", &url]);
+        assert_eq!(run.code, Some(0), "{url}: {}{}", run.stdout, run.stderr);
+        assert!(run.stdout.contains("demo"), "{url}: {}", run.stdout);
+    }
 }

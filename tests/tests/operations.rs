@@ -518,7 +518,10 @@ async fn a_network_route_added_by_reload_connects_at_once() {
         if up {
             break;
         }
-        assert!(Instant::now() < deadline, "the added route stayed down: {h:#}");
+        assert!(
+            Instant::now() < deadline,
+            "the added route stayed down: {h:#}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let names = mcp.tool_names().await;

@@ -74,6 +74,13 @@ async fn a_failing_route_opens_its_breaker_and_probes_close_it_after_recovery() 
     assert_eq!(error["data"]["state"], "open");
     let retry_after = error["data"]["retry_after_ms"].as_u64().unwrap();
     assert!(retry_after > 0 && retry_after <= 700, "{error}");
+    // On a 200 with Retry-After, as a JSON-RPC error: the call fails, the session goes on.
+    let open = mcp
+        .post(&json!({ "jsonrpc": "2.0", "id": 78, "method": "tools/call", "params": lookup.clone() }))
+        .await;
+    assert_eq!(open.status, 200, "{}", String::from_utf8_lossy(&open.body));
+    assert_eq!(open.json()["error"]["code"], -32009);
+    assert_eq!(open.header("retry-after"), Some("1"));
     let message = error["message"].as_str().unwrap();
     assert!(
         message.contains("route `flaky`: circuit breaker open") && message.contains("HTTP 503"),
@@ -326,6 +333,14 @@ async fn a_saturated_route_answers_busy_while_the_others_keep_their_latency() {
     assert_eq!(error["code"], -32004, "{error}");
     assert_eq!(error["data"]["reason"], "busy");
     assert!(took < Duration::from_millis(200), "busy at once: {took:?}");
+    // On a 200, as a JSON-RPC error: the call fails, never the client's session.
+    let busy = probe
+        .post(
+            &json!({ "jsonrpc": "2.0", "id": 77, "method": "tools/call", "params": slow.clone() }),
+        )
+        .await;
+    assert_eq!(busy.status, 200, "{}", String::from_utf8_lossy(&busy.body));
+    assert_eq!(busy.json()["error"]["code"], -32004);
 
     let mut during = Vec::new();
     for _ in 0..20 {
