@@ -34,7 +34,9 @@ async fn the_websocket_door_admits_like_the_others() {
         &[("WS_AGENT_TOKEN", TOKEN)],
     );
     let bearer = format!("Bearer {TOKEN}");
-    let refusals: &[(&str, Vec<(&str, &str)>, u16, &str)] = &[
+    // (path, headers, status, what the refusal says)
+    type Refusal<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16, &'a str);
+    let refusals: &[Refusal<'_>] = &[
         ("/ws", upgrade(&[]), 401, "Unauthorized"),
         (
             "/ws",

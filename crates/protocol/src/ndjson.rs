@@ -25,6 +25,8 @@ pub struct LineReader<R> {
     /// Bytes of an oversized line seen so far, while skipping it.
     skipping: Option<usize>,
     eof: bool,
+    /// How much of `buf` is known to hold no newline: the next search starts there.
+    scanned: usize,
 }
 
 impl<R: AsyncRead + Unpin> LineReader<R> {
@@ -36,6 +38,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             max,
             skipping: None,
             eof: false,
+            scanned: 0,
         }
     }
 
@@ -70,8 +73,12 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     }
 
     fn take_line(&mut self) -> Option<Line> {
-        match memchr::memchr(b'\n', &self.buf) {
+        // The search resumes past what earlier searches saw: a line that arrives a byte
+        // at a time costs one look at each byte, not one look at the line per read.
+        let found = memchr::memchr(b'\n', &self.buf[self.scanned.min(self.buf.len())..]);
+        match found.map(|i| self.scanned.min(self.buf.len()) + i) {
             Some(i) => {
+                self.scanned = 0;
                 let line = self.buf.split_to(i + 1);
                 if let Some(seen) = self.skipping.take() {
                     return Some(Line::Oversized(seen + line.len() - 1));
@@ -89,6 +96,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                     *self.skipping.get_or_insert(0) += self.buf.len();
                     self.buf.clear();
                 }
+                self.scanned = self.buf.len();
                 None
             }
         }

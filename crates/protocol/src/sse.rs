@@ -4,6 +4,12 @@
 //! The parser is incremental: feed it bytes as they arrive in any chunking and it yields
 //! complete events. It accepts `\n`, `\r\n` and `\r` line endings, skips comments and a
 //! leading BOM, and bounds the size of one event.
+//!
+//! Its cost is linear in its input however the input is cut: the search for a line's
+//! end resumes where the last chunk's search stopped (a stream sent one byte at a time
+//! with no newline costs one look at each byte, not one look at the whole buffer per
+//! chunk), and a chunk that would grow an event past the limit is refused before it is
+//! buffered.
 
 use bytes::{BufMut, BytesMut};
 
@@ -56,6 +62,11 @@ pub struct Parser {
     started: bool,
     /// The previous chunk ended in `\r`; a `\n` at the start of the next one belongs to it.
     after_cr: bool,
+    /// How much of `buf` is known to hold no line ending: the next search starts there.
+    scanned: usize,
+    /// Bytes examined by line-end searches, to test that the cost stays linear.
+    #[cfg(test)]
+    examined: usize,
     event: String,
     data: String,
     has_data: bool,
@@ -71,6 +82,9 @@ impl Parser {
             max,
             started: false,
             after_cr: false,
+            scanned: 0,
+            #[cfg(test)]
+            examined: 0,
             event: String::new(),
             data: String::new(),
             has_data: false,
@@ -92,15 +106,34 @@ impl Parser {
                 chunk = &chunk[1..];
             }
         }
+        // The part of the chunk that extends the line in progress: refused before it is
+        // buffered when it would take the event past the limit.
+        let extends = memchr::memchr2(b'\n', b'\r', chunk).unwrap_or(chunk.len());
+        if self.buf.len() + extends + self.data.len() + self.event.len() > self.max {
+            self.buf.clear();
+            self.scanned = 0;
+            self.reset();
+            return Err(SseError::TooLarge(self.max));
+        }
         self.buf.put_slice(chunk);
         if !self.started && self.buf.len() >= 3 {
             self.started = true;
             if self.buf.starts_with(b"\xEF\xBB\xBF") {
                 let _ = self.buf.split_to(3);
+                self.scanned = self.scanned.saturating_sub(3);
             }
         }
         let mut events = Vec::new();
-        while let Some(end) = self.buf.iter().position(|b| *b == b'\n' || *b == b'\r') {
+        loop {
+            let rest = &self.buf[self.scanned..];
+            let found = memchr::memchr2(b'\n', b'\r', rest);
+            #[cfg(test)]
+            {
+                self.examined += found.map_or(rest.len(), |i| i + 1);
+            }
+            let Some(found) = found else { break };
+            let end = self.scanned + found;
+            self.scanned = 0;
             let line = self.buf.split_to(end);
             let terminator = self.buf.split_to(1);
             if terminator[0] == b'\r' {
@@ -117,9 +150,11 @@ impl Parser {
                 events.push(event);
             }
         }
+        self.scanned = self.buf.len();
         let pending = self.buf.len() + self.data.len() + self.event.len();
         if pending > self.max {
             self.buf.clear();
+            self.scanned = 0;
             self.reset();
             return Err(SseError::TooLarge(self.max));
         }
@@ -269,6 +304,43 @@ mod tests {
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].data, "");
         assert_eq!(parser.last_event_id(), Some("s1-0"));
+    }
+
+    #[test]
+    fn a_line_sent_in_tiny_pieces_costs_one_look_per_byte() {
+        // 1 MB in 16-byte pieces with no line end (the stream that froze a gateway):
+        // rescanning the buffer on every piece would examine 32 GB; each byte is
+        // examined once.
+        let mut parser = Parser::new(8 << 20);
+        let piece = [b'x'; 16];
+        parser.feed(b"data: ").unwrap();
+        for _ in 0..(1 << 20) / 16 {
+            assert!(parser.feed(&piece).unwrap().is_empty());
+        }
+        let events = parser.feed(b"\n\n").unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].data.len(), 1 << 20);
+        let fed = 6 + (1 << 20) + 2;
+        assert!(
+            parser.examined <= fed,
+            "{} examined for {fed} fed",
+            parser.examined
+        );
+    }
+
+    #[test]
+    fn a_chunk_that_would_pass_the_limit_is_refused_before_it_is_kept() {
+        let mut parser = Parser::new(100);
+        parser.feed(&[b'a'; 60]).unwrap();
+        assert_eq!(parser.feed(&[b'b'; 60]), Err(SseError::TooLarge(100)));
+        assert!(parser.buf.capacity() < 200, "{}", parser.buf.capacity());
+        // Complete small events in one chunk larger than the limit are fine.
+        let mut many = Vec::new();
+        for _ in 0..20 {
+            many.extend_from_slice(b"data: 0123456789\n\n");
+        }
+        let mut parser = Parser::new(100);
+        assert_eq!(parser.feed(&many).unwrap().len(), 20);
     }
 
     #[test]
