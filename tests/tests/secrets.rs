@@ -53,6 +53,11 @@ args = [{ env = "PLANTED_ARG" }]
 env = { DB_PASSWORD = { env = "PLANTED_ENV" } }
 
 [[route]]
+name = "leaky"
+command = ["sh", "-c", "echo \"login failed with key $API_KEY\" >&2; exit 3"]
+env = { API_KEY = { env = "PLANTED_STDERR" } }
+
+[[route]]
 name = "partner"
 url = "http://127.0.0.1:9/mcp?api_key=planted-query-e3d2"
 auth = { headers = { "X-Api-Key" = { env = "PLANTED_HEADER" } } }
@@ -65,6 +70,7 @@ const ENV: &[(&str, &str)] = &[
     ("PLANTED_ENV", "planted-env-6d01"),
     ("PLANTED_TOKEN", "planted-token-3e77"),
     ("PLANTED_HEADER", "planted-header-44c1"),
+    ("PLANTED_STDERR", "planted-stderr-a5e0"),
 ];
 
 fn assert_clean(place: &str, text: &str) {
@@ -184,6 +190,18 @@ async fn planted_secrets_never_come_out() {
         )
         .await;
     assert_clean("an error sent to a client", &error.to_string());
+    // A child that prints its key on stderr and exits: its callers learn that it
+    // exited, never what it printed; the operator sees the line with the key scrubbed.
+    let error = client
+        .error(
+            "tools/call",
+            json!({ "name": "leaky__anything", "arguments": {} }),
+        )
+        .await;
+    assert_clean("an error sent to a client", &error.to_string());
+    assert!(!error.to_string().contains("login failed"), "{error}");
+    gw.wait_log("login failed with key <redacted>", Duration::from_secs(10))
+        .await;
 
     // The secret reference in `args` reached the tool server as its value.
     let children = children_cmdlines(gw.pid());

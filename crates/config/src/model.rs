@@ -95,6 +95,43 @@ pub struct Gateway {
     pub allow_anonymous: bool,
     /// Where `allow_anonymous` was written.
     pub allow_anonymous_span: Option<Span>,
+    /// What clients may make the listeners hold.
+    pub limits: FrontLimits,
+}
+
+/// `[gateway.limits]`: timeouts and caps at the front door, so that no client (or
+/// crowd of them) can hold the listener's connections, memory or file descriptors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontLimits {
+    /// A request head must arrive whole within this; an HTTP/1.1 keep-alive connection
+    /// waits this long for its next request.
+    pub header_timeout: Duration,
+    /// A request body must arrive whole within this.
+    pub body_timeout: Duration,
+    /// A connection with no request for this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections at once, all clients together.
+    pub max_connections: usize,
+    /// Connections at once from one client address.
+    pub max_connections_per_client: usize,
+    /// Request bodies being read at once, in bytes.
+    pub max_buffered_bytes: usize,
+    /// Requests in flight on one HTTP/2 connection.
+    pub max_streams_per_connection: u32,
+}
+
+impl Default for FrontLimits {
+    fn default() -> Self {
+        FrontLimits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 10_000,
+            max_connections_per_client: 512,
+            max_buffered_bytes: 256 * 1024 * 1024,
+            max_streams_per_connection: 128,
+        }
+    }
 }
 
 /// The longest `[gateway] busy_poll`: past it a spin costs more than any sleep it saves.
@@ -587,6 +624,7 @@ fn ms(n: u64) -> Duration {
 
 const SECOND: Duration = Duration::from_secs(1);
 const HOUR: Duration = Duration::from_secs(3600);
+const MINUTE: Duration = Duration::from_secs(60);
 const DAY: Duration = Duration::from_secs(86_400);
 
 impl Validator<'_> {
@@ -774,7 +812,75 @@ impl Validator<'_> {
             busy_poll,
             allow_anonymous: spec.allow_anonymous.as_ref().is_some_and(|a| *a.get_ref()),
             allow_anonymous_span: spec.allow_anonymous.as_ref().map(Spanned::span),
+            limits: self.front_limits(spec.limits.map(Spanned::into_inner).unwrap_or_default()),
         }
+    }
+
+    fn front_limits(&mut self, spec: spec::LimitsSpec) -> FrontLimits {
+        let d = FrontLimits::default();
+        let limits = FrontLimits {
+            header_timeout: self.duration(
+                spec.header_timeout.as_ref(),
+                d.header_timeout,
+                SECOND,
+                5 * MINUTE,
+                "limits.header_timeout",
+            ),
+            body_timeout: self.duration(
+                spec.body_timeout.as_ref(),
+                d.body_timeout,
+                SECOND,
+                HOUR,
+                "limits.body_timeout",
+            ),
+            idle_timeout: self.duration(
+                spec.idle_timeout.as_ref(),
+                d.idle_timeout,
+                SECOND,
+                24 * HOUR,
+                "limits.idle_timeout",
+            ),
+            max_connections: spec
+                .max_connections
+                .as_ref()
+                .map_or(d.max_connections, |v| {
+                    self.int(Some(v), 0, 1, 1_000_000, "limits.max_connections") as usize
+                }),
+            max_connections_per_client: spec.max_connections_per_client.as_ref().map_or(
+                d.max_connections_per_client,
+                |v| {
+                    self.int(
+                        Some(v),
+                        0,
+                        1,
+                        1_000_000,
+                        "limits.max_connections_per_client",
+                    ) as usize
+                },
+            ),
+            max_buffered_bytes: spec
+                .max_buffered_bytes
+                .as_ref()
+                .map_or(d.max_buffered_bytes, |v| {
+                    self.int(Some(v), 0, 1 << 20, u32::MAX, "limits.max_buffered_bytes") as usize
+                }),
+            max_streams_per_connection: spec
+                .max_streams_per_connection
+                .as_ref()
+                .map_or(d.max_streams_per_connection, |v| {
+                    self.int(Some(v), 0, 1, 10_000, "limits.max_streams_per_connection") as u32
+                }),
+        };
+        if limits.max_connections_per_client > limits.max_connections {
+            if let Some(v) = &spec.max_connections_per_client {
+                self.warning(
+                    v.span(),
+                    "limits.max_connections_per_client is above limits.max_connections, so one client can take every connection",
+                    "set it well below max_connections",
+                );
+            }
+        }
+        limits
     }
 
     fn trust(&mut self, spec: spec::BoundariesSpec) -> Trust {

@@ -150,6 +150,29 @@ pub struct GatewaySpec {
     pub workers: Option<Spanned<i64>>,
     /// After I/O, keep polling this long before the runtime sleeps (`workers = 1` only).
     pub busy_poll: Option<Spanned<HumanDuration>>,
+    /// What one client may hold of the listeners: timeouts and caps.
+    pub limits: Option<Spanned<LimitsSpec>>,
+}
+
+/// `[gateway.limits]`: what a client (or many) can make the front door hold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// A request head must arrive whole within this (HTTP/1.1; also how long a
+    /// keep-alive connection may wait for its next request).
+    pub header_timeout: Option<Spanned<HumanDuration>>,
+    /// A request body must arrive whole within this.
+    pub body_timeout: Option<Spanned<HumanDuration>>,
+    /// A connection with no request for this long is closed (both HTTP versions).
+    pub idle_timeout: Option<Spanned<HumanDuration>>,
+    /// Connections held at once, all clients together; past it new ones are closed.
+    pub max_connections: Option<Spanned<i64>>,
+    /// Connections held at once from one client address.
+    pub max_connections_per_client: Option<Spanned<i64>>,
+    /// Request bodies being read, in bytes, all connections together.
+    pub max_buffered_bytes: Option<Spanned<i64>>,
+    /// Requests in flight on one HTTP/2 connection.
+    pub max_streams_per_connection: Option<Spanned<i64>>,
 }
 
 /// `[gateway.tls]`.

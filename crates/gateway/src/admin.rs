@@ -23,10 +23,10 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioExecutor;
 use mcp_edge_breaker::State;
 use mcp_edge_certwatch::Watcher;
+use mcp_edge_config::model::FrontLimits;
 use mcp_edge_protocol::mcp;
 use mcp_edge_protocol::version::Era;
 use mcp_edge_transport::Call;
@@ -325,6 +325,42 @@ impl Admin {
             "mcp_edge_busy_polls_total {}",
             mcp_edge_transport::busy_poll::spins()
         );
+        let front = &self.gw.front;
+        for (name, kind, what, value) in [
+            (
+                "mcp_edge_connections_open",
+                "gauge",
+                "Client connections open on the agents' listener.",
+                front.open() as u64,
+            ),
+            (
+                "mcp_edge_connections_refused_total",
+                "counter",
+                "Connections closed at accept: max_connections or max_connections_per_client reached.",
+                front.refused_connections.load(Ordering::Relaxed),
+            ),
+            (
+                "mcp_edge_connections_timed_out_total",
+                "counter",
+                "Connections or bodies ended for silence (header, body or idle timeout).",
+                front.timed_out.load(Ordering::Relaxed),
+            ),
+            (
+                "mcp_edge_request_body_bytes_buffered",
+                "gauge",
+                "Bytes of request bodies being read now (max_buffered_bytes bounds them).",
+                front.buffered() as u64,
+            ),
+            (
+                "mcp_edge_request_bodies_refused_total",
+                "counter",
+                "Request bodies refused because max_buffered_bytes was reached.",
+                front.refused_bodies.load(Ordering::Relaxed),
+            ),
+        ] {
+            help(&mut out, name, kind, what);
+            let _ = writeln!(out, "{name} {value}");
+        }
         help(
             &mut out,
             "mcp_edge_sessions",
@@ -600,23 +636,58 @@ async fn handle(
 }
 
 /// Serves the admin endpoints on `listener` until the process ends.
-pub fn spawn(listener: TcpListener, admin: Arc<Admin>) {
+///
+/// The admin listener has the agents' listener's timeouts and caps of its own, smaller
+/// ones: it serves operators and scrapers, a few connections at a time.
+pub fn spawn(listener: TcpListener, admin: Arc<Admin>, limits: &FrontLimits) {
+    let front = crate::front::Front::new(FrontLimits {
+        max_connections: ADMIN_MAX_CONNECTIONS,
+        max_connections_per_client: ADMIN_MAX_CONNECTIONS / 4,
+        max_streams_per_connection: 16,
+        ..limits.clone()
+    });
+    let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
+    let (_never, stop) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
+        let _never = _never;
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let Ok((stream, from)) = listener.accept().await else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
+            let Ok(permit) = front.admit(from.ip()) else {
+                continue;
+            };
             let admin = admin.clone();
+            let front = front.clone();
+            let stop = stop.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |req| handle(admin.clone(), req));
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                let _permit = permit;
+                let service = service_fn(move |mut req: Request<Incoming>| {
+                    crate::http::host_from_authority(&mut req);
+                    // A page whose DNS name was rebound to 127.0.0.1 sends its own name:
+                    // a loopback admin listener answers only loopback names.
+                    let misdirected = loopback && !crate::http::loopback_host(req.headers());
+                    let admin = admin.clone();
+                    async move {
+                        if misdirected {
+                            return Ok(reply(
+                                StatusCode::MISDIRECTED_REQUEST,
+                                "text/plain",
+                                "this loopback admin listener serves only loopback host names (DNS rebinding protection)\n",
+                            ));
+                        }
+                        handle(admin, req).await
+                    }
+                });
+                crate::front::serve_connection(stream, service, &front, stop).await;
             });
         }
     });
 }
+
+/// Connections the admin listener holds at once.
+const ADMIN_MAX_CONNECTIONS: usize = 256;
 
 /// Probes every route with a probe interval: `ping` (or `server/discover` for a
 /// 2026-07-28 server) straight to the connector, outside the route's policies, so a

@@ -70,6 +70,8 @@ pub struct Gateway {
     pub max_message_bytes: usize,
     /// The agents' listener is on loopback: `Host` must name loopback too.
     pub loopback_listener: bool,
+    /// The agents' listener's caps and timeouts, and what it holds now.
+    pub front: Arc<crate::front::Front>,
     resources: Mutex<ResourceIndex>,
 }
 
@@ -331,6 +333,7 @@ impl Gateway {
             allowed_origins,
             max_message_bytes,
             loopback_listener: false,
+            front: crate::front::Front::new(Default::default()),
             resources: Mutex::new(ResourceIndex::default()),
         }
     }

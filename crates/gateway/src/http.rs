@@ -57,8 +57,9 @@ pub struct Peer {
 pub async fn handle(
     gw: Arc<Gateway>,
     peer: Arc<Peer>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    host_from_authority(&mut req);
     let _in_flight = mcp_edge_transport::busy_poll::call();
     enum Endpoint {
         Mcp(Option<String>),
@@ -227,8 +228,12 @@ fn accepts_all(headers: &HeaderMap, mimes: &[&str]) -> bool {
 /// `Origin` must be absent (not a browser), a loopback origin, or configured: a page
 /// on another site must not drive a local gateway (DNS rebinding).
 fn origin_ok(gw: &Gateway, headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(ORIGIN) else {
-        return true;
+    let mut origins = headers.get_all(ORIGIN).iter();
+    let origin = match (origins.next(), origins.next()) {
+        (None, _) => return true,
+        (Some(origin), None) => origin,
+        // Two Origins: a reader taking the other one would see another request.
+        (Some(_), Some(_)) => return false,
     };
     let Some(url) = origin.to_str().ok().and_then(|o| url::Url::parse(o).ok()) else {
         return false;
@@ -251,11 +256,33 @@ fn origin_ok(gw: &Gateway, headers: &HeaderMap) -> bool {
 /// was rebound to 127.0.0.1 sends its own name and is refused (a same-origin request
 /// carries no `Origin` to check).
 fn host_ok(gw: &Gateway, headers: &HeaderMap) -> bool {
-    if !gw.loopback_listener {
-        return true;
+    !gw.loopback_listener || loopback_host(headers)
+}
+
+/// HTTP/2 carries the host as the `:authority` pseudo-header (the URI's), not as `Host`:
+/// it is copied into `Host`, so that one check reads one place for both versions.
+pub(crate) fn host_from_authority<B>(req: &mut Request<B>) {
+    if req.headers().contains_key(HOST) {
+        return;
     }
-    let Some(host) = header(headers, HOST) else {
-        return true;
+    if let Some(value) = req
+        .uri()
+        .authority()
+        .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+    {
+        req.headers_mut().insert(HOST, value);
+    }
+}
+
+/// Whether the request names a loopback host: `localhost`, a name under `.localhost`,
+/// or a loopback address. A request with no `Host`, or two, names none.
+pub(crate) fn loopback_host(headers: &HeaderMap) -> bool {
+    let mut hosts = headers.get_all(HOST).iter();
+    let (Some(host), None) = (hosts.next(), hosts.next()) else {
+        return false;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
     };
     let name = match host.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or_default(),
@@ -327,24 +354,43 @@ pub(crate) fn admit(
     Ok((principal, scope))
 }
 
-/// Reads a body of at most the configured size.
+/// Reads a body of at most the configured size, within `[gateway.limits]
+/// body_timeout` and the listener's budget for bodies being read.
 async fn read_body(gw: &Gateway, body: Incoming) -> Result<Bytes, Response<Body>> {
-    match Limited::new(body, gw.max_message_bytes).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(refuse(
-                StatusCode::PAYLOAD_TOO_LARGE,
+    use crate::front::BodyError;
+    match gw.front.read_body(body, gw.max_message_bytes).await {
+        Ok(bytes) => Ok(bytes),
+        Err(BodyError::TooLarge) => Err(refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            code::INVALID_REQUEST,
+            &format!(
+                "the message is larger than {} bytes ([gateway] max_message_bytes)",
+                gw.max_message_bytes
+            ),
+        )),
+        Err(BodyError::TimedOut(after)) => {
+            let mut response = refuse(
+                StatusCode::REQUEST_TIMEOUT,
                 code::INVALID_REQUEST,
                 &format!(
-                    "the message is larger than {} bytes ([gateway] max_message_bytes)",
-                    gw.max_message_bytes
+                    "the body did not arrive within {}s ([gateway.limits] body_timeout)",
+                    after.as_secs()
                 ),
-            ))
+            );
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+            Err(response)
         }
-        Err(e) => Err(refuse(
+        Err(BodyError::Budget(max)) => Err(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            code::INTERNAL_ERROR,
+            &format!(
+                "the gateway is reading {max} bytes of request bodies already ([gateway.limits] max_buffered_bytes); try again"
+            ),
+        )),
+        Err(BodyError::Broken(e)) => Err(refuse(
             StatusCode::BAD_REQUEST,
             code::PARSE_ERROR,
             &format!("could not read the body: {e}"),

@@ -15,6 +15,7 @@ pub mod check;
 pub mod cli;
 pub mod core;
 pub mod demo;
+pub mod front;
 pub mod http;
 pub mod policy;
 pub mod reload;

@@ -10,8 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use mcp_edge_certwatch::{Origin, Thresholds, Watcher};
 use mcp_edge_config::Protocol;
 use mcp_edge_config::model::{Config, Credential, Endpoint};
@@ -148,7 +146,7 @@ fn route_headers(
     };
     if let Some(bearer) = &route.auth.bearer {
         let secret = bearer
-            .resolve()
+            .resolve().inspect(remember)
             .map_err(|e| format!("route `{}` auth.bearer: {e}", route.name))?;
         headers.push((
             http::header::AUTHORIZATION,
@@ -159,7 +157,7 @@ fn route_headers(
         let text = match text {
             MaybeSecret::Plain(t) => t.clone(),
             MaybeSecret::Secret(reference) => reference
-                .resolve()
+                .resolve().inspect(remember)
                 .map_err(|e| format!("route `{}` header {name}: {e}", route.name))?
                 .expose()
                 .to_owned(),
@@ -313,7 +311,7 @@ pub fn build_route(
             let resolve = |value: &MaybeSecret, what: &dyn std::fmt::Display| match value {
                 MaybeSecret::Plain(v) => Ok(v.clone()),
                 MaybeSecret::Secret(reference) => reference
-                    .resolve()
+                    .resolve().inspect(remember)
                     .map(|secret| secret.expose().to_owned())
                     .map_err(|e| format!("route `{}` {what}: {e}", route.name)),
             };
@@ -400,7 +398,7 @@ pub fn build_clients(config: &Config) -> Result<Vec<ClientRt>, String> {
         let credential = match &client.credential {
             Credential::Token(reference) => ClientCredential::Token(
                 reference
-                    .resolve()
+                    .resolve().inspect(remember)
                     .map_err(|e| format!("client `{}` token: {e}", client.name))?,
             ),
             Credential::Identity(id) => ClientCredential::Identity(id.clone()),
@@ -445,6 +443,7 @@ pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
         Sessions::with_sealer(MAX_SESSIONS, SESSION_IDLE, sealer),
     );
     gateway.loopback_listener = config.gateway.listen.addr.ip().is_loopback();
+    gateway.front = crate::front::Front::new(config.gateway.limits.clone());
     gateway.set_allow_anonymous(config.gateway.allow_anonymous);
     gateway.sink = Some(sink);
     gateway.certs = certs;
@@ -471,39 +470,28 @@ pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
     Ok(gateway)
 }
 
-/// Serves one client connection (HTTP/1.1 with upgrades to WebSocket, or HTTP/2) until
-/// it ends, or until shutdown asks it to finish what it has in flight and close.
-async fn serve_connection<I, S>(io: I, service: S, mut stop: tokio::sync::watch::Receiver<bool>)
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: hyper::service::Service<
-            http::Request<hyper::body::Incoming>,
-            Response = http::Response<crate::http::Body>,
-            Error = std::convert::Infallible,
-        > + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let connection = builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(connection);
-    let ended = tokio::select! {
-        ended = connection.as_mut() => ended,
-        () = async {
-            // A sender dropped without saying stop never stops this connection.
-            while !*stop.borrow_and_update() {
-                if stop.changed().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            }
-        } => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
-    if let Err(e) = ended {
-        tracing::debug!("connection ended: {e}");
+/// Logs a connection refused at a cap, at most once a second (a flood must not
+/// become a flood of log lines).
+fn refused_connection(full: crate::front::Full, ip: std::net::IpAddr) {
+    static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    let mut last = LAST
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if last.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
+        return;
     }
+    *last = Some(std::time::Instant::now());
+    let which = match full {
+        crate::front::Full::Listener => "[gateway.limits] max_connections",
+        crate::front::Full::Client => "[gateway.limits] max_connections_per_client",
+    };
+    tracing::warn!(client = %ip, "connection refused: {which} reached (further refusals this second not logged)");
+}
+
+/// Every secret resolved is remembered, so that text from tool servers (their stderr)
+/// is scrubbed of it before it is logged or shown ([`mcp_edge_transport::redact`]).
+fn remember(secret: &mcp_edge_config::Secret) {
+    mcp_edge_transport::redact::remember(secret.expose());
 }
 
 /// How long start-up (and a reload, for the routes it adds) waits for routes to connect.
@@ -641,7 +629,7 @@ pub async fn serve(path: &Path) -> Result<(), String> {
         std::sync::atomic::Ordering::Relaxed,
     );
     let admin_local = admin_listener.local_addr().map_err(|e| e.to_string())?;
-    crate::admin::spawn(admin_listener, admin.clone());
+    crate::admin::spawn(admin_listener, admin.clone(), &config.gateway.limits);
     crate::admin::spawn_probes_for(&gw, |_| true);
     crate::reload::Reloader::new(path.to_owned(), gw.clone(), admin.clone(), &config).watch();
     admin
@@ -660,11 +648,22 @@ pub async fn serve(path: &Path) -> Result<(), String> {
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, from) = match accepted {
                     Ok(accepted) => accepted,
                     Err(e) => {
+                        // Out of file descriptors, say: the connections already open
+                        // keep being served while this loop waits a moment.
                         tracing::warn!("accept failed: {e}");
                         tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                // Over a cap the connection is closed as it comes: the clients already
+                // served are not slowed by the ones that cannot be.
+                let permit = match gw.front.admit(from.ip()) {
+                    Ok(permit) => permit,
+                    Err(full) => {
+                        refused_connection(full, from.ip());
                         continue;
                     }
                 };
@@ -673,8 +672,13 @@ pub async fn serve(path: &Path) -> Result<(), String> {
                 match &acceptor {
                     None => {
                         let peer = Arc::new(crate::http::Peer::default());
+                        let front = gw.front.clone();
                         let service = service_fn(move |req| crate::http::handle(gw.clone(), peer.clone(), req));
-                        tokio::spawn(serve_connection(TokioIo::new(stream), service, graceful.subscribe()));
+                        let stop = graceful.subscribe();
+                        tokio::spawn(async move {
+                            let _permit = permit;
+                            crate::front::serve_connection(stream, service, &front, stop).await;
+                        });
                     }
                     Some(acceptor) => {
                         // The handshake runs in the connection's own task (a slow client
@@ -683,7 +687,9 @@ pub async fn serve(path: &Path) -> Result<(), String> {
                         let acceptor = acceptor.clone();
                         let stop = graceful.subscribe();
                         tokio::spawn(async move {
-                            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                            let _permit = permit;
+                            let handshake = gw.front.limits.header_timeout;
+                            let tls = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
                                 Ok(Ok(tls)) => tls,
                                 Ok(Err(e)) => {
                                     tracing::info!("TLS handshake with a client failed: {e}");
@@ -696,8 +702,9 @@ pub async fn serve(path: &Path) -> Result<(), String> {
                             };
                             let identities = tls.get_ref().1.peer_certificates().map(mcp_edge_tls::peer_identities).unwrap_or_default();
                             let peer = Arc::new(crate::http::Peer { identities });
+                            let front = gw.front.clone();
                             let service = service_fn(move |req| crate::http::handle(gw.clone(), peer.clone(), req));
-                            serve_connection(TokioIo::new(tls), service, stop).await;
+                            crate::front::serve_connection(tls, service, &front, stop).await;
                         });
                     }
                 }

@@ -13,6 +13,7 @@
 //! Dropping a call's future cancels it: the tool server gets `notifications/cancelled`.
 
 pub mod busy_poll;
+pub mod redact;
 mod conn;
 mod handshake;
 pub mod http;

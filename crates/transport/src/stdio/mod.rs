@@ -270,11 +270,11 @@ impl Stdio {
         .await
     }
 
+    /// The last failure, as callers may read it (no stderr).
     fn last_error(&self) -> String {
-        self.shared
-            .state()
-            .last_error
-            .as_ref()
-            .map_or_else(|| "not started yet".to_owned(), |(_, e)| e.clone())
+        self.shared.state().last_error.as_ref().map_or_else(
+            || "not started yet".to_owned(),
+            |(_, e)| supervisor::for_callers(e).to_owned(),
+        )
     }
 }

@@ -53,7 +53,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 Err(reason) => {
                     running
                         .conn
-                        .fail_all(&UpstreamError::Crashed(reason.clone()));
+                        .fail_all(&UpstreamError::Crashed(for_callers(&reason).to_owned()));
                     stop(&shared.cfg, &mut running).await;
                     reason
                 }
@@ -285,6 +285,8 @@ async fn stderr_loop(route: Arc<str>, pid: Option<u32>, stderr: ChildStderr, con
         match line {
             Line::Message(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
+                // Scrubbed of known secrets before it is kept or logged.
+                let text = crate::redact::redact(&text);
                 conn.note_stderr(&text);
                 // The spec: stderr is for logs, not errors.
                 tracing::info!(target: "mcp_edge::stderr", route = %route, pid, in_flight = ?conn.in_flight(), "{text}");
@@ -408,6 +410,15 @@ async fn serve(shared: &Shared, running: &mut Running) -> End {
     }
 }
 
+/// The part of a failure a client may read: without the tail of the child's stderr,
+/// which may hold anything (another client's data, a credential it printed).
+pub(super) fn for_callers(failure: &str) -> &str {
+    failure.split(STDERR_MARK).next().unwrap_or(failure)
+}
+
+/// Where the stderr tail starts in a failure's detail.
+const STDERR_MARK: &str = "; stderr: ";
+
 /// Why the child is gone: a short reason for callers, and the same with the tail of
 /// its stderr for the log (and for start-up failures, where it is what the operator
 /// needs). Mid-call errors leave stderr out: it may hold other clients' data.
@@ -427,7 +438,7 @@ async fn exit_reason(
     let detail = if tail.is_empty() {
         short.clone()
     } else {
-        format!("{short}; stderr: {tail}")
+        format!("{short}{STDERR_MARK}{tail}")
     };
     (short, detail)
 }

@@ -1,0 +1,267 @@
+//! The front door under hostile clients: slow heads, stalled bodies, idle connections,
+//! connection floods and bodies held open are each cut off by a limit, and a client
+//! already being served keeps being served while the limits bite.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mcp_edge_tests::{Gateway, http};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+const LIMITS: &str = "[gateway.limits]\nheader_timeout = \"2s\"\nbody_timeout = \"2s\"\nidle_timeout = \"3s\"\n\
+                      max_connections_per_client = 40\nmax_buffered_bytes = 1048576\n\n";
+
+fn routes() -> String {
+    format!(
+        "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nallow_anonymous = true\n\n{LIMITS}\
+         [[route]]\nname = \"demo\"\ncommand = [\"{{mcp_edge}}\", \"demo-tools\", \"--stdio\"]\n"
+    )
+}
+
+/// Reads until the peer closes (or `within` passes): whether it closed, and what came.
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> (bool, String) {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + within;
+    loop {
+        let mut buf = [0u8; 4096];
+        match tokio::time::timeout_at(deadline.into(), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (true, String::from_utf8_lossy(&got).into()),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => return (false, String::from_utf8_lossy(&got).into()),
+        }
+    }
+}
+
+/// A connection to `addr` from the loopback address `from`.
+async fn connect_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((from, 0))).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// One echo call on an open keep-alive connection; its status.
+async fn call_on(stream: &mut TcpStream, addr: SocketAddr, n: u32) -> u16 {
+    // A 2026-07-28 call: no session to open first.
+    let body = json!({ "jsonrpc": "2.0", "id": n, "method": "tools/call", "params": { "name": "demo__echo", "arguments": { "message": "alive" }, "_meta": { "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {} } } }).to_string();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\n\
+         mcp-protocol-version: 2026-07-28\r\nmcp-method: tools/call\r\nmcp-name: demo__echo\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    loop {
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        assert!(n > 0, "the server closed an established connection");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if got.len() >= end + 4 + length {
+                return text[9..12].parse().unwrap();
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_heads_stalled_bodies_and_idle_connections_are_cut_off() {
+    let gw = Gateway::start("front-timeouts", &routes());
+    let addr = gw.addr;
+
+    // Slowloris: heads that never end are closed after header_timeout.
+    let mut slow = Vec::new();
+    for _ in 0..30 {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    // A connection that says nothing at all.
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    // A body announced at 100 bytes that stops after 10.
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    stalled
+        .write_all(
+            b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+              accept: application/json, text/event-stream\r\ncontent-length: 100\r\n\r\n{\"jsonrpc\"",
+        )
+        .await
+        .unwrap();
+    // A keep-alive connection that made a call and then goes quiet.
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(call_on(&mut idle, addr, 1).await, 200);
+
+    let started = Instant::now();
+    let (closed, answer) = closed_within(&mut stalled, Duration::from_secs(6)).await;
+    assert!(closed, "the stalled body's connection was left open");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_timeout"), "{answer}");
+    for (i, stream) in slow.iter_mut().enumerate() {
+        let (closed, _) = closed_within(stream, Duration::from_secs(6)).await;
+        assert!(closed, "slow head {i} was left open");
+    }
+    let (closed, _) = closed_within(&mut silent, Duration::from_secs(6)).await;
+    assert!(closed, "the silent connection was left open");
+    let (closed, _) = closed_within(&mut idle, Duration::from_secs(6)).await;
+    assert!(closed, "the idle keep-alive connection was left open");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let metrics = String::from_utf8_lossy(&http(gw.admin, "GET", "/metrics", &[], b"").await.body)
+        .into_owned();
+    let timed_out: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("mcp_edge_connections_timed_out_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(timed_out >= 2, "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_is_refused_while_established_clients_are_served() {
+    let gw = Gateway::start("front-flood", &routes());
+    let addr = gw.addr;
+    // An established client, from its own address.
+    let mut established = connect_from([127, 0, 0, 2], addr).await;
+    assert_eq!(call_on(&mut established, addr, 1).await, 200);
+
+    // A flood from 127.0.0.1: the cap is 40 connections per client address.
+    let mut flood = Vec::new();
+    for _ in 0..40 {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(b"GET /").await.unwrap();
+        flood.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut refused = 0;
+    for _ in 0..20 {
+        let mut extra = TcpStream::connect(addr).await.unwrap();
+        let (closed, answer) = closed_within(&mut extra, Duration::from_millis(500)).await;
+        if closed && answer.is_empty() {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 20, "connections past the cap are closed at once");
+    // The established client is served, and a new client from another address too.
+    for n in 2..6 {
+        assert_eq!(call_on(&mut established, addr, n).await, 200);
+    }
+    let mut newcomer = connect_from([127, 0, 0, 3], addr).await;
+    assert_eq!(call_on(&mut newcomer, addr, 9).await, 200);
+
+    let metrics = String::from_utf8_lossy(&http(gw.admin, "GET", "/metrics", &[], b"").await.body)
+        .into_owned();
+    assert!(
+        metrics.contains("mcp_edge_connections_refused_total 20"),
+        "{metrics}"
+    );
+    drop(flood);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_held_open_are_bounded_by_the_buffering_budget() {
+    let gw = Gateway::start("front-budget", &routes());
+    let addr = gw.addr;
+    // Each announces 4 MB and sends 300 KB: the 1 MiB budget holds three of them.
+    let chunk = vec![b' '; 300 * 1024];
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for i in 0..6 {
+        let mut stream = connect_from([127, 0, 0, 10 + i], addr).await;
+        stream
+            .write_all(
+                b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+                  accept: application/json, text/event-stream\r\ncontent-length: 4000000\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        stream.write_all(&chunk).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let (closed, answer) = closed_within(&mut stream, Duration::from_millis(300)).await;
+        if answer.starts_with("HTTP/1.1 503") {
+            assert!(answer.contains("max_buffered_bytes"), "{answer}");
+            refused += 1;
+        } else {
+            assert!(!closed, "body {i}: {answer}");
+        }
+        held.push(stream);
+    }
+    assert!(
+        refused >= 2,
+        "bodies past the budget are refused ({refused})"
+    );
+    let metrics = String::from_utf8_lossy(&http(gw.admin, "GET", "/metrics", &[], b"").await.body)
+        .into_owned();
+    let buffered: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("mcp_edge_request_body_bytes_buffered "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(buffered <= 1 << 20, "{buffered} bytes buffered");
+    // Meanwhile a small call is served.
+    let mut client = connect_from([127, 0, 0, 30], addr).await;
+    assert_eq!(call_on(&mut client, addr, 1).await, 200);
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_and_origin_are_read_strictly_on_both_listeners() {
+    let gw = Gateway::start("front-host", &routes());
+    let post = |extra: &'static str| {
+        format!(
+            "POST /mcp HTTP/1.1\r\n{extra}content-type: application/json\r\naccept: application/json, text/event-stream\r\ncontent-length: 2\r\n\r\n{{}}"
+        )
+    };
+    for (request, status) in [
+        (post(""), "421"),
+        (post("Host: 127.0.0.1\r\nHost: evil.example\r\n"), "421"),
+        (
+            post("Host: 127.0.0.1\r\nOrigin: http://127.0.0.1\r\nOrigin: https://evil.example\r\n"),
+            "403",
+        ),
+    ] {
+        let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let (_, answer) = closed_within(&mut stream, Duration::from_secs(3)).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{request}\n{answer}"
+        );
+    }
+    // The admin listener answers only loopback names (DNS rebinding).
+    let rebound = http(
+        gw.admin,
+        "GET",
+        "/health",
+        &[("host", "evil.example:9090")],
+        b"",
+    )
+    .await;
+    assert_eq!(rebound.status, 421);
+    let ok = http(gw.admin, "GET", "/health", &[], b"").await;
+    assert_eq!(ok.status, 200);
+}
