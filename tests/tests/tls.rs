@@ -335,6 +335,14 @@ async fn the_front_door_serves_https_with_client_certificates() {
         "unknown",
         &ca.client("nobody", None, Validity::days(30)).unwrap(),
     );
+    // From the right CA, with the agent's URI identity spelled as its common name: a
+    // CN is free text, so it is not the agent.
+    let impostor = save_pem(
+        &dir,
+        "impostor",
+        &ca.client("spiffe://test/agent", None, Validity::days(30))
+            .unwrap(),
+    );
     let routes = format!(
         "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\ntls = {{ cert = \"{}\", key = \"{}\", client_ca = \"{ca_file}\" }}\n\n\
          [[clients]]\nname = \"agent\"\nidentity = \"spiffe://test/agent\"\nroutes = [\"demo\"]\n\n\
@@ -404,6 +412,9 @@ async fn the_front_door_serves_https_with_client_certificates() {
         "no certificate is refused"
     );
     let refused = run(with(&unknown), "demo__echo").expect_err("a certificate naming no client");
+    assert!(refused.contains("401"), "{refused}");
+    let refused = run(with(&impostor), "demo__echo")
+        .expect_err("a CN that spells another client's URI identity");
     assert!(refused.contains("401"), "{refused}");
     std::fs::remove_dir_all(dir).ok();
 }

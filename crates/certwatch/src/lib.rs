@@ -424,6 +424,8 @@ mod tests {
             issuer: "CN=ca".into(),
             common_name: Some("x".into()),
             sans: vec![],
+            dns_sans: vec![],
+            uri_sans: vec![],
             not_before,
             not_after,
             is_ca: false,

@@ -6,6 +6,7 @@
 //! later stage (the router's boundary checks) may still need to point into the file.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -206,8 +207,79 @@ pub enum Credential {
     /// A bearer token, stored where the reference says.
     Token(SecretRef),
     /// A client certificate (verified against `[gateway.tls] client_ca`) carrying this
-    /// SAN or common name.
-    Identity(String),
+    /// identity, of this kind.
+    Identity(Identity),
+}
+
+/// What a client certificate must carry to be a client: one identity of one kind.
+/// A URI SAN matches only URI SANs, a DNS name only DNS SANs, and the common name is
+/// matched only when `identity` says `cn:` (a CN is free text any subject can hold).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Identity {
+    /// `spiffe://…` or any `scheme://…` (or `uri:…`): a URI SAN.
+    Uri(String),
+    /// `name.example` (or `dns:name.example`): a DNS SAN, case-insensitive.
+    Dns(String),
+    /// `cn:NAME`: the subject's common name.
+    CommonName(String),
+}
+
+impl Identity {
+    /// Reads `identity = "…"`; why it cannot be, otherwise.
+    pub fn parse(written: &str) -> Result<Identity, String> {
+        let written = written.trim();
+        let valid_dns = |name: &str| {
+            !name.is_empty()
+                && name.len() <= 253
+                && name.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+        };
+        if let Some(cn) = written.strip_prefix("cn:") {
+            return match cn.trim() {
+                "" => Err("`cn:` names no common name".to_owned()),
+                cn => Ok(Identity::CommonName(cn.to_owned())),
+            };
+        }
+        if let Some(uri) = written.strip_prefix("uri:") {
+            return match uri.trim() {
+                "" => Err("`uri:` names no URI".to_owned()),
+                uri => Ok(Identity::Uri(uri.to_owned())),
+            };
+        }
+        if let Some(dns) = written.strip_prefix("dns:") {
+            let dns = dns.trim().to_ascii_lowercase();
+            return if valid_dns(&dns) {
+                Ok(Identity::Dns(dns))
+            } else {
+                Err(format!("`{dns}` is not a DNS name"))
+            };
+        }
+        if written.contains("://") {
+            return Ok(Identity::Uri(written.to_owned()));
+        }
+        let dns = written.to_ascii_lowercase();
+        if valid_dns(&dns) {
+            return Ok(Identity::Dns(dns));
+        }
+        Err(format!(
+            "`{written}` is neither a URI nor a DNS name; a certificate's common name is written cn:{written}"
+        ))
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Identity::Uri(uri) => f.write_str(uri),
+            Identity::Dns(name) => write!(f, "dns:{name}"),
+            Identity::CommonName(cn) => write!(f, "cn:{cn}"),
+        }
+    }
 }
 
 /// Which routes a client may use.
@@ -812,11 +884,11 @@ impl Validator<'_> {
             busy_poll,
             allow_anonymous: spec.allow_anonymous.as_ref().is_some_and(|a| *a.get_ref()),
             allow_anonymous_span: spec.allow_anonymous.as_ref().map(Spanned::span),
-            limits: self.front_limits(spec.limits.map(Spanned::into_inner).unwrap_or_default()),
+            limits: self.front_limits(&spec.limits.map(Spanned::into_inner).unwrap_or_default()),
         }
     }
 
-    fn front_limits(&mut self, spec: spec::LimitsSpec) -> FrontLimits {
+    fn front_limits(&mut self, spec: &spec::LimitsSpec) -> FrontLimits {
         let d = FrontLimits::default();
         let limits = FrontLimits {
             header_timeout: self.duration(
@@ -868,7 +940,7 @@ impl Validator<'_> {
                 .max_streams_per_connection
                 .as_ref()
                 .map_or(d.max_streams_per_connection, |v| {
-                    self.int(Some(v), 0, 1, 10_000, "limits.max_streams_per_connection") as u32
+                    self.int(Some(v), 0, 1, 10_000, "limits.max_streams_per_connection")
                 }),
         };
         if limits.max_connections_per_client > limits.max_connections {
@@ -1832,10 +1904,19 @@ impl Validator<'_> {
                     (Credential::Token(reference), token.span())
                 }
                 (None, Some(identity)) => {
-                    let id = identity.get_ref().trim().to_owned();
-                    if id.is_empty() {
-                        self.error(identity.span(), "an empty identity matches no certificate", "write the SAN or CN of the client's certificate, e.g. identity = \"spiffe://cluster.local/ns/agents/sa/billing\"");
-                    } else if let Some(other) = identities.insert(id.clone(), name.clone()) {
+                    let written = identity.get_ref().trim();
+                    if written.is_empty() {
+                        self.error(identity.span(), "an empty identity matches no certificate", "write the URI or DNS SAN of the client's certificate (or cn:NAME for its common name), e.g. identity = \"spiffe://cluster.local/ns/agents/sa/billing\"");
+                        continue;
+                    }
+                    let id = match Identity::parse(written) {
+                        Ok(id) => id,
+                        Err(why) => {
+                            self.error(identity.span(), why, "write a URI SAN (spiffe://…), a DNS SAN (agent.example), or cn:NAME to match the common name");
+                            continue;
+                        }
+                    };
+                    if let Some(other) = identities.insert(id.to_string(), name.clone()) {
                         self.error(
                             identity.span(),
                             format!("clients `{other}` and `{name}` have the same identity `{id}`"),
@@ -1933,6 +2014,33 @@ pub fn normalize_domain(written: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identities_have_a_kind() {
+        assert_eq!(
+            Identity::parse("spiffe://cluster.local/ns/a/sa/b"),
+            Ok(Identity::Uri("spiffe://cluster.local/ns/a/sa/b".into()))
+        );
+        assert_eq!(
+            Identity::parse("Agent.Example"),
+            Ok(Identity::Dns("agent.example".into()))
+        );
+        assert_eq!(
+            Identity::parse("dns:agent.example"),
+            Ok(Identity::Dns("agent.example".into()))
+        );
+        assert_eq!(
+            Identity::parse("cn:billing agent"),
+            Ok(Identity::CommonName("billing agent".into()))
+        );
+        assert_eq!(
+            Identity::parse("uri:urn:example:agent"),
+            Ok(Identity::Uri("urn:example:agent".into()))
+        );
+        let refused = Identity::parse("billing agent").unwrap_err();
+        assert!(refused.contains("cn:billing agent"), "{refused}");
+        assert!(Identity::parse("cn:").is_err());
+    }
 
     #[test]
     fn globs_match_whole_names() {

@@ -48,8 +48,18 @@ pub struct ClientRt {
 pub enum ClientCredential {
     /// A bearer token.
     Token(Secret),
-    /// A SAN or CN its verified client certificate carries.
-    Identity(String),
+    /// An identity its verified client certificate carries, of one kind.
+    Identity(mcp_edge_config::model::Identity),
+}
+
+/// Whether a verified client certificate carries `id`, matched by kind.
+fn carries(peer: &mcp_edge_tls::PeerIdentity, id: &mcp_edge_config::model::Identity) -> bool {
+    use mcp_edge_config::model::Identity;
+    match id {
+        Identity::Uri(uri) => peer.uris.iter().any(|u| u == uri),
+        Identity::Dns(name) => peer.dns.iter().any(|d| d == name),
+        Identity::CommonName(cn) => peer.common_name.as_deref() == Some(cn.as_str()),
+    }
 }
 
 /// The gateway's shared state.
@@ -359,12 +369,13 @@ impl Gateway {
     }
 
     /// The principal behind a request: its bearer token if it sent one, else the
-    /// identities of its verified client certificate, else anonymous when allowed.
+    /// identity of its verified client certificate (matched by kind: URI SAN, DNS SAN,
+    /// or the common name where configured as `cn:`), else anonymous when allowed.
     /// `Ok(None)` is anonymous; `Err` means 401.
     pub fn authenticate(
         &self,
         authorization: Option<&str>,
-        identities: &[String],
+        identity: &mcp_edge_tls::PeerIdentity,
     ) -> Result<Option<Arc<str>>, Unauthorized> {
         if let Some(header) = authorization {
             let token = header
@@ -383,10 +394,10 @@ impl Gateway {
             }
             return found.map(Some).ok_or(Unauthorized);
         }
-        if !identities.is_empty() {
+        if !identity.is_empty() {
             let table = self.table();
             let client = table.clients.iter().find(|c| match &c.credential {
-                ClientCredential::Identity(id) => identities.iter().any(|i| i == id),
+                ClientCredential::Identity(id) => carries(identity, id),
                 ClientCredential::Token(_) => false,
             });
             if let Some(client) = client {

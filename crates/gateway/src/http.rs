@@ -49,8 +49,8 @@ const KEEPALIVE: Duration = Duration::from_secs(15);
 /// Who is on the other end of a connection, as far as TLS could tell.
 #[derive(Debug, Default)]
 pub struct Peer {
-    /// SANs and CN of the client's verified certificate (empty without mTLS).
-    pub identities: Vec<String>,
+    /// The identities of the client's verified certificate (empty without mTLS).
+    pub identity: mcp_edge_tls::PeerIdentity,
 }
 
 /// Serves one HTTP request.
@@ -321,7 +321,7 @@ pub(crate) fn admit(
         ));
     }
     let principal = gw
-        .authenticate(header(headers, AUTHORIZATION), &peer.identities)
+        .authenticate(header(headers, AUTHORIZATION), &peer.identity)
         .map_err(|_| {
             let mut response = refuse(
                 StatusCode::UNAUTHORIZED,

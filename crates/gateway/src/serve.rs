@@ -146,7 +146,8 @@ fn route_headers(
     };
     if let Some(bearer) = &route.auth.bearer {
         let secret = bearer
-            .resolve().inspect(remember)
+            .resolve()
+            .inspect(remember)
             .map_err(|e| format!("route `{}` auth.bearer: {e}", route.name))?;
         headers.push((
             http::header::AUTHORIZATION,
@@ -157,7 +158,8 @@ fn route_headers(
         let text = match text {
             MaybeSecret::Plain(t) => t.clone(),
             MaybeSecret::Secret(reference) => reference
-                .resolve().inspect(remember)
+                .resolve()
+                .inspect(remember)
                 .map_err(|e| format!("route `{}` header {name}: {e}", route.name))?
                 .expose()
                 .to_owned(),
@@ -311,7 +313,8 @@ pub fn build_route(
             let resolve = |value: &MaybeSecret, what: &dyn std::fmt::Display| match value {
                 MaybeSecret::Plain(v) => Ok(v.clone()),
                 MaybeSecret::Secret(reference) => reference
-                    .resolve().inspect(remember)
+                    .resolve()
+                    .inspect(remember)
                     .map(|secret| secret.expose().to_owned())
                     .map_err(|e| format!("route `{}` {what}: {e}", route.name)),
             };
@@ -398,7 +401,8 @@ pub fn build_clients(config: &Config) -> Result<Vec<ClientRt>, String> {
         let credential = match &client.credential {
             Credential::Token(reference) => ClientCredential::Token(
                 reference
-                    .resolve().inspect(remember)
+                    .resolve()
+                    .inspect(remember)
                     .map_err(|e| format!("client `{}` token: {e}", client.name))?,
             ),
             Credential::Identity(id) => ClientCredential::Identity(id.clone()),
@@ -700,8 +704,8 @@ pub async fn serve(path: &Path) -> Result<(), String> {
                                     return;
                                 }
                             };
-                            let identities = tls.get_ref().1.peer_certificates().map(mcp_edge_tls::peer_identities).unwrap_or_default();
-                            let peer = Arc::new(crate::http::Peer { identities });
+                            let identity = tls.get_ref().1.peer_certificates().map(mcp_edge_tls::peer_identities).unwrap_or_default();
+                            let peer = Arc::new(crate::http::Peer { identity });
                             let front = gw.front.clone();
                             let service = service_fn(move |req| crate::http::handle(gw.clone(), peer.clone(), req));
                             crate::front::serve_connection(tls, service, &front, stop).await;

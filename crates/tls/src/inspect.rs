@@ -15,6 +15,10 @@ pub struct CertInfo {
     pub common_name: Option<String>,
     /// DNS names, IP addresses and URIs from the subject alternative names.
     pub sans: Vec<String>,
+    /// The DNS names among the subject alternative names.
+    pub dns_sans: Vec<String>,
+    /// The URIs among the subject alternative names (SPIFFE ids, say).
+    pub uri_sans: Vec<String>,
     /// Valid from (unix seconds).
     pub not_before: i64,
     /// Valid until (unix seconds).
@@ -28,12 +32,18 @@ impl CertInfo {
     pub fn from_der(der: &[u8]) -> Result<CertInfo, String> {
         let (_, cert) =
             X509Certificate::from_der(der).map_err(|e| format!("not an X.509 certificate: {e}"))?;
-        let mut sans = Vec::new();
+        let (mut sans, mut dns_sans, mut uri_sans) = (Vec::new(), Vec::new(), Vec::new());
         if let Ok(Some(san)) = cert.subject_alternative_name() {
             for name in &san.value.general_names {
                 match name {
-                    GeneralName::DNSName(d) => sans.push((*d).to_owned()),
-                    GeneralName::URI(u) => sans.push((*u).to_owned()),
+                    GeneralName::DNSName(d) => {
+                        sans.push((*d).to_owned());
+                        dns_sans.push((*d).to_owned());
+                    }
+                    GeneralName::URI(u) => {
+                        sans.push((*u).to_owned());
+                        uri_sans.push((*u).to_owned());
+                    }
                     GeneralName::IPAddress(bytes) => {
                         let ip = match bytes.len() {
                             4 => <[u8; 4]>::try_from(*bytes).ok().map(IpAddr::from),
@@ -58,6 +68,8 @@ impl CertInfo {
                 .and_then(|cn| cn.as_str().ok())
                 .map(str::to_owned),
             sans,
+            dns_sans,
+            uri_sans,
             not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
             is_ca: cert

@@ -28,7 +28,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 pub use client::{ClientTls, client_config};
 pub use failure::{TlsFailure, find_rustls_error};
 pub use inspect::CertInfo;
-pub use server::{ServerTls, SwappableCert, peer_identities, server_config};
+pub use server::{PeerIdentity, ServerTls, SwappableCert, peer_identities, server_config};
 
 /// The crypto provider, named explicitly everywhere: rustls panics at run time if two
 /// providers end up in the build and none was chosen.

@@ -103,18 +103,41 @@ pub fn server_config(tls: &ServerTls) -> Result<(Arc<ServerConfig>, Arc<Swappabl
     Ok((Arc::new(config), resolver))
 }
 
-/// The identities a verified client certificate carries: its SANs (URIs such as
-/// SPIFFE ids, DNS names) and its common name.
-pub fn peer_identities(chain: &[CertificateDer<'_>]) -> Vec<String> {
+/// The identities a verified client certificate carries, each of its own kind: a URI
+/// SAN is never taken for a DNS name or a common name, nor the reverse (a certificate
+/// whose CN spells another client's SPIFFE id is not that client).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerIdentity {
+    /// URI SANs (SPIFFE ids, say).
+    pub uris: Vec<String>,
+    /// DNS SANs, lowercase.
+    pub dns: Vec<String>,
+    /// The subject's common name.
+    pub common_name: Option<String>,
+}
+
+impl PeerIdentity {
+    /// Whether the certificate presented nothing (no client certificate).
+    pub fn is_empty(&self) -> bool {
+        self.uris.is_empty() && self.dns.is_empty() && self.common_name.is_none()
+    }
+}
+
+/// The identities of a verified client certificate chain's leaf.
+pub fn peer_identities(chain: &[CertificateDer<'_>]) -> PeerIdentity {
     let Some(leaf) = chain.first() else {
-        return Vec::new();
+        return PeerIdentity::default();
     };
     let Ok(info) = CertInfo::from_der(leaf) else {
-        return Vec::new();
+        return PeerIdentity::default();
     };
-    let mut ids = info.sans;
-    if let Some(cn) = info.common_name {
-        ids.push(cn);
+    PeerIdentity {
+        uris: info.uri_sans,
+        dns: info
+            .dns_sans
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect(),
+        common_name: info.common_name,
     }
-    ids
 }

@@ -13,12 +13,12 @@
 //! Dropping a call's future cancels it: the tool server gets `notifications/cancelled`.
 
 pub mod busy_poll;
-pub mod redact;
 mod conn;
 mod handshake;
 pub mod http;
 pub mod link;
 mod params;
+pub mod redact;
 pub mod stdio;
 
 use std::fmt;
