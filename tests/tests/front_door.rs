@@ -265,3 +265,87 @@ async fn host_and_origin_are_read_strictly_on_both_listeners() {
     let ok = http(gw.admin, "GET", "/health", &[], b"").await;
     assert_eq!(ok.status, 200);
 }
+
+/// `initialize` from the loopback address `from`: the status, the session id given,
+/// and the body.
+async fn initialize_from(from: [u8; 4], addr: SocketAddr) -> (u16, Option<String>, String) {
+    let mut stream = connect_from(from, addr).await;
+    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": { "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "flood", "version": "1" } } }).to_string();
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let (_, answer) = closed_within(&mut stream, Duration::from_secs(5)).await;
+    let status = answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let session = answer.lines().find_map(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("mcp-session-id:")
+            .then(|| l.split_once(':').unwrap().1.trim().to_owned())
+    });
+    (status, session, answer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_flood_is_held_to_its_client_and_cannot_lock_out_others() {
+    let gw = Gateway::start(
+        "front-sessions",
+        "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nallow_anonymous = true\n\n\
+         [gateway.limits]\nmax_sessions = 30\nmax_sessions_per_client = 20\nnew_sessions_per_second = 5\nnew_sessions_burst = 10\n\n\
+         [[route]]\nname = \"demo\"\ncommand = [\"{mcp_edge}\", \"demo-tools\", \"--stdio\"]\n",
+    );
+    let addr = gw.addr;
+    // A well-behaved client from its own address: initialized, and in use throughout.
+    let mut good = gw.client("/mcp");
+    good.initialize().await;
+
+    // The flood: a burst is admitted, then the rate says when to come back.
+    for i in 0..10 {
+        let (status, session, answer) = initialize_from([127, 0, 0, 5], addr).await;
+        assert_eq!(status, 200, "burst {i}: {answer}");
+        assert!(session.is_some());
+    }
+    let (status, _, answer) = initialize_from([127, 0, 0, 5], addr).await;
+    assert_eq!(status, 429, "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after"),
+        "{answer}"
+    );
+    assert!(answer.contains("new_sessions_per_second"), "{answer}");
+    // After the refill, up to the client's quota, then the quota says no.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let mut opened = 0;
+    let mut quota = None;
+    for _ in 0..12 {
+        let (status, _, answer) = initialize_from([127, 0, 0, 5], addr).await;
+        match status {
+            200 => opened += 1,
+            429 if answer.contains("max_sessions_per_client") => {
+                quota = Some(answer);
+                break;
+            }
+            other => panic!("{other}: {answer}"),
+        }
+    }
+    assert_eq!(opened, 10, "20 in all for this client");
+    assert!(
+        quota.is_some(),
+        "the 21st session is refused by the client's quota"
+    );
+
+    // 21 sessions open (the good one and the flood's 20); max_sessions is 30. Other
+    // clients still get sessions: the flood's, never initialized, make room.
+    for i in 0..12u8 {
+        let (status, _, answer) = initialize_from([127, 0, 1, i], addr).await;
+        assert_eq!(status, 200, "newcomer {i}: {answer}");
+    }
+    // The initialized session was never evicted.
+    let r = good
+        .call(
+            "tools/call",
+            json!({ "name": "demo__echo", "arguments": { "message": "still mine" } }),
+        )
+        .await;
+    assert_eq!(r["content"][0]["text"], "still mine");
+}

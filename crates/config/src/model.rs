@@ -119,6 +119,14 @@ pub struct FrontLimits {
     pub max_buffered_bytes: usize,
     /// Requests in flight on one HTTP/2 connection.
     pub max_streams_per_connection: u32,
+    /// Client sessions in the process.
+    pub max_sessions: usize,
+    /// Sessions one client (principal, or address when anonymous) may hold.
+    pub max_sessions_per_client: usize,
+    /// New sessions one client may open per second, sustained.
+    pub new_sessions_per_second: u32,
+    /// New sessions one client may open in a burst.
+    pub new_sessions_burst: u32,
 }
 
 impl Default for FrontLimits {
@@ -131,6 +139,10 @@ impl Default for FrontLimits {
             max_connections_per_client: 512,
             max_buffered_bytes: 256 * 1024 * 1024,
             max_streams_per_connection: 128,
+            max_sessions: 100_000,
+            max_sessions_per_client: 1_000,
+            new_sessions_per_second: 20,
+            new_sessions_burst: 100,
         }
     }
 }
@@ -941,6 +953,27 @@ impl Validator<'_> {
                 .as_ref()
                 .map_or(d.max_streams_per_connection, |v| {
                     self.int(Some(v), 0, 1, 10_000, "limits.max_streams_per_connection")
+                }),
+            max_sessions: spec.max_sessions.as_ref().map_or(d.max_sessions, |v| {
+                self.int(Some(v), 0, 1, 10_000_000, "limits.max_sessions") as usize
+            }),
+            max_sessions_per_client: spec
+                .max_sessions_per_client
+                .as_ref()
+                .map_or(d.max_sessions_per_client, |v| {
+                    self.int(Some(v), 0, 1, 10_000_000, "limits.max_sessions_per_client") as usize
+                }),
+            new_sessions_per_second: spec
+                .new_sessions_per_second
+                .as_ref()
+                .map_or(d.new_sessions_per_second, |v| {
+                    self.int(Some(v), 0, 1, 1_000_000, "limits.new_sessions_per_second")
+                }),
+            new_sessions_burst: spec
+                .new_sessions_burst
+                .as_ref()
+                .map_or(d.new_sessions_burst, |v| {
+                    self.int(Some(v), 0, 1, 1_000_000, "limits.new_sessions_burst")
                 }),
         };
         if limits.max_connections_per_client > limits.max_connections {

@@ -173,6 +173,14 @@ pub struct LimitsSpec {
     pub max_buffered_bytes: Option<Spanned<i64>>,
     /// Requests in flight on one HTTP/2 connection.
     pub max_streams_per_connection: Option<Spanned<i64>>,
+    /// Client sessions in the process.
+    pub max_sessions: Option<Spanned<i64>>,
+    /// Sessions one client (principal, or address when anonymous) may hold.
+    pub max_sessions_per_client: Option<Spanned<i64>>,
+    /// New sessions one client may open per second, sustained.
+    pub new_sessions_per_second: Option<Spanned<i64>>,
+    /// New sessions one client may open in a burst.
+    pub new_sessions_burst: Option<Spanned<i64>>,
 }
 
 /// `[gateway.tls]`.

@@ -269,7 +269,7 @@ fn describe_request(span: &tracing::Span, ctx: &Ctx, message: &Message) {
     };
     span.record("otel.name", name.as_str());
     if let Some(session) = &ctx.session {
-        span.record("mcp.session.id", session.id.as_str());
+        span.record("mcp.session.id", crate::session::short_id(&session.id));
     }
     if let Some(id) = &message.id {
         span.record("jsonrpc.request.id", id.to_string().as_str());
@@ -786,7 +786,7 @@ impl Gateway {
                 if let (Some(session), Some(request)) = (&ctx.session, request)
                     && session.cancel(&request)
                 {
-                    tracing::debug!(session = %session.id, request = %request, "cancelled at the client's request");
+                    tracing::debug!(session = %crate::session::short_id(&session.id), request = %request, "cancelled at the client's request");
                 }
             }
             "notifications/roots/list_changed" => {
@@ -808,7 +808,7 @@ impl Gateway {
             return;
         };
         let Some(ask) = session.answer(id) else {
-            tracing::warn!(session = %session.id, id = %id, "answer to a request mcp-edge did not send; dropped");
+            tracing::warn!(session = %crate::session::short_id(&session.id), id = %id, "answer to a request mcp-edge did not send; dropped");
             return;
         };
         let reply = match (message.result, message.error) {
@@ -1411,7 +1411,7 @@ impl Gateway {
             session.answer(&client_id);
             return;
         }
-        tracing::debug!(route, session = %session.id, "tool server request relayed to a client of the route");
+        tracing::debug!(route, session = %crate::session::short_id(&session.id), "tool server request relayed to a client of the route");
         tokio::spawn(async move {
             tokio::time::sleep(UNRELATED_ASK_TIMEOUT).await;
             if let Some(ask) = session.answer(&client_id) {

@@ -51,6 +51,37 @@ const KEEPALIVE: Duration = Duration::from_secs(15);
 pub struct Peer {
     /// The identities of the client's verified certificate (empty without mTLS).
     pub identity: mcp_edge_tls::PeerIdentity,
+    /// The client's address.
+    pub addr: Option<std::net::IpAddr>,
+}
+
+impl Peer {
+    /// Whose session quota a request counts against: its principal, or, anonymous, its
+    /// address.
+    pub(crate) fn owner(&self, principal: Option<&Arc<str>>) -> Arc<str> {
+        match (principal, self.addr) {
+            (Some(principal), _) => principal.clone(),
+            (None, Some(ip)) => Arc::from(format!("address {ip}")),
+            (None, None) => crate::core::anonymous(),
+        }
+    }
+}
+
+/// The refusal of a session that could not be opened.
+pub(crate) fn session_refused(full: crate::session::Full) -> Response<Body> {
+    use crate::session::Full;
+    let status = match full {
+        Full::Process(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Full::Client(_) | Full::TooFast(_) => StatusCode::TOO_MANY_REQUESTS,
+    };
+    let mut response = refuse(status, code::INTERNAL_ERROR, &full.to_string());
+    if let Full::TooFast(after) = full {
+        let seconds = after.as_millis().div_ceil(1000).max(1) as u64;
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, seconds.into());
+    }
+    response
 }
 
 /// Serves one HTTP request.
@@ -423,7 +454,10 @@ async fn mcp_endpoint(
         Err(response) => return refuse_unread(&gw, req.into_body(), response).await,
     };
     match *req.method() {
-        Method::POST => post(gw, req, scope, principal).await,
+        Method::POST => {
+            let owner = peer.owner(principal.as_ref());
+            post(gw, req, scope, principal, owner).await
+        }
         Method::GET => get(&gw, req.headers(), &scope, principal.as_deref()),
         Method::DELETE => delete(&gw, req.headers(), &scope, principal.as_deref()),
         _ => {
@@ -479,6 +513,7 @@ async fn post(
     req: Request<Incoming>,
     scope: Scope,
     principal: Option<Arc<str>>,
+    owner: Arc<str>,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
     // Only the headers are kept (the rest of the head is dropped here): hyper cut
@@ -523,17 +558,11 @@ async fn post(
 
     if message.kind() == Kind::Request && message.method() == mcp::INITIALIZE {
         let (version, result) = gw.initialize(&scope, message.params.as_deref());
-        let session = match gw.sessions.open(version, scope, principal, false) {
+        let session = match gw.sessions.open(version, scope, principal, &owner, false) {
             Ok(session) => session,
-            Err(full) => {
-                return refuse(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    code::INTERNAL_ERROR,
-                    &format!("too many sessions ({}); try again later", full.0),
-                );
-            }
+            Err(full) => return session_refused(full),
         };
-        tracing::info!(session = %session.id, version, "session opened");
+        tracing::info!(session = %crate::session::short_id(&session.id), version, "session opened");
         let id = message.id.clone().unwrap_or(Id::Num(0));
         let mut response = json(StatusCode::OK, jsonrpc::result(&id, &result));
         if let Ok(value) = session.id.parse() {
@@ -973,7 +1002,7 @@ fn delete(
         Err(response) => return response,
     };
     gw.sessions.end(&session.id);
-    tracing::info!(session = %session.id, "session ended by the client");
+    tracing::info!(session = %crate::session::short_id(&session.id), "session ended by the client");
     empty(StatusCode::OK)
 }
 
@@ -993,18 +1022,13 @@ async fn legacy_stream(gw: Arc<Gateway>, peer: &Peer, req: Request<Incoming>) ->
         Ok(admitted) => admitted,
         Err(response) => return refuse_unread(&gw, req.into_body(), response).await,
     };
+    let owner = peer.owner(principal.as_ref());
     let session = match gw
         .sessions
-        .open(version::V2024_11_05, scope, principal, true)
+        .open(version::V2024_11_05, scope, principal, &owner, true)
     {
         Ok(session) => session,
-        Err(full) => {
-            return refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                code::INTERNAL_ERROR,
-                &format!("too many sessions ({})", full.0),
-            );
-        }
+        Err(full) => return session_refused(full),
     };
     let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
     session.attach_stream(tx);
@@ -1015,7 +1039,7 @@ async fn legacy_stream(gw: Arc<Gateway>, peer: &Peer, req: Request<Incoming>) ->
         Some("endpoint"),
         endpoint.as_bytes(),
     )));
-    tracing::info!(session = %session.id, "legacy SSE session opened");
+    tracing::info!(session = %crate::session::short_id(&session.id), "legacy SSE session opened");
     tokio::spawn(async move {
         stream_session(rx, out, Some("message")).await;
         // The stream is the session: when it goes, the session goes.

@@ -31,8 +31,6 @@ use crate::stats::RouteStats;
 use crate::upstream::{RouteRt, Upstream};
 use mcp_edge_breaker::Breaker;
 
-/// Sessions per process before `initialize` is refused.
-const MAX_SESSIONS: usize = 100_000;
 /// A session with no activity and no open stream for this long is ended.
 const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 
@@ -444,7 +442,16 @@ pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
         clients,
         config.gateway.allowed_origins.clone(),
         config.gateway.max_message_bytes,
-        Sessions::with_sealer(MAX_SESSIONS, SESSION_IDLE, sealer),
+        Sessions::with_sealer(
+            crate::session::Quotas {
+                max: config.gateway.limits.max_sessions,
+                per_client: config.gateway.limits.max_sessions_per_client,
+                per_second: f64::from(config.gateway.limits.new_sessions_per_second),
+                burst: f64::from(config.gateway.limits.new_sessions_burst),
+            },
+            SESSION_IDLE,
+            sealer,
+        ),
     );
     gateway.loopback_listener = config.gateway.listen.addr.ip().is_loopback();
     gateway.front = crate::front::Front::new(config.gateway.limits.clone());
@@ -675,7 +682,10 @@ pub async fn serve(path: &Path) -> Result<(), String> {
                 let gw = gw.clone();
                 match &acceptor {
                     None => {
-                        let peer = Arc::new(crate::http::Peer::default());
+                        let peer = Arc::new(crate::http::Peer {
+                            addr: Some(from.ip()),
+                            ..crate::http::Peer::default()
+                        });
                         let front = gw.front.clone();
                         let service = service_fn(move |req| crate::http::handle(gw.clone(), peer.clone(), req));
                         let stop = graceful.subscribe();
@@ -705,7 +715,7 @@ pub async fn serve(path: &Path) -> Result<(), String> {
                                 }
                             };
                             let identity = tls.get_ref().1.peer_certificates().map(mcp_edge_tls::peer_identities).unwrap_or_default();
-                            let peer = Arc::new(crate::http::Peer { identity });
+                            let peer = Arc::new(crate::http::Peer { identity, addr: Some(from.ip()) });
                             let front = gw.front.clone();
                             let service = service_fn(move |req| crate::http::handle(gw.clone(), peer.clone(), req));
                             crate::front::serve_connection(tls, service, &front, stop).await;

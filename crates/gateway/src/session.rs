@@ -6,7 +6,7 @@
 //! limit are swept; the store has a cap so that a flood of `initialize` cannot grow
 //! memory without bound.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -57,6 +57,9 @@ pub struct Session {
     scope: Mutex<Scope>,
     /// Who opened it (`None`: anonymous).
     pub principal: Option<Arc<str>>,
+    /// Whose quota it counts against: the principal, or the client address when
+    /// anonymous.
+    owner: Arc<str>,
     /// Opened by a legacy HTTP+SSE client: every answer goes on its event stream.
     pub legacy: bool,
     initialized: AtomicBool,
@@ -219,35 +222,161 @@ impl Session {
     }
 }
 
+/// The first characters of a session id, enough to tell sessions apart in a log
+/// (a full sealed id is a bearer credential for its session, and long).
+pub fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
 /// Why a session could not be opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Full(pub usize);
+pub enum Full {
+    /// Every place is taken, and none is held by a session that never finished its
+    /// handshake (those are evicted first).
+    Process(usize),
+    /// This client (principal, or address when anonymous) holds its quota already.
+    Client(usize),
+    /// This client opens sessions faster than its rate; it may try again after this.
+    TooFast(Duration),
+}
+
+impl std::fmt::Display for Full {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Full::Process(n) => write!(
+                f,
+                "too many sessions ({n}, [gateway.limits] max_sessions); try again later"
+            ),
+            Full::Client(n) => write!(
+                f,
+                "this client holds {n} sessions already ([gateway.limits] max_sessions_per_client); end some (DELETE) or let them expire"
+            ),
+            Full::TooFast(after) => write!(
+                f,
+                "this client opens sessions too fast ([gateway.limits] new_sessions_per_second); try again in {}ms",
+                after.as_millis().max(1)
+            ),
+        }
+    }
+}
+
+/// How many sessions, and how fast, clients may open.
+#[derive(Debug, Clone, Copy)]
+pub struct Quotas {
+    /// Sessions in the process.
+    pub max: usize,
+    /// Sessions one client (principal, or address when anonymous) may hold.
+    pub per_client: usize,
+    /// New sessions one client may open per second, sustained.
+    pub per_second: f64,
+    /// New sessions one client may open in a burst.
+    pub burst: f64,
+}
+
+impl Quotas {
+    /// At most `max` sessions, with the per-client defaults.
+    pub fn new(max: usize) -> Quotas {
+        Quotas {
+            max,
+            per_client: max.min(1000),
+            per_second: 20.0,
+            burst: 100.0,
+        }
+    }
+}
+
+/// One client's share: its sessions, and its bucket of new ones.
+#[derive(Debug)]
+struct Owner {
+    sessions: usize,
+    tokens: f64,
+    refilled: Instant,
+}
 
 /// All sessions of this process.
 pub struct Sessions {
     map: Mutex<HashMap<String, Arc<Session>>>,
-    max: usize,
+    quotas: Quotas,
     idle: Duration,
     sealer: Sealer,
     /// Sessions ended here (DELETE): their sealed ids must not come back to life here.
     ended: Mutex<HashMap<String, Instant>>,
+    /// Each client's share.
+    owners: Mutex<HashMap<Arc<str>, Owner>>,
+    /// Sessions opened and not yet initialized, oldest first: the first to go when the
+    /// process is full (entries of sessions since initialized or ended are skipped).
+    unfinished: Mutex<VecDeque<String>>,
 }
 
 impl Sessions {
     /// A store for at most `max` sessions, each swept after `idle` without activity.
     pub fn new(max: usize, idle: Duration) -> Self {
-        Sessions::with_sealer(max, idle, Sealer::random())
+        Sessions::with_sealer(Quotas::new(max), idle, Sealer::random())
     }
 
     /// A store whose Streamable HTTP session ids are sealed with `sealer`, so that
     /// replicas with the same key can serve them.
-    pub fn with_sealer(max: usize, idle: Duration, sealer: Sealer) -> Self {
+    pub fn with_sealer(quotas: Quotas, idle: Duration, sealer: Sealer) -> Self {
         Sessions {
             map: Mutex::new(HashMap::new()),
-            max,
+            quotas,
             idle,
             sealer,
             ended: Mutex::new(HashMap::new()),
+            owners: Mutex::new(HashMap::new()),
+            unfinished: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Takes one new session from `owner`'s bucket and one place from its quota.
+    fn take(&self, owner: &Arc<str>, rate_limited: bool) -> Result<(), Full> {
+        let now = Instant::now();
+        let mut owners = lock(&self.owners);
+        let share = owners.entry(owner.clone()).or_insert(Owner {
+            sessions: 0,
+            tokens: self.quotas.burst,
+            refilled: now,
+        });
+        if share.sessions >= self.quotas.per_client {
+            return Err(Full::Client(self.quotas.per_client));
+        }
+        if rate_limited {
+            let elapsed = now.saturating_duration_since(share.refilled).as_secs_f64();
+            share.tokens = (share.tokens + elapsed * self.quotas.per_second).min(self.quotas.burst);
+            share.refilled = now;
+            if share.tokens < 1.0 {
+                let wait = (1.0 - share.tokens) / self.quotas.per_second;
+                return Err(Full::TooFast(Duration::from_secs_f64(wait)));
+            }
+            share.tokens -= 1.0;
+        }
+        share.sessions += 1;
+        Ok(())
+    }
+
+    /// Gives back `owner`'s place (its bucket stays until the sweep).
+    fn give_back(&self, owner: &Arc<str>) {
+        if let Some(share) = lock(&self.owners).get_mut(owner) {
+            share.sessions = share.sessions.saturating_sub(1);
+        }
+    }
+
+    /// Ends the oldest session that never finished its handshake and holds no stream;
+    /// whether there was one.
+    fn evict_unfinished(&self) -> bool {
+        loop {
+            let Some(id) = lock(&self.unfinished).pop_front() else {
+                return false;
+            };
+            let victim = lock(&self.map).get(&id).cloned();
+            if let Some(victim) = victim
+                && !victim.is_initialized()
+                && !victim.has_stream()
+            {
+                tracing::debug!(session = %short_id(&id), "evicted a session that never finished its handshake");
+                self.end(&id);
+                return true;
+            }
         }
     }
 
@@ -256,14 +385,17 @@ impl Sessions {
         self.sealer.shared
     }
 
-    /// Opens a session.
+    /// Opens a session for `owner` (the principal, or the client's address when
+    /// anonymous), within its quota and its rate.
     pub fn open(
         &self,
         version: &'static str,
         scope: Scope,
         principal: Option<Arc<str>>,
+        owner: &Arc<str>,
         legacy: bool,
     ) -> Result<Arc<Session>, Full> {
+        self.take(owner, true)?;
         let id = if legacy {
             // A legacy SSE session lives on its stream, in this process.
             let mut bytes = [0u8; 16];
@@ -277,7 +409,20 @@ impl Sessions {
                 issued: crate::seal::now(),
             })
         };
-        self.insert(id, version, scope, principal, legacy, false)
+        let opened = self.insert(
+            id.clone(),
+            version,
+            scope,
+            principal,
+            owner.clone(),
+            legacy,
+            false,
+        );
+        match &opened {
+            Ok(_) => lock(&self.unfinished).push_back(id),
+            Err(_) => self.give_back(owner),
+        }
+        opened
     }
 
     /// A session opened on another replica (or before a restart): its sealed id
@@ -308,15 +453,34 @@ impl Sessions {
             return Ok(existing.clone());
         }
         tracing::debug!("serving a session opened elsewhere");
-        self.insert(id.to_owned(), version, scope, principal, false, true)
+        let owner: Arc<str> = principal.clone().unwrap_or_else(|| Arc::from("anonymous"));
+        self.take(&owner, false)?;
+        let adopted = self.insert(
+            id.to_owned(),
+            version,
+            scope,
+            principal,
+            owner.clone(),
+            false,
+            true,
+        );
+        if adopted.is_err() {
+            self.give_back(&owner);
+        }
+        adopted
     }
 
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one private constructor, called twice"
+    )]
     fn insert(
         &self,
         id: String,
         version: &'static str,
         scope: Scope,
         principal: Option<Arc<str>>,
+        owner: Arc<str>,
         legacy: bool,
         initialized: bool,
     ) -> Result<Arc<Session>, Full> {
@@ -325,6 +489,7 @@ impl Sessions {
             version: Mutex::new(version),
             scope: Mutex::new(scope),
             principal,
+            owner,
             legacy,
             initialized: AtomicBool::new(initialized),
             stream: Mutex::new(None),
@@ -335,11 +500,13 @@ impl Sessions {
             last_seen: Mutex::new(Instant::now()),
             created: Instant::now(),
         });
-        let mut map = lock(&self.map);
-        if map.len() >= self.max {
-            return Err(Full(self.max));
+        // Full: a session that never finished its handshake makes room first.
+        while lock(&self.map).len() >= self.quotas.max {
+            if !self.evict_unfinished() {
+                return Err(Full::Process(self.quotas.max));
+            }
         }
-        map.insert(id, session.clone());
+        lock(&self.map).insert(id, session.clone());
         Ok(session)
     }
 
@@ -355,13 +522,15 @@ impl Sessions {
     /// Ends a session; false if it did not exist.
     pub fn end(&self, id: &str) -> bool {
         let removed = lock(&self.map).remove(id);
-        if removed.is_some() {
+        if let Some(session) = &removed {
+            self.give_back(&session.owner);
             let mut ended = lock(&self.ended);
             // Bounded: past the cap, the oldest half is forgotten.
-            if ended.len() >= self.max {
+            let max = self.quotas.max;
+            if ended.len() >= max {
                 let mut by_age: Vec<(String, Instant)> = ended.drain().collect();
                 by_age.sort_by_key(|(_, at)| *at);
-                ended.extend(by_age.into_iter().skip(self.max / 2));
+                ended.extend(by_age.into_iter().skip(max / 2));
             }
             ended.insert(id.to_owned(), Instant::now());
         }
@@ -395,18 +564,35 @@ impl Sessions {
         let now = Instant::now();
         let max_age = Duration::from_secs(crate::seal::MAX_AGE_SECS);
         lock(&self.ended).retain(|_, at| now.saturating_duration_since(*at) < max_age);
-        let mut map = lock(&self.map);
-        let before = map.len();
-        map.retain(|_, s| {
-            let idle = now.saturating_duration_since(*lock(&s.last_seen)) > self.idle;
-            let abandoned =
-                !s.is_initialized() && now.saturating_duration_since(s.created) > HANDSHAKE_TIMEOUT;
-            let keep = !(idle || abandoned) || s.has_stream();
-            if !keep {
-                s.close();
-            }
-            keep
+        let mut gone = Vec::new();
+        let swept = {
+            let mut map = lock(&self.map);
+            let before = map.len();
+            map.retain(|_, s| {
+                let idle = now.saturating_duration_since(*lock(&s.last_seen)) > self.idle;
+                let abandoned = !s.is_initialized()
+                    && now.saturating_duration_since(s.created) > HANDSHAKE_TIMEOUT;
+                let keep = !(idle || abandoned) || s.has_stream();
+                if !keep {
+                    s.close();
+                    gone.push(s.owner.clone());
+                }
+                keep
+            });
+            lock(&self.unfinished).retain(|id| map.get(id).is_some_and(|s| !s.is_initialized()));
+            before - map.len()
+        };
+        for owner in &gone {
+            self.give_back(owner);
+        }
+        // A client with no session and a full bucket leaves no trace.
+        lock(&self.owners).retain(|_, share| {
+            share.sessions > 0
+                || share.tokens
+                    + now.saturating_duration_since(share.refilled).as_secs_f64()
+                        * self.quotas.per_second
+                    < self.quotas.burst
         });
-        before - map.len()
+        swept
     }
 }

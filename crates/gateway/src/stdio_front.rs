@@ -20,7 +20,13 @@ pub async fn serve(gw: Arc<Gateway>, route: Option<&str>) -> Result<(), String> 
         .map_err(|_| format!("no route named `{}`", route.unwrap_or_default()))?;
     let session = gw
         .sessions
-        .open(version::LATEST_SESSION, scope, None, false)
+        .open(
+            version::LATEST_SESSION,
+            scope,
+            None,
+            &Arc::from("stdio"),
+            false,
+        )
         .map_err(|_| "no session could be opened".to_owned())?;
     let (out, mut outgoing) = mpsc::channel::<Vec<u8>>(256);
     session.attach_stream(out.clone());

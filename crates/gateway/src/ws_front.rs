@@ -127,18 +127,13 @@ pub(crate) fn upgrade(
         Err(response) => return response,
     };
     // A socket's session lives on the socket, in this process, like a legacy SSE one.
+    let owner = peer.owner(principal.as_ref());
     let session = match gw
         .sessions
-        .open(version::LATEST_SESSION, scope, principal, true)
+        .open(version::LATEST_SESSION, scope, principal, &owner, true)
     {
         Ok(session) => session,
-        Err(full) => {
-            return refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                code::INTERNAL_ERROR,
-                &format!("too many sessions ({}); try again later", full.0),
-            );
-        }
+        Err(full) => return crate::http::session_refused(full),
     };
     let upgraded = hyper::upgrade::on(&mut req);
     let gw = gw.clone();
@@ -155,14 +150,14 @@ pub(crate) fn upgrade(
         config.max_message_size = Some(gw.max_message_bytes);
         config.max_frame_size = Some(gw.max_message_bytes);
         let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-        tracing::info!(session = %session.id, "WebSocket session opened");
+        tracing::info!(session = %crate::session::short_id(&session.id), "WebSocket session opened");
         serve_socket(&gw, &session, socket).await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while session.in_flight() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         gw.sessions.end(&session.id);
-        tracing::info!(session = %session.id, "WebSocket session closed");
+        tracing::info!(session = %crate::session::short_id(&session.id), "WebSocket session closed");
     });
     let mut response = empty(StatusCode::SWITCHING_PROTOCOLS);
     let headers = response.headers_mut();
@@ -214,7 +209,7 @@ async fn serve_socket<S>(
                     Some(Ok(Frame::Close(_))) | None => break,
                     Some(Ok(_)) => continue, // ping, pong: tungstenite answers pings itself
                     Some(Err(e)) => {
-                        tracing::debug!(session = %session.id, "WebSocket read failed: {e}");
+                        tracing::debug!(session = %crate::session::short_id(&session.id), "WebSocket read failed: {e}");
                         let _ = sink.send(close(CloseCode::Size, "message too large or malformed")).await;
                         break;
                     }
@@ -235,7 +230,7 @@ async fn serve_socket<S>(
             }
             _ = ping.tick() => {
                 if heard.elapsed() > PONG_WITHIN {
-                    tracing::info!(session = %session.id, "WebSocket client answered no ping; closing");
+                    tracing::info!(session = %crate::session::short_id(&session.id), "WebSocket client answered no ping; closing");
                     break;
                 }
                 if sink.send(Frame::Ping(Bytes::new())).await.is_err() {
