@@ -133,6 +133,13 @@ listen = "127.0.0.1:0"
 admin = "127.0.0.1:0"
 allow_anonymous = true
 {workers}
+# Every load comes from one address: the per-client session quota and rate are raised
+# so that `sessions` measures what sessions cost, not their refusal.
+[gateway.limits]
+max_sessions_per_client = 1000000
+new_sessions_per_second = 1000000
+new_sessions_burst = 1000000
+
 # The shipped defaults, with limits raised so the benchmark measures the gateway, not a
 # refusal: every policy layer is still in the path of every call.
 [defaults]

@@ -165,13 +165,18 @@ fn route_json(route: &RouteRt, certs: &Watcher) -> Value {
     let now = mcp_edge_tls::inspect::now();
     let state = route.upstream.state();
     let breaker = route.policy.breaker.snapshot();
-    let last_error = route
-        .stats
-        .last_error()
-        .into_iter()
-        .chain(state.last_error.clone())
-        .max_by_key(|(at, _)| *at)
-        .map(|(at, message)| json!({ "at": rfc3339(at), "message": message }));
+    // While the tool server is down, the connector says why (for a child, with the
+    // tail of its stderr, scrubbed of secrets); otherwise the newest failure.
+    let last_error = match (&state.last_error, state.up) {
+        (Some(down), false) => Some(down.clone()),
+        _ => route
+            .stats
+            .last_error()
+            .into_iter()
+            .chain(state.last_error.clone())
+            .max_by_key(|(at, _)| *at),
+    }
+    .map(|(at, message)| json!({ "at": rfc3339(at), "message": message }));
     let latency = route.stats.percentiles().map(|(p50, p99)| {
         json!({ "p50_ms": p50.as_secs_f64() * 1e3, "p99_ms": p99.as_secs_f64() * 1e3 })
     });

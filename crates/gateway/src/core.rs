@@ -98,6 +98,10 @@ pub struct Table {
 /// Which route serves which resource URI, learned from the routes' lists.
 #[derive(Default)]
 struct ResourceIndex {
+    /// When an unknown URI last made the gateway list every route's resources: at most
+    /// once per [`RELEARN_EVERY`], so that reads of unknown URIs cannot be turned into a
+    /// flood of list fan-outs. A route's `list_changed` (or its coming and going) clears it.
+    learned: Option<Instant>,
     uris: HashMap<String, String>,
     /// The literal part of a URI template before its first `{`, and the route.
     templates: Vec<(String, String)>,
@@ -156,6 +160,19 @@ fn without_hop_meta(result: Box<RawValue>) -> Box<RawValue> {
     }
     object.to_raw()
 }
+
+/// A client's text as echoed in an error: at most 64 characters (a 1 MB method name
+/// is not sent back whole).
+pub(crate) fn shown(text: &str) -> String {
+    const MAX: usize = 64;
+    match text.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}… ({} bytes)", &text[..at], text.len()),
+        None => text.to_owned(),
+    }
+}
+
+/// How often at most an unknown resource URI sends the gateway listing every route.
+const RELEARN_EVERY: Duration = Duration::from_secs(10);
 
 /// How long a client has to answer a tool server's request that came outside calls.
 const UNRELATED_ASK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -667,7 +684,7 @@ impl Gateway {
             }
             other => Err(error_object(
                 code::METHOD_NOT_FOUND,
-                &format!("Method not found: {other}"),
+                &format!("Method not found: {}", shown(other)),
                 None,
             )),
         };
@@ -1123,7 +1140,15 @@ impl Gateway {
         if let [only] = with_resources.as_slice() {
             return Some((*only).clone());
         }
-        // Learn what the routes serve, then look again.
+        // Learn what the routes serve, then look again (not more often than
+        // RELEARN_EVERY, however many unknown URIs are asked for).
+        {
+            let mut index = lock(&self.resources);
+            if index.learned.is_some_and(|at| at.elapsed() < RELEARN_EVERY) {
+                return None;
+            }
+            index.learned = Some(Instant::now());
+        }
         for method in [mcp::RESOURCES_LIST, mcp::RESOURCE_TEMPLATES_LIST] {
             let mut cursor = None;
             for _ in 0..10 {
@@ -1451,6 +1476,7 @@ impl Gateway {
         let mut index = lock(&self.resources);
         index.uris.retain(|_, r| r != route);
         index.templates.retain(|(_, r)| r != route);
+        index.learned = None;
     }
 }
 

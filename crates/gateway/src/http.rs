@@ -71,7 +71,7 @@ impl Peer {
 pub(crate) fn session_refused(full: crate::session::Full) -> Response<Body> {
     use crate::session::Full;
     let status = match full {
-        Full::Process(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Full::Process(_) | Full::NoRandom => StatusCode::SERVICE_UNAVAILABLE,
         Full::Client(_) | Full::TooFast(_) => StatusCode::TOO_MANY_REQUESTS,
     };
     let mut response = refuse(status, code::INTERNAL_ERROR, &full.to_string());
@@ -731,7 +731,7 @@ async fn dispatch(gw: Arc<Gateway>, ctx: Ctx, message: Message) -> Response<Body
                     StatusCode::NOT_FOUND,
                     message.id.as_ref(),
                     code::METHOD_NOT_FOUND,
-                    &format!("Method not found: {}", message.method()),
+                    &format!("Method not found: {}", crate::core::shown(message.method())),
                     None,
                 );
             }

@@ -114,15 +114,18 @@ impl Sealer {
         })
     }
 
-    /// A sealer with a key of its own: sessions stay in this process.
-    pub fn random() -> Sealer {
+    /// A sealer with a key of its own: sessions stay in this process. Fails when the
+    /// system's random number generator does (a predictable key would let anyone forge
+    /// session ids).
+    pub fn random() -> Result<Sealer, String> {
         let mut bytes = [0u8; 32];
-        let random = SystemRandom::new();
-        let _ = random.fill(&mut bytes);
+        SystemRandom::new().fill(&mut bytes).map_err(|_| {
+            "the system's random number generator failed: no session key could be made".to_owned()
+        })?;
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let mut sealer = Sealer::new(&[&hex]).unwrap_or_else(|_| unreachable!("64 hex digits"));
+        let mut sealer = Sealer::new(&[&hex])?;
         sealer.shared = false;
-        sealer
+        Ok(sealer)
     }
 
     /// The keys from the environment (see the module documentation), or a random one.
@@ -145,12 +148,13 @@ impl Sealer {
                 keys.extend(previous.split(',').map(str::trim).filter(|k| !k.is_empty()));
                 Sealer::new(&keys).map_err(|e| format!("MCP_EDGE_SESSION_KEY: {e}"))
             }
-            Err(_) => Ok(Sealer::random()),
+            Err(_) => Sealer::random(),
         }
     }
 
-    /// A session id carrying `claims`.
-    pub fn seal(&self, claims: &Claims) -> String {
+    /// A session id carrying `claims`; `None` when no fresh nonce could be had (the
+    /// random number generator failed: a repeated nonce would break AES-GCM).
+    pub fn seal(&self, claims: &Claims) -> Option<String> {
         let body = json!({
             "p": claims.principal,
             "v": claims.version,
@@ -159,16 +163,18 @@ impl Sealer {
         })
         .to_string();
         let mut nonce = [0u8; NONCE_LEN];
-        let _ = self.random.fill(&mut nonce);
+        self.random.fill(&mut nonce).ok()?;
         let mut sealed = body.into_bytes();
-        let _ = self.keys[0].seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(AAD),
-            &mut sealed,
-        );
+        self.keys[0]
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(AAD),
+                &mut sealed,
+            )
+            .ok()?;
         let mut token = nonce.to_vec();
         token.extend_from_slice(&sealed);
-        format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(token))
+        Some(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(token)))
     }
 
     /// The claims of a sealed id presented by `principal`.
@@ -239,19 +245,23 @@ mod tests {
     #[test]
     fn a_sealed_id_opens_with_the_key_and_only_for_its_client() {
         let sealer = Sealer::new(&[A]).unwrap();
-        let id = sealer.seal(&claims());
+        let id = sealer.seal(&claims()).unwrap();
         assert!(id.starts_with("s1.") && id.bytes().all(|b| (0x21..0x7f).contains(&b)));
         assert_eq!(sealer.open(&id, Some("agent")), Ok(claims()));
         assert_eq!(sealer.open(&id, Some("other")), Err(Refusal::OtherClient));
         assert_eq!(sealer.open(&id, None), Err(Refusal::OtherClient));
-        assert_ne!(sealer.seal(&claims()), id, "a fresh nonce each time");
+        assert_ne!(
+            sealer.seal(&claims()).unwrap(),
+            id,
+            "a fresh nonce each time"
+        );
     }
 
     #[test]
     fn other_keys_tampering_and_age_are_refused() {
         let a = Sealer::new(&[A]).unwrap();
         let b = Sealer::new(&[B]).unwrap();
-        let id = a.seal(&claims());
+        let id = a.seal(&claims()).unwrap();
         assert_eq!(b.open(&id, Some("agent")), Err(Refusal::Unopenable));
         let mut tampered = id.into_bytes();
         let last = tampered.len() - 2;
@@ -263,16 +273,19 @@ mod tests {
         assert_eq!(a.open("0123abcd", Some("agent")), Err(Refusal::NotSealed));
         let mut old = claims();
         old.issued -= MAX_AGE_SECS + 10;
-        assert_eq!(a.open(&a.seal(&old), Some("agent")), Err(Refusal::Expired));
+        assert_eq!(
+            a.open(&a.seal(&old).unwrap(), Some("agent")),
+            Err(Refusal::Expired)
+        );
     }
 
     #[test]
     fn rotation_opens_ids_sealed_with_the_previous_key() {
         let before = Sealer::new(&[A]).unwrap();
         let after = Sealer::new(&[B, A]).unwrap();
-        let id = before.seal(&claims());
+        let id = before.seal(&claims()).unwrap();
         assert_eq!(after.open(&id, Some("agent")), Ok(claims()));
-        let new = after.seal(&claims());
+        let new = after.seal(&claims()).unwrap();
         assert_eq!(before.open(&new, Some("agent")), Err(Refusal::Unopenable));
         assert!(Sealer::new(&["nothex"]).is_err());
     }

@@ -238,6 +238,9 @@ pub enum Full {
     Client(usize),
     /// This client opens sessions faster than its rate; it may try again after this.
     TooFast(Duration),
+    /// No fresh nonce could be had for the session id (the random number generator
+    /// failed): no id is made rather than a guessable one.
+    NoRandom,
 }
 
 impl std::fmt::Display for Full {
@@ -250,6 +253,9 @@ impl std::fmt::Display for Full {
             Full::Client(n) => write!(
                 f,
                 "this client holds {n} sessions already ([gateway.limits] max_sessions_per_client); end some (DELETE) or let them expire"
+            ),
+            Full::NoRandom => f.write_str(
+                "no session id could be made (the system's random number generator failed); try again later",
             ),
             Full::TooFast(after) => write!(
                 f,
@@ -310,8 +316,12 @@ pub struct Sessions {
 
 impl Sessions {
     /// A store for at most `max` sessions, each swept after `idle` without activity.
-    pub fn new(max: usize, idle: Duration) -> Self {
-        Sessions::with_sealer(Quotas::new(max), idle, Sealer::random())
+    pub fn new(max: usize, idle: Duration) -> Result<Self, String> {
+        Ok(Sessions::with_sealer(
+            Quotas::new(max),
+            idle,
+            Sealer::random()?,
+        ))
     }
 
     /// A store whose Streamable HTTP session ids are sealed with `sealer`, so that
@@ -402,12 +412,22 @@ impl Sessions {
             rand::rng().fill(&mut bytes);
             bytes.iter().map(|b| format!("{b:02x}")).collect()
         } else {
-            self.sealer.seal(&Claims {
+            let sealed = self.sealer.seal(&Claims {
                 principal: principal.as_deref().map(str::to_owned),
                 version: version.to_owned(),
                 target: scope.target().map(str::to_owned),
                 issued: crate::seal::now(),
-            })
+            });
+            match sealed {
+                Some(id) => id,
+                None => {
+                    self.give_back(owner);
+                    tracing::error!(
+                        "no session id could be sealed: the random number generator failed"
+                    );
+                    return Err(Full::NoRandom);
+                }
+            }
         };
         let opened = self.insert(
             id.clone(),

@@ -54,17 +54,29 @@ impl Bulkhead {
         if let Ok(permit) = self.permits.clone().try_acquire_owned() {
             return Ok(permit);
         }
+        // The place in the queue is given back however the wait ends, a caller that
+        // goes away mid-wait included (a counter a cancelled future leaks would fill
+        // the queue for good).
+        let place = Waiting(&self.waiting);
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue as usize {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(self.busy());
         }
         let waited = tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned()).await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        drop(place);
         match waited {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(_)) => Err(UpstreamError::Closed),
             Err(_) => Err(self.busy()),
         }
+    }
+}
+
+/// A place in the bulkhead's queue, counted in `waiting` until dropped.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -108,6 +120,45 @@ mod tests {
                 Ok(ok())
             })
         })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_that_goes_away_gives_its_place_in_the_queue_back() {
+        let bulkhead = Bulkhead::new(1, 1);
+        let held = bulkhead
+            .acquire(Instant::now() + Duration::from_secs(10))
+            .await
+            .unwrap();
+        let waiter = {
+            let bulkhead = bulkhead.clone();
+            tokio::spawn(async move {
+                bulkhead
+                    .acquire(Instant::now() + Duration::from_secs(10))
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        assert_eq!(bulkhead.waiting(), 1);
+        waiter.abort();
+        let _ = waiter.await;
+        assert_eq!(
+            bulkhead.waiting(),
+            0,
+            "the cancelled waiter's place is free"
+        );
+        // And the queue takes a waiter again.
+        let again = {
+            let bulkhead = bulkhead.clone();
+            tokio::spawn(async move {
+                bulkhead
+                    .acquire(Instant::now() + Duration::from_secs(10))
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        assert_eq!(bulkhead.waiting(), 1);
+        drop(held);
+        assert!(again.await.unwrap().is_ok());
     }
 
     #[tokio::test(start_paused = true)]

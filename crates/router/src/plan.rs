@@ -571,6 +571,26 @@ fn network(
             }
         }
     };
+    // Trusted routes insist on a service credential: a token, a header, or a client
+    // certificate (mTLS). Inside the network is not the same as anyone may call.
+    let credential = route.auth.bearer.is_some()
+        || !route.auth.headers.is_empty()
+        || route
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_identity.is_some());
+    let warned_before = diags
+        .iter()
+        .any(|d| d.message.contains("with no service credential") && d.message.contains(&subject));
+    if class.boundary == Boundary::Trusted && !credential && !warned_before {
+        diags.push(
+            Diagnostic::warning(
+                route.endpoint_span.clone(),
+                format!("{subject} crosses into the trusted network with no service credential"),
+            )
+            .help("set auth = { bearer = { env = \"NAME\" } } (or auth.headers), or a client certificate in tls.client_cert/client_key"),
+        );
+    }
     if diags.iter().filter(|d| d.is_error()).count() > before {
         return None;
     }

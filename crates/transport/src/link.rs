@@ -356,12 +356,27 @@ async fn open(conn: &Arc<Conn>, cfg: &LinkConfig) -> Result<Arc<ServerInfo>, Str
     }
 }
 
-/// Resolves the `endpoint` event's URL against the stream's.
+/// Resolves the `endpoint` event's URL against the stream's. An absolute URL must
+/// name the stream's own origin: the POSTs carry the route's credentials and were
+/// classified by the route's URL, so a server that names another host (or scheme, or
+/// port) is refused rather than followed.
 fn resolve(base: &Uri, endpoint: &str) -> Result<Uri, String> {
-    if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
-        return endpoint
+    if endpoint.contains("://") || endpoint.starts_with("//") {
+        let uri: Uri = endpoint
             .parse()
-            .map_err(|e| format!("bad endpoint `{endpoint}`: {e}"));
+            .map_err(|e| format!("bad endpoint `{endpoint}`: {e}"))?;
+        let same = uri.scheme() == base.scheme()
+            && uri
+                .authority()
+                .zip(base.authority())
+                .is_some_and(|(a, b)| a.as_str().eq_ignore_ascii_case(b.as_str()));
+        if !same {
+            return Err(format!(
+                "the endpoint event names another origin ({}); only the stream's own origin is followed",
+                uri.authority().map_or("none", |a| a.as_str())
+            ));
+        }
+        return Ok(uri);
     }
     let scheme = base.scheme_str().unwrap_or("http");
     let authority = base.authority().map_or("", |a| a.as_str());
@@ -639,6 +654,17 @@ mod tests {
             "http://127.0.0.1:9000/message?sessionId=9f"
         );
         assert_eq!(got("messages?x=1"), "http://127.0.0.1:9000/messages?x=1");
-        assert_eq!(got("https://other.example/m"), "https://other.example/m");
+        assert_eq!(
+            got("http://127.0.0.1:9000/m?s=1"),
+            "http://127.0.0.1:9000/m?s=1"
+        );
+        for elsewhere in [
+            "https://other.example/m",
+            "http://127.0.0.1:9001/m",
+            "https://127.0.0.1:9000/m",
+            "//evil.example/m",
+        ] {
+            assert!(resolve(&base, elsewhere).is_err(), "{elsewhere}");
+        }
     }
 }

@@ -32,6 +32,18 @@ use super::connector::Stream;
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
 /// The most header fields a response head may have.
 pub(crate) const MAX_HEADERS: usize = 100;
+/// Informational (1xx) heads skipped before a response's own, at most.
+const MAX_INFORMATIONAL: usize = 16;
+
+/// What the buffer holds of a response head.
+enum Head {
+    /// Not all of it yet.
+    Partial,
+    /// A 1xx head, consumed: the response's own comes after it.
+    Informational,
+    /// The response's head.
+    Final(Response<()>),
+}
 
 /// How much the read buffer grows by when it is nearly full: at first, and again
 /// whenever reads come back small.
@@ -229,10 +241,23 @@ impl Conn {
     }
 
     async fn read_head(&mut self, head_request: bool) -> Result<Response<()>, Error> {
+        let mut informational = 0;
         loop {
             if !self.buf.is_empty() {
-                if let Some(response) = self.parse_head(head_request)? {
-                    return Ok(response);
+                match self.parse_head(head_request)? {
+                    Head::Final(response) => return Ok(response),
+                    Head::Informational => {
+                        // Skipped in a loop, not by recursion, and only so many: a
+                        // server sending 1xx heads forever gets an error, not a stack.
+                        informational += 1;
+                        if informational > MAX_INFORMATIONAL {
+                            return Err(Error::Invalid(format!(
+                                "more than {MAX_INFORMATIONAL} informational (1xx) responses before the answer"
+                            )));
+                        }
+                        continue;
+                    }
+                    Head::Partial => {}
                 }
                 if self.buf.len() > MAX_HEAD {
                     return Err(Error::Invalid(format!(
@@ -265,9 +290,9 @@ impl Conn {
         Ok(read)
     }
 
-    /// The response head, when the buffer holds all of it (informational responses
-    /// before it are skipped).
-    fn parse_head(&mut self, head_request: bool) -> Result<Option<Response<()>>, Error> {
+    /// The response head, when the buffer holds all of it; an informational head is
+    /// consumed and reported as such.
+    fn parse_head(&mut self, head_request: bool) -> Result<Head, Error> {
         // Uninitialised: the parser writes only the fields it finds.
         let mut fields =
             [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
@@ -276,7 +301,7 @@ impl Conn {
         let len =
             match config.parse_response_with_uninit_headers(&mut parsed, &self.buf, &mut fields) {
                 Ok(httparse::Status::Complete(len)) => len,
-                Ok(httparse::Status::Partial) => return Ok(None),
+                Ok(httparse::Status::Partial) => return Ok(Head::Partial),
                 Err(e) => return Err(Error::Invalid(e.to_string())),
             };
         let code = parsed.code.unwrap_or_default();
@@ -287,7 +312,7 @@ impl Conn {
                 return Err(Error::Invalid("101 Switching Protocols, unasked".into()));
             }
             self.buf.advance(len);
-            return self.parse_head(head_request);
+            return Ok(Head::Informational);
         }
         let version = if parsed.version == Some(0) {
             Version::HTTP_10
@@ -323,7 +348,7 @@ impl Conn {
         *response.status_mut() = status;
         *response.version_mut() = version;
         *response.headers_mut() = headers;
-        Ok(Some(response))
+        Ok(Head::Final(response))
     }
 
     /// The next piece of the body; `None` at its end.
@@ -710,6 +735,17 @@ mod tests {
         assert_eq!(head.status(), StatusCode::ACCEPTED);
         assert!(body.is_empty());
         assert!(reusable);
+    }
+
+    #[tokio::test]
+    async fn endless_informational_responses_are_an_error_not_a_stack() {
+        let flood: Vec<&'static [u8]> =
+            std::iter::repeat_n(&b"HTTP/1.1 102 Processing\r\n\r\n"[..], 5000)
+                .chain([&b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"[..]])
+                .collect();
+        let (outcome, _) = answered(flood.leak(), false).await;
+        let error = outcome.expect_err("refused");
+        assert!(error.to_string().contains("informational"), "{error}");
     }
 
     #[tokio::test]
