@@ -146,7 +146,7 @@ fn declared_stricter_is_allowed_and_looser_needs_an_opt_in() {
     );
 
     let (planned, diags) = run(
-        "[[route]]\nname = \"p\"\nurl = \"http://203.0.113.9/mcp\"\nboundary = \"trusted\"\nboundary_override = \"reached over the partner IPsec tunnel\"\n",
+        "[[route]]\nname = \"p\"\nurl = \"http://203.0.113.9/mcp\"\nboundary = \"trusted\"\nboundary_override = \"reached over the partner IPsec tunnel\"\nauth = { bearer = { env = \"P_TOKEN\" } }\n",
     );
     let r = &planned.expect("override accepted").routes[0];
     assert_eq!(r.boundary, Boundary::Trusted);
