@@ -13,6 +13,9 @@ Tools: echo(message: str) -> str   returns message unchanged
        roots() -> str              asks the client for its roots with no related request
        roots_later() -> str        answers, then asks for roots from outside any call
        last_roots() -> str         what that late question got back (or "pending")
+       touch(uri: str) -> str      "notified" (and notifications/resources/updated) when this
+                                   session subscribed to uri, else "not subscribed"
+Resources: peer://note (subscribe/unsubscribe tracked per session).
 
 stdio: newline-delimited JSON-RPC on stdin/stdout; logs only on stderr.
 --http PORT: endpoint http://127.0.0.1:PORT/mcp (POST/GET/DELETE).
@@ -221,6 +224,33 @@ def build(stateless: bool = False, json_response: bool = False, resumable: bool 
     def last_roots() -> str:
         """What the last `roots_later` got back, or `pending`."""
         return later.get("roots", "pending")
+
+    # Resources with subscriptions, kept per upstream session as a real server keeps
+    # them: `touch(uri)` tells a session that subscribed that the resource changed.
+    @mcp.resource("peer://note", name="note", mime_type="text/plain")
+    def note() -> str:
+        return "a note"
+
+    subscribed: dict[int, set[str]] = {}
+    lowlevel = mcp._mcp_server
+
+    @lowlevel.subscribe_resource()
+    async def on_subscribe(uri) -> None:
+        session = lowlevel.request_context.session
+        subscribed.setdefault(id(session), set()).add(str(uri))
+
+    @lowlevel.unsubscribe_resource()
+    async def on_unsubscribe(uri) -> None:
+        session = lowlevel.request_context.session
+        subscribed.setdefault(id(session), set()).discard(str(uri))
+
+    @mcp.tool()
+    async def touch(uri: str, ctx: Context) -> str:
+        """Change a resource: its subscribers hear `notifications/resources/updated`."""
+        if uri not in subscribed.get(id(ctx.session), set()):
+            return "not subscribed"
+        await ctx.session.send_resource_updated(uri)
+        return "notified"
 
     return mcp
 

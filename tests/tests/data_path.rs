@@ -1133,3 +1133,106 @@ async fn a_request_outside_any_call_reaches_a_client_of_the_route_on_every_trans
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_clients_unsubscribe_never_ends_anothers_subscription() {
+    let server = mcp_edge_tests::ServerProc::start(
+        &mcp_edge_tests::peer("py1/bin/python"),
+        &["tests/peers/fastmcp_server.py", "--http", "0"],
+        &[],
+    );
+    let gw = Gateway::start(
+        "subscriptions",
+        &format!(
+            "[[route]]\nname = \"web\"\nurl = \"http://127.0.0.1:{}/mcp\"\ntimeout = \"20s\"\n",
+            server.port
+        ),
+    );
+    let mut a = gw.client("/mcp");
+    a.initialize().await;
+    let mut b = gw.client("/mcp");
+    b.initialize().await;
+    let stream_of = |m: &Mcp| {
+        let session = m.session.clone().unwrap();
+        async move {
+            open_stream(
+                gw.addr,
+                "GET",
+                "/mcp",
+                &[
+                    ("accept", "text/event-stream"),
+                    ("mcp-session-id", session.as_str()),
+                ],
+                b"",
+            )
+            .await
+        }
+    };
+    let mut a_stream = stream_of(&a).await;
+    let mut b_stream = stream_of(&b).await;
+    let note = json!({ "uri": "peer://note" });
+    a.call("resources/subscribe", note.clone()).await;
+    b.call("resources/subscribe", note.clone()).await;
+    // A leaves; B's subscription must hold upstream.
+    a.call("resources/unsubscribe", note.clone()).await;
+    let touch = json!({ "name": "web__touch", "arguments": { "uri": "peer://note" } });
+    let touched = b.call("tools/call", touch.clone()).await;
+    assert_eq!(
+        text(&touched),
+        "notified",
+        "the upstream subscription survived A's unsubscribe"
+    );
+    let updated = |v: &Value| v["method"] == "notifications/resources/updated";
+    let deadline = Instant::now() + SECS(10);
+    loop {
+        let event = b_stream
+            .next_json(deadline.saturating_duration_since(Instant::now()))
+            .await
+            .expect("B hears the update");
+        if updated(&event) {
+            assert_eq!(event["params"]["uri"], "peer://note");
+            break;
+        }
+    }
+    // A, no longer subscribed, hears nothing of it.
+    while let Some(event) = a_stream.next_json(SECS(1)).await {
+        assert!(!updated(&event), "A unsubscribed yet heard {event}");
+    }
+    // The last subscriber out ends the upstream subscription.
+    b.call("resources/unsubscribe", note.clone()).await;
+    let touched = b.call("tools/call", touch).await;
+    assert_eq!(text(&touched), "not subscribed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_uri_two_routes_list_is_read_from_the_first_route_every_time() {
+    // Both routes list demo://readme: the one first in routes.toml serves its reads,
+    // whichever answered the listing last.
+    let gw = Gateway::start(
+        "same-uri",
+        &format!("{}{}", demo("first", ""), demo("second", "")),
+    );
+    let mut mcp = gw.client("/mcp");
+    mcp.initialize().await;
+    for _ in 0..3 {
+        mcp.call("resources/list", json!({})).await;
+        let read = mcp
+            .call("resources/read", json!({ "uri": "demo://readme" }))
+            .await;
+        assert!(read["contents"][0]["text"].is_string(), "{read}");
+    }
+    let metrics = String::from_utf8_lossy(&http(gw.admin, "GET", "/metrics", &[], b"").await.body)
+        .into_owned();
+    let reads = |route: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "mcp_edge_calls_total{{route=\"{route}\",method=\"resources/read\""
+                ))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .map_or(0, |n| n.parse::<u64>().unwrap())
+    };
+    assert_eq!((reads("first"), reads("second")), (3, 0), "{metrics}");
+}

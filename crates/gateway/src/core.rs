@@ -6,7 +6,7 @@
 //! forwarded with their notifications relayed, and every failure becomes a JSON-RPC
 //! error that names the route and the reason ([`upstream_error`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -83,6 +83,8 @@ pub struct Gateway {
     /// The agents' listener's caps and timeouts, and what it holds now.
     pub front: Arc<crate::front::Front>,
     resources: Mutex<ResourceIndex>,
+    /// The resource subscriptions mcp-edge holds upstream: (route, URI).
+    upstream_subs: Mutex<HashSet<(String, String)>>,
 }
 
 /// What a reload replaces: the routes and who may use them.
@@ -102,7 +104,9 @@ struct ResourceIndex {
     /// once per [`RELEARN_EVERY`], so that reads of unknown URIs cannot be turned into a
     /// flood of list fan-outs. A route's `list_changed` (or its coming and going) clears it.
     learned: Option<Instant>,
-    uris: HashMap<String, String>,
+    /// Each URI and the routes that list it, in the order they were learned: a URI
+    /// two routes list stays with both (read from the first in the client's scope).
+    uris: HashMap<String, Vec<String>>,
     /// The literal part of a URI template before its first `{`, and the route.
     templates: Vec<(String, String)>,
 }
@@ -170,6 +174,12 @@ pub(crate) fn shown(text: &str) -> String {
         None => text.to_owned(),
     }
 }
+
+/// Resource URIs the gateway remembers the routes of, all routes together.
+const MAX_INDEXED_URIS: usize = 100_000;
+
+/// Resources one session may be subscribed to at once.
+const MAX_SUBSCRIPTIONS: usize = 1_000;
 
 /// How often at most an unknown resource URI sends the gateway listing every route.
 const RELEARN_EVERY: Duration = Duration::from_secs(10);
@@ -362,6 +372,7 @@ impl Gateway {
             loopback_listener: false,
             front: crate::front::Front::new(Default::default()),
             resources: Mutex::new(ResourceIndex::default()),
+            upstream_subs: Mutex::new(HashSet::new()),
         }
     }
 
@@ -1046,8 +1057,8 @@ impl Gateway {
             )
         })?;
         let deadline = route.deadline();
-        let result = self
-            .forward(
+        let forward = |method| {
+            self.forward(
                 ctx,
                 &route,
                 method,
@@ -1056,15 +1067,88 @@ impl Gateway {
                 deadline,
                 Some(events),
             )
-            .await?;
-        if let Some(session) = &ctx.session {
-            match method {
-                mcp::RESOURCES_SUBSCRIBE => session.subscribe(&uri, true),
-                mcp::RESOURCES_UNSUBSCRIBE => session.subscribe(&uri, false),
-                _ => {}
+        };
+        let Some(session) = ctx
+            .session
+            .as_ref()
+            .filter(|_| method != mcp::RESOURCES_READ)
+        else {
+            return forward(method).await;
+        };
+        // One upstream subscription per route and URI, however many clients hold it:
+        // the first subscriber makes it, the last one to leave ends it, and one client's
+        // unsubscribe never ends another's.
+        let key = (route.name.clone(), uri.clone());
+        if method == mcp::RESOURCES_SUBSCRIBE {
+            if !session.subscribed(&uri) && session.subscriptions() >= MAX_SUBSCRIPTIONS {
+                return Err(error_object(
+                    code::INVALID_REQUEST,
+                    &format!("this session holds {MAX_SUBSCRIPTIONS} subscriptions already"),
+                    None,
+                ));
             }
+            if lock(&self.upstream_subs).contains(&key) {
+                session.subscribe(&uri, true);
+                return Ok(jsonrpc::empty_object());
+            }
+            let result = forward(method).await?;
+            lock(&self.upstream_subs).insert(key);
+            session.subscribe(&uri, true);
+            return Ok(result);
         }
-        Ok(result)
+        if !session.subscribed(&uri) {
+            return Ok(jsonrpc::empty_object());
+        }
+        session.subscribe(&uri, false);
+        if self.subscribers(&route.name, &uri) > 0 || !lock(&self.upstream_subs).remove(&key) {
+            return Ok(jsonrpc::empty_object());
+        }
+        forward(method).await
+    }
+
+    /// Sessions subscribed to `uri` on `route`.
+    fn subscribers(&self, route: &str, uri: &str) -> usize {
+        self.sessions
+            .all()
+            .iter()
+            .filter(|s| s.subscribed(uri) && s.scope().contains(route))
+            .count()
+    }
+
+    /// Ends the upstream subscriptions no session holds any more (their sessions
+    /// ended or expired without unsubscribing). Run by the session sweep.
+    pub fn reconcile_subscriptions(&self) {
+        let orphans: Vec<(String, String)> = lock(&self.upstream_subs)
+            .iter()
+            .filter(|(route, uri)| self.subscribers(route, uri) == 0)
+            .cloned()
+            .collect();
+        for (route, uri) in orphans {
+            lock(&self.upstream_subs).remove(&(route.clone(), uri.clone()));
+            let Some(rt) = self
+                .table()
+                .routes
+                .iter()
+                .find(|r| r.name == route)
+                .cloned()
+            else {
+                continue;
+            };
+            let params = jsonrpc::raw(&json!({ "uri": uri }));
+            tokio::spawn(async move {
+                let call = Call {
+                    method: mcp::RESOURCES_UNSUBSCRIBE.to_owned(),
+                    params: Some(params),
+                    deadline: Instant::now() + LIST_DEADLINE,
+                    events: None,
+                    traceparent: None,
+                    name: None,
+                };
+                if let Err(e) = rt.upstream.call(call).await {
+                    tracing::debug!(route = %rt.name, "unsubscribing an orphaned subscription failed: {e}");
+                }
+            });
+        }
     }
 
     /// `completion/complete`: by the prompt's name or the resource's URI.
@@ -1172,8 +1256,11 @@ impl Gateway {
     fn lookup_resource(&self, ctx: &Ctx, uri: &str) -> Option<Arc<RouteRt>> {
         let index = lock(&self.resources);
         let by_name = |name: &str| ctx.scope.routes.iter().find(|r| r.name == name).cloned();
-        if let Some(route) = index.uris.get(uri).and_then(|n| by_name(n)) {
-            return Some(route);
+        if let Some(listed) = index.uris.get(uri) {
+            // The first route of the client's scope (routes.toml order) that lists it.
+            if let Some(route) = ctx.scope.routes.iter().find(|r| listed.contains(&r.name)) {
+                return Some(route.clone());
+            }
         }
         index
             .templates
@@ -1306,7 +1393,16 @@ impl Gateway {
                         .ok()
                         .and_then(|o| o.get_str("uri"))
                     {
-                        index.uris.insert(uri, route.name.clone());
+                        // Bounded: a tool server listing without end does not grow
+                        // the gateway without end (past the cap, reads fall back to
+                        // the templates and the one-route shortcut).
+                        if index.uris.len() >= MAX_INDEXED_URIS && !index.uris.contains_key(&uri) {
+                            continue;
+                        }
+                        let routes = index.uris.entry(uri).or_default();
+                        if !routes.contains(&route.name) {
+                            routes.push(route.name.clone());
+                        }
                     }
                 }
                 items
@@ -1474,7 +1570,10 @@ impl Gateway {
 
     fn forget_resources(&self, route: &str) {
         let mut index = lock(&self.resources);
-        index.uris.retain(|_, r| r != route);
+        index.uris.retain(|_, routes| {
+            routes.retain(|r| r != route);
+            !routes.is_empty()
+        });
         index.templates.retain(|(_, r)| r != route);
         index.learned = None;
     }

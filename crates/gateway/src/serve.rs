@@ -476,6 +476,7 @@ pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
             if swept > 0 {
                 tracing::info!(swept, "ended idle sessions");
             }
+            gw.reconcile_subscriptions();
         }
     });
     Ok(gateway)

@@ -198,6 +198,11 @@ impl Session {
         }
     }
 
+    /// How many resources the session is subscribed to.
+    pub fn subscriptions(&self) -> usize {
+        lock(&self.subscriptions).len()
+    }
+
     /// Whether the session subscribed to `uri`.
     pub fn subscribed(&self, uri: &str) -> bool {
         lock(&self.subscriptions).contains(uri)
