@@ -806,3 +806,217 @@ pub fn peer(relative: &str) -> String {
     );
     path.display().to_string()
 }
+
+// ---------- raw sockets, for clients and servers that misbehave ----------
+
+pub use raw::{call_on, closed_within, connect_from, dripping_server, read_request, respond_json};
+
+/// Clients and servers that speak HTTP/1.1 by hand, to misbehave on purpose.
+mod raw {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// Reads until the peer closes (or `within` passes): whether it closed, and what came.
+    pub async fn closed_within(
+        stream: &mut tokio::net::TcpStream,
+        within: std::time::Duration,
+    ) -> (bool, String) {
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let mut buf = [0u8; 4096];
+            match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return (true, String::from_utf8_lossy(&got).into()),
+                Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+                Err(_) => return (false, String::from_utf8_lossy(&got).into()),
+            }
+        }
+    }
+
+    /// A connection to `addr` from the loopback address `from`.
+    pub async fn connect_from(from: [u8; 4], addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
+        socket.connect(addr).await.unwrap()
+    }
+
+    /// One echo call on an open keep-alive connection; its status.
+    pub async fn call_on(
+        stream: &mut tokio::net::TcpStream,
+        addr: std::net::SocketAddr,
+        n: u32,
+    ) -> u16 {
+        // A 2026-07-28 call: no session to open first.
+        let body = serde_json::json!({ "jsonrpc": "2.0", "id": n, "method": "tools/call", "params": { "name": "demo__echo", "arguments": { "message": "alive" }, "_meta": { "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {} } } }).to_string();
+        let head = format!(
+            "POST /mcp HTTP/1.1\r\nHost: {addr}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\n\
+             mcp-protocol-version: 2026-07-28\r\nmcp-method: tools/call\r\nmcp-name: demo__echo\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(body.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        loop {
+            let mut buf = [0u8; 4096];
+            let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buf))
+                .await
+                .expect("an answer in time")
+                .unwrap();
+            assert!(n > 0, "the server closed an established connection");
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got);
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length: usize = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if got.len() >= end + 4 + length {
+                    return text[9..12].parse().unwrap();
+                }
+            }
+        }
+    }
+
+    /// Reads one HTTP/1.1 request: its method and JSON body (`Null` when there is none).
+    pub async fn read_request(
+        stream: &mut tokio::net::TcpStream,
+        buf: &mut Vec<u8>,
+    ) -> Option<(String, serde_json::Value)> {
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                while buf.len() < end + 4 + length {
+                    let mut more = [0u8; 4096];
+                    let n = stream.read(&mut more).await.ok()?;
+                    if n == 0 {
+                        return None;
+                    }
+                    buf.extend_from_slice(&more[..n]);
+                }
+                let body = serde_json::from_slice(&buf[end + 4..end + 4 + length])
+                    .unwrap_or(serde_json::Value::Null);
+                buf.drain(..end + 4 + length);
+                let method = head.split(' ').next().unwrap_or_default().to_owned();
+                return Some((method, body));
+            }
+            let mut more = [0u8; 4096];
+            let n = stream.read(&mut more).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&more[..n]);
+        }
+    }
+
+    /// Writes one JSON response with `extra` header lines.
+    pub async fn respond_json(
+        stream: &mut tokio::net::TcpStream,
+        status: &str,
+        extra: &str,
+        body: &serde_json::Value,
+    ) {
+        let body = body.to_string();
+        let head = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{extra}\r\n",
+            body.len()
+        );
+        let _ = stream.write_all(head.as_bytes()).await;
+        let _ = stream.write_all(body.as_bytes()).await;
+    }
+
+    /// A session-era Streamable HTTP tool server whose one tool answers with an event
+    /// stream that never ends a line: `data: ` and then 16-byte pieces, as fast as they
+    /// go, until `stop`.
+    pub async fn dripping_server(stop: tokio::time::Instant) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    while let Some((method, body)) = read_request(&mut stream, &mut buf).await {
+                        if method != "POST" {
+                            respond_json(
+                                &mut stream,
+                                "405 Method Not Allowed",
+                                "",
+                                &serde_json::json!({}),
+                            )
+                            .await;
+                            continue;
+                        }
+                        let id = body["id"].clone();
+                        match body["method"].as_str().unwrap_or_default() {
+                            "initialize" => {
+                                let result = serde_json::json!({ "jsonrpc": "2.0", "id": id, "result": {
+                                    "protocolVersion": "2025-06-18", "capabilities": { "tools": {} },
+                                    "serverInfo": { "name": "drip", "version": "1" } } });
+                                respond_json(
+                                    &mut stream,
+                                    "200 OK",
+                                    "mcp-session-id: drip-1\r\n",
+                                    &result,
+                                )
+                                .await;
+                            }
+                            "tools/list" => {
+                                let result = serde_json::json!({ "jsonrpc": "2.0", "id": id, "result": { "tools": [
+                                    { "name": "drip", "inputSchema": { "type": "object" } } ] } });
+                                respond_json(&mut stream, "200 OK", "", &result).await;
+                            }
+                            "tools/call" => {
+                                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n6\r\ndata: \r\n";
+                                if stream.write_all(head.as_bytes()).await.is_err() {
+                                    return;
+                                }
+                                let piece = b"10\r\nxxxxxxxxxxxxxxxx\r\n";
+                                while tokio::time::Instant::now() < stop {
+                                    if stream.write_all(piece).await.is_err() {
+                                        return;
+                                    }
+                                    tokio::task::yield_now().await;
+                                }
+                                return;
+                            }
+                            "ping" => {
+                                respond_json(
+                                    &mut stream,
+                                    "200 OK",
+                                    "",
+                                    &serde_json::json!({ "jsonrpc": "2.0", "id": id, "result": {} }),
+                                )
+                                .await;
+                            }
+                            _ if id.is_null() => {
+                                let _ = stream
+                                    .write_all(
+                                        b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n",
+                                    )
+                                    .await;
+                            }
+                            _ => {
+                                let error = serde_json::json!({ "jsonrpc": "2.0", "id": id, "error": { "code": -32601, "message": "no" } });
+                                respond_json(&mut stream, "200 OK", "", &error).await;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        port
+    }
+}

@@ -7,10 +7,10 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mcp_edge_tests::{Gateway, http};
+use mcp_edge_tests::{Gateway, call_on, closed_within, connect_from, http};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 const LIMITS: &str = "[gateway.limits]\nheader_timeout = \"2s\"\nbody_timeout = \"2s\"\nidle_timeout = \"3s\"\n\
                       max_connections_per_client = 40\nmax_buffered_bytes = 1048576\n\n";
@@ -20,64 +20,6 @@ fn routes() -> String {
         "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nallow_anonymous = true\n\n{LIMITS}\
          [[route]]\nname = \"demo\"\ncommand = [\"{{mcp_edge}}\", \"demo-tools\", \"--stdio\"]\n"
     )
-}
-
-/// Reads until the peer closes (or `within` passes): whether it closed, and what came.
-async fn closed_within(stream: &mut TcpStream, within: Duration) -> (bool, String) {
-    let mut got = Vec::new();
-    let deadline = Instant::now() + within;
-    loop {
-        let mut buf = [0u8; 4096];
-        match tokio::time::timeout_at(deadline.into(), stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return (true, String::from_utf8_lossy(&got).into()),
-            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
-            Err(_) => return (false, String::from_utf8_lossy(&got).into()),
-        }
-    }
-}
-
-/// A connection to `addr` from the loopback address `from`.
-async fn connect_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::from((from, 0))).unwrap();
-    socket.connect(addr).await.unwrap()
-}
-
-/// One echo call on an open keep-alive connection; its status.
-async fn call_on(stream: &mut TcpStream, addr: SocketAddr, n: u32) -> u16 {
-    // A 2026-07-28 call: no session to open first.
-    let body = json!({ "jsonrpc": "2.0", "id": n, "method": "tools/call", "params": { "name": "demo__echo", "arguments": { "message": "alive" }, "_meta": { "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {} } } }).to_string();
-    let head = format!(
-        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\n\
-         mcp-protocol-version: 2026-07-28\r\nmcp-method: tools/call\r\nmcp-name: demo__echo\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body.as_bytes()).await.unwrap();
-    let mut got = Vec::new();
-    loop {
-        let mut buf = [0u8; 4096];
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
-            .await
-            .expect("an answer in time")
-            .unwrap();
-        assert!(n > 0, "the server closed an established connection");
-        got.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&got);
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length: usize = text[..end]
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse().unwrap())
-                })
-                .unwrap_or(0);
-            if got.len() >= end + 4 + length {
-                return text[9..12].parse().unwrap();
-            }
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,136 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use mcp_edge_tests::{Gateway, text};
-use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// Reads one HTTP/1.1 request: its method and JSON body (`Null` when there is none).
-async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, Value)> {
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            let length: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().ok())?
-                })
-                .unwrap_or(0);
-            while buf.len() < end + 4 + length {
-                let mut more = [0u8; 4096];
-                let n = stream.read(&mut more).await.ok()?;
-                if n == 0 {
-                    return None;
-                }
-                buf.extend_from_slice(&more[..n]);
-            }
-            let body =
-                serde_json::from_slice(&buf[end + 4..end + 4 + length]).unwrap_or(Value::Null);
-            buf.drain(..end + 4 + length);
-            let method = head.split(' ').next().unwrap_or_default().to_owned();
-            return Some((method, body));
-        }
-        let mut more = [0u8; 4096];
-        let n = stream.read(&mut more).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&more[..n]);
-    }
-}
-
-async fn respond_json(stream: &mut TcpStream, status: &str, extra: &str, body: &Value) {
-    let body = body.to_string();
-    let head = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{extra}\r\n",
-        body.len()
-    );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(body.as_bytes()).await;
-}
-
-/// A session-era Streamable HTTP tool server whose one tool answers with an event
-/// stream that never ends a line: `data: ` and then 16-byte pieces, as fast as they
-/// go, until `stop`.
-async fn dripping_server(stop: Instant) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                while let Some((method, body)) = read_request(&mut stream, &mut buf).await {
-                    if method != "POST" {
-                        respond_json(&mut stream, "405 Method Not Allowed", "", &json!({})).await;
-                        continue;
-                    }
-                    let id = body["id"].clone();
-                    match body["method"].as_str().unwrap_or_default() {
-                        "initialize" => {
-                            let result = json!({ "jsonrpc": "2.0", "id": id, "result": {
-                                "protocolVersion": "2025-06-18", "capabilities": { "tools": {} },
-                                "serverInfo": { "name": "drip", "version": "1" } } });
-                            respond_json(
-                                &mut stream,
-                                "200 OK",
-                                "mcp-session-id: drip-1\r\n",
-                                &result,
-                            )
-                            .await;
-                        }
-                        "tools/list" => {
-                            let result = json!({ "jsonrpc": "2.0", "id": id, "result": { "tools": [
-                                { "name": "drip", "inputSchema": { "type": "object" } } ] } });
-                            respond_json(&mut stream, "200 OK", "", &result).await;
-                        }
-                        "tools/call" => {
-                            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n6\r\ndata: \r\n";
-                            if stream.write_all(head.as_bytes()).await.is_err() {
-                                return;
-                            }
-                            let piece = b"10\r\nxxxxxxxxxxxxxxxx\r\n";
-                            while Instant::now() < stop {
-                                if stream.write_all(piece).await.is_err() {
-                                    return;
-                                }
-                                tokio::task::yield_now().await;
-                            }
-                            return;
-                        }
-                        "ping" => {
-                            respond_json(
-                                &mut stream,
-                                "200 OK",
-                                "",
-                                &json!({ "jsonrpc": "2.0", "id": id, "result": {} }),
-                            )
-                            .await;
-                        }
-                        _ if id.is_null() => {
-                            let _ = stream
-                                .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n")
-                                .await;
-                        }
-                        _ => {
-                            let error = json!({ "jsonrpc": "2.0", "id": id, "error": { "code": -32601, "message": "no" } });
-                            respond_json(&mut stream, "200 OK", "", &error).await;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    port
-}
+use mcp_edge_tests::{Gateway, dripping_server, text};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tool_server_dripping_an_endless_line_does_not_slow_anyone_else() {
     let stop = Instant::now() + Duration::from_secs(25);
-    let port = dripping_server(stop).await;
+    let port = dripping_server(stop.into()).await;
     let gw = Gateway::start(
         "hostile-drip",
         &format!(

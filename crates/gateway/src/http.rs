@@ -221,7 +221,7 @@ fn accepts(headers: &HeaderMap, mime: &str) -> bool {
 
 /// Whether `Accept` takes every one of `mimes` (at most 32), read in one pass.
 /// Read as bytes: it is on every request, and a value need not be valid text to be read.
-fn accepts_all(headers: &HeaderMap, mimes: &[&str]) -> bool {
+pub(crate) fn accepts_all(headers: &HeaderMap, mimes: &[&str]) -> bool {
     let mut missing = u32::MAX >> (32 - mimes.len().min(32));
     for value in headers.get_all(ACCEPT) {
         for range in value.as_bytes().split(|&b| b == b',') {
@@ -259,6 +259,11 @@ fn accepts_all(headers: &HeaderMap, mimes: &[&str]) -> bool {
 /// `Origin` must be absent (not a browser), a loopback origin, or configured: a page
 /// on another site must not drive a local gateway (DNS rebinding).
 fn origin_ok(gw: &Gateway, headers: &HeaderMap) -> bool {
+    origin_allowed(&gw.allowed_origins, headers)
+}
+
+/// `Origin` is absent, a loopback origin, or one of `allowed` (see [`origin_ok`]).
+pub(crate) fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
     let mut origins = headers.get_all(ORIGIN).iter();
     let origin = match (origins.next(), origins.next()) {
         (None, _) => return true,
@@ -277,10 +282,7 @@ fn origin_ok(gw: &Gateway, headers: &HeaderMap) -> bool {
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     };
-    loopback
-        || gw
-            .allowed_origins
-            .contains(&url.origin().ascii_serialization())
+    loopback || allowed.contains(&url.origin().ascii_serialization())
 }
 
 /// On a loopback listener the `Host` must name a loopback host: a page whose DNS name
@@ -664,7 +666,9 @@ fn check_stateless(
     };
     if header_version != Some(requested) || meta.is_none() {
         return mismatch(format!(
-            "MCP-Protocol-Version header {header_version:?} and _meta {META_PROTOCOL_VERSION} {meta:?} must both be present and equal"
+            "MCP-Protocol-Version header {:?} and _meta {META_PROTOCOL_VERSION} {:?} must both be present and equal",
+            header_version.map(crate::core::shown),
+            meta.map(crate::core::shown)
         ));
     }
     if message.kind() != Kind::Request && message.kind() != Kind::Notification {
@@ -674,8 +678,9 @@ fn check_stateless(
         Some(m) if m == message.method() => {}
         other => {
             return mismatch(format!(
-                "Mcp-Method header {other:?} does not match body method `{}`",
-                message.method()
+                "Mcp-Method header {:?} does not match body method `{}`",
+                other.map(crate::core::shown),
+                crate::core::shown(message.method())
             ));
         }
     }
@@ -688,7 +693,9 @@ fn check_stateless(
         let sent = header(headers, NAME_HEADER).and_then(header_value);
         if sent.as_deref() != Some(name.as_str()) {
             return mismatch(format!(
-                "Mcp-Name header {sent:?} does not match body value `{name}`"
+                "Mcp-Name header {:?} does not match body value `{}`",
+                sent.as_deref().map(crate::core::shown),
+                crate::core::shown(&name)
             ));
         }
     }

@@ -16,6 +16,8 @@ pub mod cli;
 pub mod core;
 pub mod demo;
 pub mod front;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod policy;
 pub mod reload;

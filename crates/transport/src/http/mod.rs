@@ -14,6 +14,11 @@
 
 pub mod connector;
 mod h1;
+
+/// The HTTP/1.1 response parser, driven over a real loopback connection, for the fuzz
+/// target under `fuzz/` (not an API).
+#[doc(hidden)]
+pub mod fuzz_h1;
 mod pool;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
