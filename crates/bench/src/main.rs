@@ -18,6 +18,7 @@ mod load;
 mod procs;
 mod relay;
 mod sessions;
+mod soak;
 mod tool_server;
 
 use std::path::{Path, PathBuf};
@@ -88,6 +89,9 @@ enum Transport {
 enum Cmd {
     /// Opens many sessions through mcp-edge and holds them; reports memory per session.
     Sessions(sessions::SessionArgs),
+    /// Healthy load plus hostile clients for a while; what mcp-edge holds must come back
+    /// to its baseline.
+    Soak(soak::SoakArgs),
     /// The benchmark's tool server (rmcp): `echo` over stdio or Streamable HTTP.
     ToolServer {
         /// Serve over stdin/stdout.
@@ -125,6 +129,10 @@ fn main() -> Result<(), Failure> {
             Some(Cmd::Sessions(s)) => {
                 let tuning = tuning(&args.run, args.run.workers.first().copied().unwrap_or(0));
                 sessions::run(&mcp_edge(args.run.mcp_edge)?, &s, tuning).await
+            }
+            Some(Cmd::Soak(s)) => {
+                let tuning = tuning(&args.run, args.run.workers.first().copied().unwrap_or(0));
+                soak::run(&mcp_edge(args.run.mcp_edge)?, &s, tuning).await
             }
             None => {
                 let mcp_edge = mcp_edge(args.run.mcp_edge.clone())?;

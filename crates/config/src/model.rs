@@ -127,6 +127,8 @@ pub struct FrontLimits {
     pub new_sessions_per_second: u32,
     /// New sessions one client may open in a burst.
     pub new_sessions_burst: u32,
+    /// A session that has not finished its handshake this long after it opened is ended.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for FrontLimits {
@@ -143,6 +145,7 @@ impl Default for FrontLimits {
             max_sessions_per_client: 1_000,
             new_sessions_per_second: 20,
             new_sessions_burst: 100,
+            handshake_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -975,6 +978,13 @@ impl Validator<'_> {
                 .map_or(d.new_sessions_burst, |v| {
                     self.int(Some(v), 0, 1, 1_000_000, "limits.new_sessions_burst")
                 }),
+            handshake_timeout: self.duration(
+                spec.handshake_timeout.as_ref(),
+                d.handshake_timeout,
+                SECOND,
+                HOUR,
+                "limits.handshake_timeout",
+            ),
         };
         if limits.max_connections_per_client > limits.max_connections {
             if let Some(v) = &spec.max_connections_per_client {

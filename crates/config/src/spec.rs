@@ -181,6 +181,8 @@ pub struct LimitsSpec {
     pub new_sessions_per_second: Option<Spanned<i64>>,
     /// New sessions one client may open in a burst.
     pub new_sessions_burst: Option<Spanned<i64>>,
+    /// A session that has not finished its handshake this long after it opened is ended.
+    pub handshake_timeout: Option<Spanned<HumanDuration>>,
 }
 
 /// `[gateway.tls]`.

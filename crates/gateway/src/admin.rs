@@ -333,6 +333,13 @@ impl Admin {
         let front = &self.gw.front;
         for (name, kind, what, value) in [
             (
+                "mcp_edge_runtime_tasks",
+                "gauge",
+                "Tasks alive in the runtime (connections, calls, streams, supervisors).",
+                tokio::runtime::Handle::try_current()
+                    .map_or(0, |h| h.metrics().num_alive_tasks() as u64),
+            ),
+            (
                 "mcp_edge_connections_open",
                 "gauge",
                 "Client connections open on the agents' listener.",

@@ -448,6 +448,7 @@ pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
                 per_client: config.gateway.limits.max_sessions_per_client,
                 per_second: f64::from(config.gateway.limits.new_sessions_per_second),
                 burst: f64::from(config.gateway.limits.new_sessions_burst),
+                handshake: config.gateway.limits.handshake_timeout,
             },
             SESSION_IDLE,
             sealer,
@@ -468,7 +469,10 @@ pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
     });
     let gw = Arc::downgrade(&gateway);
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        let every = gw
+            .upgrade()
+            .map_or(Duration::from_secs(60), |gw| gw.sessions.sweep_every());
+        let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
             let Some(gw) = gw.upgrade() else { break };

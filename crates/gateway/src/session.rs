@@ -282,6 +282,8 @@ pub struct Quotas {
     pub per_second: f64,
     /// New sessions one client may open in a burst.
     pub burst: f64,
+    /// How long a session may take to finish its handshake before it is ended.
+    pub handshake: Duration,
 }
 
 impl Quotas {
@@ -292,6 +294,7 @@ impl Quotas {
             per_client: max.min(1000),
             per_second: 20.0,
             burst: 100.0,
+            handshake: HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -393,6 +396,11 @@ impl Sessions {
                 return true;
             }
         }
+    }
+
+    /// How often the sweep should run to keep to the quotas' timeouts.
+    pub fn sweep_every(&self) -> Duration {
+        (self.quotas.handshake / 2).clamp(Duration::from_secs(1), Duration::from_secs(60))
     }
 
     /// Whether session ids are sealed with a key replicas share.
@@ -596,7 +604,7 @@ impl Sessions {
             map.retain(|_, s| {
                 let idle = now.saturating_duration_since(*lock(&s.last_seen)) > self.idle;
                 let abandoned = !s.is_initialized()
-                    && now.saturating_duration_since(s.created) > HANDSHAKE_TIMEOUT;
+                    && now.saturating_duration_since(s.created) > self.quotas.handshake;
                 let keep = !(idle || abandoned) || s.has_stream();
                 if !keep {
                     s.close();
