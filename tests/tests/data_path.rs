@@ -1236,3 +1236,35 @@ async fn a_uri_two_routes_list_is_read_from_the_first_route_every_time() {
     };
     assert_eq!((reads("first"), reads("second")), (3, 0), "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_of_unknown_uris_cannot_be_turned_into_a_flood_of_listings() {
+    let gw = Gateway::start(
+        "unknown-uris",
+        &format!("{}{}", demo("a", ""), demo("b", "")),
+    );
+    let mut mcp = gw.client("/mcp");
+    mcp.initialize().await;
+    for i in 0..20 {
+        let error = mcp
+            .error("resources/read", json!({ "uri": format!("nowhere://{i}") }))
+            .await;
+        assert_eq!(error["code"], -32002, "{error}");
+    }
+    let metrics = String::from_utf8_lossy(&http(gw.admin, "GET", "/metrics", &[], b"").await.body)
+        .into_owned();
+    let listings: u64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("mcp_edge_calls_total{")
+                && (l.contains("method=\"resources/list\"")
+                    || l.contains("method=\"resources/templates/list\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    // One learning round: two routes, two kinds of list. Twenty reads, not twenty rounds.
+    assert!(
+        listings <= 4,
+        "{listings} listings for 20 unknown URIs:\n{metrics}"
+    );
+}
