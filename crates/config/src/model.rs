@@ -867,14 +867,14 @@ impl Validator<'_> {
             MAX_BUSY_POLL,
             "busy_poll",
         );
-        if let (Some(span), Some(n @ 2..)) = (spec.busy_poll.as_ref().map(Spanned::span), workers) {
-            if !busy_poll.is_zero() {
-                self.warning(
-                    span,
-                    format!("busy_poll takes effect only with workers = 1, not {n}"),
-                    "set workers = 1, or remove busy_poll",
-                );
-            }
+        if let (Some(span), Some(n @ 2..)) = (spec.busy_poll.as_ref().map(Spanned::span), workers)
+            && !busy_poll.is_zero()
+        {
+            self.warning(
+                span,
+                format!("busy_poll takes effect only with workers = 1, not {n}"),
+                "set workers = 1, or remove busy_poll",
+            );
         }
         Gateway {
             listen: Listener {
@@ -986,14 +986,14 @@ impl Validator<'_> {
                 "limits.handshake_timeout",
             ),
         };
-        if limits.max_connections_per_client > limits.max_connections {
-            if let Some(v) = &spec.max_connections_per_client {
-                self.warning(
+        if limits.max_connections_per_client > limits.max_connections
+            && let Some(v) = &spec.max_connections_per_client
+        {
+            self.warning(
                     v.span(),
                     "limits.max_connections_per_client is above limits.max_connections, so one client can take every connection",
                     "set it well below max_connections",
                 );
-            }
         }
         limits
     }
