@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use mcp_edge_transport::{Call, CallEvent, Reply, UpstreamError};
+pub use mcp_edge_call::{Call, CallEvent, Reply, UpstreamError};
 use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;

@@ -261,9 +261,7 @@ fn connect_error(error: &(dyn std::error::Error + 'static), tls: bool) -> Upstre
     while let Some(e) = current {
         if let Some(connect) = e.downcast_ref::<ConnectError>() {
             return match connect {
-                ConnectError::Tls { failure, .. } => {
-                    UpstreamError::Tls(connect.to_string(), failure.clone())
-                }
+                ConnectError::Tls { .. } => UpstreamError::Tls(connect.to_string()),
                 _ => UpstreamError::Unavailable {
                     reason: connect.to_string(),
                     retry_in: None,
@@ -278,7 +276,7 @@ fn connect_error(error: &(dyn std::error::Error + 'static), tls: bool) -> Upstre
         None
     };
     if let Some(failure) = failure {
-        return UpstreamError::Tls(failure.to_string(), failure);
+        return UpstreamError::Tls(failure.to_string());
     }
     // Say everything the chain says: "client error (SendRequest)" alone helps nobody.
     let mut reason = format!("the request failed: {error}");
