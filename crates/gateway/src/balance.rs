@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use mcp_edge_breaker::{Breaker, Permit, is_failure};
 use mcp_edge_protocol::Id;
-use mcp_edge_transport::{Call, CallEvent, Http, Reply, ServerInfo, UpstreamError};
+use mcp_edge_transport::{Call, CallEvent, Http, Reply, ServerInfo, State, UpstreamError};
 use rand::Rng as _;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -111,6 +111,25 @@ pub struct Balanced {
 }
 
 impl Balanced {
+    /// The replicas' state: up if any is, the newest failure, the sum of restarts.
+    pub fn state(&self) -> State {
+        let states: Vec<State> = self
+            .replicas
+            .iter()
+            .map(|r| r.http.status().into())
+            .collect();
+        State {
+            up: states.iter().any(|s| s.up),
+            pid: None,
+            restarts: states.iter().map(|s| s.restarts).sum(),
+            last_error: states
+                .iter()
+                .filter_map(|s| s.last_error.clone())
+                .max_by_key(|(at, _)| *at),
+            protocol_version: states.iter().find_map(|s| s.protocol_version.clone()),
+        }
+    }
+
     /// Makes one call on the replica the balancer picks.
     pub async fn call(&self, mut call: Call) -> Result<Reply, UpstreamError> {
         let (index, permit) = self.pick()?;

@@ -20,7 +20,7 @@ use mcp_edge_policy::{Activity, Request};
 use mcp_edge_protocol::jsonrpc::{self, code};
 use mcp_edge_protocol::version::{self, Era};
 use mcp_edge_protocol::{Id, Kind, Message, RawObject, mcp};
-use mcp_edge_transport::{Call, CallEvent, Reply, UpstreamError};
+use mcp_edge_transport::{Call, CallEvent, Connector, Reply, UpstreamError};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -819,7 +819,8 @@ impl Gateway {
             }
             "notifications/roots/list_changed" => {
                 for route in ctx.scope.routes.iter() {
-                    if let crate::upstream::Upstream::Stdio(stdio) = &route.upstream {
+                    if let crate::upstream::Upstream::One(Connector::Stdio(stdio)) = &route.upstream
+                    {
                         stdio
                             .notify(message.method(), message.params.as_deref())
                             .await;

@@ -18,7 +18,7 @@ use mcp_edge_protocol::Message;
 use mcp_edge_router::{Plan, Transport};
 use mcp_edge_transport::http::{OnHandshake, PeerTls};
 use mcp_edge_transport::{
-    Http, HttpConfig, Link, LinkConfig, LinkKind, ServerInfo, Sink, Stdio, StdioConfig,
+    Connector, Http, HttpConfig, Link, LinkConfig, LinkKind, ServerInfo, Sink, Stdio, StdioConfig,
 };
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -328,14 +328,14 @@ pub fn build_route(
             cfg.env = env;
             cfg.cwd = command.cwd.clone();
             cfg.max_message_bytes = config.gateway.max_message_bytes;
-            Upstream::Stdio(Stdio::spawn(cfg, sink.clone()))
+            Upstream::One(Connector::Stdio(Stdio::spawn(cfg, sink.clone())))
         }
         (Transport::Network { url, .. }, _) if !planned.more_urls.is_empty() => {
             match balanced_upstream(config, route, url, &planned.more_urls, sink, &hook) {
                 Ok(balanced) => Upstream::Balanced(Arc::new(balanced)),
                 Err(why) => {
                     tracing::error!(route = %route.name, "{why}");
-                    Upstream::NotServed(why)
+                    Upstream::One(Connector::Unserved(why.into()))
                 }
             }
         }
@@ -344,10 +344,10 @@ pub fn build_route(
                 && matches!(url.scheme(), "http" | "https") =>
         {
             match http_config(config, route, url, &hook) {
-                Ok(cfg) => Upstream::Http(Http::new(cfg, sink.clone())),
+                Ok(cfg) => Upstream::One(Connector::Http(Http::new(cfg, sink.clone()))),
                 Err(why) => {
                     tracing::error!(route = %route.name, "{why}");
-                    Upstream::NotServed(why)
+                    Upstream::One(Connector::Unserved(why.into()))
                 }
             }
         }
@@ -358,14 +358,16 @@ pub fn build_route(
                 LinkKind::Sse
             };
             match link_upstream(config, route, url, kind, sink.clone(), &hook) {
-                Ok(link) => Upstream::Link(link),
+                Ok(link) => Upstream::One(Connector::Link(link)),
                 Err(why) => {
                     tracing::error!(route = %route.name, "{why}");
-                    Upstream::NotServed(why)
+                    Upstream::One(Connector::Unserved(why.into()))
                 }
             }
         }
-        (Transport::Stdio(_), _) => Upstream::NotServed("a command route without a command".into()),
+        (Transport::Stdio(_), _) => Upstream::One(Connector::Unserved(
+            "a command route without a command".into(),
+        )),
     };
     let policy = RoutePolicy::new(&route.name, &route.policies, upstream.clone());
     Ok(Arc::new(RouteRt {

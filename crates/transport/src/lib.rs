@@ -10,10 +10,13 @@
 //! - [`http`]: a Streamable HTTP server, either era, over HTTP or HTTPS (rustls).
 //! - [`link`]: a legacy HTTP+SSE or WebSocket server, supervised like a child.
 //!
+//! A route holds them as one [`Connector`].
+//!
 //! Dropping a call's future cancels it: the tool server gets `notifications/cancelled`.
 
 pub mod busy_poll;
 mod conn;
+mod connector;
 mod handshake;
 pub mod http;
 pub mod link;
@@ -29,6 +32,7 @@ use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+pub use connector::{Connector, State};
 pub use http::{Http, HttpConfig};
 pub use link::{Link, LinkConfig, LinkKind};
 pub use mcp_edge_call::{Call, CallEvent, Reply, UpstreamError};

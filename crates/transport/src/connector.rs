@@ -1,0 +1,152 @@
+//! One type for every way mcp-edge reaches a tool server.
+//!
+//! A route holds a [`Connector`] and never asks which transport is behind it: every
+//! operation a route needs (a call, a notification, an answer to the tool server's
+//! request, the first start, the state for `/health`, shutting down) is here, and each
+//! is one `match` over the variants.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use mcp_edge_protocol::Id;
+use serde_json::value::RawValue;
+use tokio::time::Instant;
+
+use crate::http::HttpStatus;
+use crate::{Call, Http, Link, Phase, Reply, ServerInfo, Stdio, UpstreamError};
+
+/// How a route reaches its tool server. Cheap to clone: clones share the connection.
+#[derive(Clone)]
+pub enum Connector {
+    /// A supervised child process.
+    Stdio(Stdio),
+    /// A Streamable HTTP server.
+    Http(Http),
+    /// A legacy HTTP+SSE or WebSocket server.
+    Link(Link),
+    /// A route this build cannot serve; every call is refused with the reason.
+    Unserved(Arc<str>),
+}
+
+/// A connector's state, whatever the transport.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    /// Connected (or the child running) and initialized.
+    pub up: bool,
+    /// The child's pid.
+    pub pid: Option<u32>,
+    /// Restarts or reconnections after the first.
+    pub restarts: u64,
+    /// The connector's last failure and when.
+    pub last_error: Option<(SystemTime, String)>,
+    /// The protocol version agreed with the tool server, while connected.
+    pub protocol_version: Option<String>,
+}
+
+impl From<HttpStatus> for State {
+    fn from(s: HttpStatus) -> State {
+        State {
+            up: s.connected,
+            pid: None,
+            restarts: u64::from(s.failures),
+            last_error: s.last_error,
+            protocol_version: s.info.map(|i| i.protocol_version.clone()),
+        }
+    }
+}
+
+impl Connector {
+    /// The connector's state.
+    pub fn state(&self) -> State {
+        match self {
+            Connector::Stdio(stdio) => {
+                let s = stdio.status();
+                State {
+                    up: s.phase == Phase::Ready,
+                    pid: s.pid,
+                    restarts: s.restarts,
+                    last_error: s.last_error,
+                    protocol_version: s.info.map(|i| i.protocol_version.clone()),
+                }
+            }
+            Connector::Http(http) => http.status().into(),
+            Connector::Link(link) => {
+                let s = link.status();
+                State {
+                    up: s.phase == Phase::Ready,
+                    pid: None,
+                    restarts: s.restarts,
+                    last_error: s.last_error,
+                    protocol_version: s.info.map(|i| i.protocol_version.clone()),
+                }
+            }
+            Connector::Unserved(why) => State {
+                last_error: Some((SystemTime::now(), why.to_string())),
+                ..State::default()
+            },
+        }
+    }
+
+    /// What the tool server said about itself, while it is up.
+    pub fn info(&self) -> Option<Arc<ServerInfo>> {
+        match self {
+            Connector::Stdio(stdio) => stdio.status().info,
+            Connector::Http(http) => http.status().info,
+            Connector::Link(link) => link.status().info,
+            Connector::Unserved(_) => None,
+        }
+    }
+
+    /// Makes a call. Dropping the future cancels it at the tool server.
+    pub async fn call(&self, call: Call) -> Result<Reply, UpstreamError> {
+        match self {
+            Connector::Stdio(stdio) => stdio.call(call).await,
+            Connector::Http(http) => http.call(call).await,
+            Connector::Link(link) => link.call(call).await,
+            Connector::Unserved(why) => Err(UpstreamError::Unavailable {
+                reason: why.to_string(),
+                retry_in: None,
+            }),
+        }
+    }
+
+    /// Waits for the first start attempt, success or failure, until `deadline`.
+    pub async fn first_attempt(&self, deadline: Instant) {
+        match self {
+            Connector::Stdio(stdio) => stdio.first_attempt(deadline).await,
+            Connector::Http(http) => http.first_attempt(deadline).await,
+            Connector::Link(link) => link.first_attempt(deadline).await,
+            Connector::Unserved(_) => {}
+        }
+    }
+
+    /// Sends a notification to the tool server.
+    pub async fn notify(&self, method: &str, params: Option<&RawValue>) {
+        match self {
+            Connector::Stdio(stdio) => stdio.notify(method, params).await,
+            Connector::Http(http) => http.notify(method, params).await,
+            Connector::Link(link) => link.notify(method, params).await,
+            Connector::Unserved(_) => {}
+        }
+    }
+
+    /// Answers a request the tool server made.
+    pub async fn respond(&self, id: &Id, reply: Reply) {
+        match self {
+            Connector::Stdio(stdio) => stdio.respond(id, reply).await,
+            Connector::Http(http) => http.respond(id, reply).await,
+            Connector::Link(link) => link.respond(id, reply).await,
+            Connector::Unserved(_) => {}
+        }
+    }
+
+    /// Stops the tool server (or ends the upstream session).
+    pub async fn shutdown(&self) {
+        match self {
+            Connector::Stdio(stdio) => stdio.shutdown().await,
+            Connector::Http(http) => http.shutdown().await,
+            Connector::Link(link) => link.shutdown().await,
+            Connector::Unserved(_) => {}
+        }
+    }
+}
