@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    mcp_edge_gateway::fuzzing::session_id(data);
+    mcp_edge_front::fuzzing::session_id(data);
 });

@@ -155,16 +155,16 @@ pub(crate) async fn measure_in_turns<C: Caller>(
                 tokio::time::sleep(warm).await;
                 pid.map(|pid| {
                     if round == 0 {
-                        crate::procs::reset_peak(pid);
+                        crate::usage::reset_peak(pid);
                     }
-                    crate::procs::cpu_time(pid)
+                    crate::usage::cpu_time(pid)
                 })
             });
             let workers = std::mem::take(&mut target.workers);
             let (workers, m, e) = window(workers, warm, turn).await;
             target.workers = workers;
             if let (Some(pid), Ok(Some(before))) = (pid, before.await) {
-                *cpu += crate::procs::cpu_time(pid).saturating_sub(before);
+                *cpu += crate::usage::cpu_time(pid).saturating_sub(before);
             }
             micros.extend(m);
             *errors += e;
@@ -185,7 +185,7 @@ pub(crate) async fn measure_in_turns<C: Caller>(
                 cpu,
                 peak_rss_kb: target
                     .pid
-                    .map_or(0, |pid| crate::procs::memory_kb(pid, "VmHWM")),
+                    .map_or(0, |pid| crate::usage::memory_kb(pid, "VmHWM")),
             }
         })
         .collect()

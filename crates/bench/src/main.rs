@@ -20,6 +20,7 @@ mod relay;
 mod sessions;
 mod soak;
 mod tool_server;
+mod usage;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -294,7 +295,7 @@ async fn run(mcp_edge: &Path, args: &RunArgs, tuning: procs::Tuning) -> Result<(
     let relay_pid = relay.id().ok_or("the relay exited")?;
     let routes = procs::routes_toml(&url, false, tuning)?;
     let gateway = Gateway::start(mcp_edge, &routes).await?;
-    let idle_rss_kb = procs::memory_kb(gateway.pid, "VmRSS");
+    let idle_rss_kb = usage::memory_kb(gateway.pid, "VmRSS");
     println!(
         "mcp-edge-bench: tools/call of `echo` on an rmcp tool server, {}s per measurement after {}s warm-up, {} cores shared by the load generator, mcp-edge ({}) and the tool server",
         duration.as_secs_f64(),

@@ -142,7 +142,7 @@ pub(crate) async fn run(
     let gateway = Gateway::start(mcp_edge, &routes).await?;
     let addr = gateway.addr;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let idle_kb = procs::memory_kb(gateway.pid, "VmRSS");
+    let idle_kb = crate::usage::memory_kb(gateway.pid, "VmRSS");
 
     let started = tokio::time::Instant::now();
     let per = split((0..args.count).collect(), args.connections);
@@ -168,7 +168,7 @@ pub(crate) async fn run(
         }
     }
     tokio::time::sleep(args.hold.get()).await;
-    let held_kb = procs::memory_kb(gateway.pid, "VmRSS");
+    let held_kb = crate::usage::memory_kb(gateway.pid, "VmRSS");
     let health: serde_json::Value =
         serde_json::from_slice(&procs::admin_get(gateway.admin, "/health").await?.1)?;
 

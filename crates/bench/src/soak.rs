@@ -52,7 +52,7 @@ async fn held(gw: &Gateway) -> Result<Held, Failure> {
         .map(|d| d.count() as u64)
         .unwrap_or(0);
     Ok(Held {
-        rss_kb: procs::memory_kb(gw.pid, "VmRSS"),
+        rss_kb: crate::usage::memory_kb(gw.pid, "VmRSS"),
         fds,
         tasks: gauge("mcp_edge_runtime_tasks"),
         sessions: gauge("mcp_edge_sessions"),

@@ -12,7 +12,33 @@ use mcp_edge_config::{Diagnostic, HumanDuration, Located, Severity, Source};
 use mcp_edge_router::{Plan, plan};
 use serde_json::{Value, json};
 
-use crate::cli::{CheckArgs, Format};
+use std::path::PathBuf;
+
+use clap::ValueEnum;
+
+/// `mcp-edge check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The routes file.
+    #[arg(env = mcp_edge_config::ROUTES_ENV, default_value = "routes.toml")]
+    pub file: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Fail on warnings too, including secrets that cannot be read and files that do
+    /// not exist on this machine (which `serve` refuses).
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// How `check` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Tables for people.
+    Text,
+    /// One JSON document for machines.
+    Json,
+}
 
 /// The outcome of checking one routes file.
 #[derive(Debug)]

@@ -4,9 +4,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
-use crate::{check, demo, serve, stdio_front};
+use crate::{bootstrap, check, serve};
+use mcp_edge_demo as demo;
+use mcp_edge_front::stdio as stdio_front;
 
 /// mcp-edge: one MCP gateway for tool servers on this host, in a trusted network, and
 /// across a trust boundary.
@@ -22,7 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate a routes file and print how every route and listener is classified.
-    Check(CheckArgs),
+    Check(check::CheckArgs),
     /// Run the gateway on a routes file.
     Serve(ServeArgs),
     /// Be an MCP server on stdin/stdout that routes to the configured tool servers.
@@ -31,7 +33,7 @@ pub enum Command {
     DemoTools(DemoArgs),
     /// Print the route table of a running gateway from its /health; exit 0 only when
     /// healthy (1 degraded or down, 2 unreachable): a probe for scripts.
-    Health(HealthArgs),
+    Health(crate::health::HealthArgs),
     /// Make a development PKI, or look at certificates.
     #[command(subcommand)]
     Certs(CertsCommand),
@@ -44,21 +46,6 @@ pub enum CertsCommand {
     Init(crate::certs::InitArgs),
     /// Print subject, SANs, issuer, validity and days left of a PEM file or of what a TLS server presents.
     Inspect(crate::certs::InspectArgs),
-}
-
-/// `mcp-edge check`.
-#[derive(Debug, clap::Args)]
-pub struct CheckArgs {
-    /// The routes file.
-    #[arg(env = mcp_edge_config::ROUTES_ENV, default_value = "routes.toml")]
-    pub file: PathBuf,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
-    /// Fail on warnings too, including secrets that cannot be read and files that do
-    /// not exist on this machine (which `serve` refuses).
-    #[arg(long)]
-    pub strict: bool,
 }
 
 /// `mcp-edge serve`.
@@ -104,26 +91,6 @@ pub struct DemoArgs {
     /// Fault: keep running after stdin closes.
     #[arg(long)]
     pub linger: bool,
-}
-
-/// `mcp-edge health`.
-#[derive(Debug, clap::Args)]
-pub struct HealthArgs {
-    /// The gateway's admin address (`[gateway] admin`): `http://127.0.0.1:9090`, `127.0.0.1:9090` or the full `/health` URL.
-    #[arg(long, default_value = "http://127.0.0.1:9090/health")]
-    pub url: String,
-    /// Print the JSON as it came.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// How `check` prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// Tables for people.
-    Text,
-    /// One JSON document for machines.
-    Json,
 }
 
 /// Sets logging and tracing up from the routes file's `[telemetry]` (read before
@@ -220,12 +187,12 @@ fn finish(result: Result<(), String>) -> ExitCode {
 }
 
 fn run_stdio(file: &Path, route: Option<&str>) -> Result<(), String> {
-    let (config, plan) = serve::load(file)?;
+    let (config, plan) = bootstrap::load(file)?;
     runtime()?.block_on(async {
-        let gw = serve::build(&config, &plan)?;
-        serve::wait_for_routes(&gw).await;
+        let gw = bootstrap::build(&config, &plan)?;
+        bootstrap::wait_for_routes(&gw).await;
         let result = stdio_front::serve(gw.clone(), route).await;
-        serve::shutdown_routes(&gw).await;
+        bootstrap::shutdown_routes(&gw).await;
         result
     })
 }
@@ -238,7 +205,7 @@ pub fn main() -> ExitCode {
         Command::Certs(CertsCommand::Init(args)) => crate::certs::init(&args),
         Command::Certs(CertsCommand::Inspect(args)) => crate::certs::inspect(&args),
         Command::Health(args) => match runtime() {
-            Ok(rt) => rt.block_on(crate::admin::health_command(&args)),
+            Ok(rt) => rt.block_on(crate::health::health_command(&args)),
             Err(e) => finish(Err(e)),
         },
         Command::Serve(args) => {

@@ -1,32 +1,21 @@
-//! mcp-edge, the boundary-aware MCP gateway: the command line, the front doors, and the
-//! assembly of routes into a running gateway.
+//! mcp-edge, the boundary-aware MCP gateway: the `mcp-edge` command.
 //!
-//! The flow of a call reads top-down:
-//! [`cli`] → [`serve`] (load routes.toml with `mcp-edge-config`, classify with
-//! `mcp-edge-router`, start each route's connector from `mcp-edge-transport`) →
-//! [`http`] or [`stdio_front`] (parse, admit, find the session) → [`core`] (aggregate,
-//! route by name, forward, relay notifications, map errors) → [`policy`] (each route's
-//! rate limit, deadlines, retries, circuit breaker and bulkhead) → the connector.
+//! This crate is the assembly and nothing else: the command line ([`cli`]), start-up
+//! ([`serve`]), which loads routes.toml with `mcp-edge-config`, classifies it with
+//! `mcp-edge-router`, builds every route with `mcp-edge-route` and the gateway with
+//! `mcp-edge-core` (both through [`bootstrap`], which reload uses too), then opens the
+//! front doors of `mcp-edge-front` and the admin listener of `mcp-edge-admin`.
+//!
+//! A call then reads top-down through the crates: front door (parse, admit, find the
+//! session) → core (aggregate, route by name, map errors) → route (rate limit,
+//! deadlines, retries, circuit breaker, bulkhead) → transport (the connector) → the
+//! tool server.
 
-pub mod admin;
-pub mod balance;
+pub mod bootstrap;
 pub mod certs;
 pub mod check;
 pub mod cli;
-pub mod core;
-pub mod demo;
-pub mod front;
-#[doc(hidden)]
-pub mod fuzzing;
-pub mod http;
-pub mod policy;
+pub mod health;
 pub mod reload;
-pub mod scope;
-pub mod seal;
 pub mod serve;
-pub mod session;
-pub mod stats;
-pub mod stdio_front;
 pub mod telemetry;
-pub mod upstream;
-mod ws_front;

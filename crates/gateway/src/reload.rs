@@ -23,11 +23,12 @@ use mcp_edge_config::model::Config;
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::admin::{Admin, rfc3339};
-use crate::core::{Gateway, Table};
-use crate::scope::Scope;
-use crate::serve;
-use crate::upstream::RouteRt;
+use crate::bootstrap;
+use mcp_edge_admin::{Admin, rfc3339};
+use mcp_edge_core::{Gateway, Table};
+use mcp_edge_route::RouteRt;
+use mcp_edge_route::assemble;
+use mcp_edge_route::scope::Scope;
 
 /// Reloads one gateway's routes file.
 pub struct Reloader {
@@ -87,7 +88,7 @@ impl Reloader {
         }
         let gw = self.gw.clone();
         tokio::spawn(async move {
-            let deadline = Instant::now() + serve::FIRST_ATTEMPT;
+            let deadline = Instant::now() + bootstrap::FIRST_ATTEMPT;
             futures_util::future::join_all(fresh.iter().map(|r| r.first_attempt(deadline))).await;
             gw.lists_changed();
         });
@@ -97,8 +98,8 @@ impl Reloader {
     pub async fn reload(&self, trigger: &str) {
         let _one = self.one_at_a_time.lock().await;
         let started = Instant::now();
-        let digest = serve::digest(&self.path);
-        let analyzed = serve::analyze(&self.path);
+        let digest = bootstrap::digest(&self.path);
+        let analyzed = bootstrap::analyze(&self.path);
         let (loaded, diags) = match analyzed {
             Ok(analyzed) => analyzed,
             Err(e) => {
@@ -118,7 +119,7 @@ impl Reloader {
         for (_, warning) in diags.iter().filter(|(s, _)| *s == Severity::Warning) {
             tracing::warn!("{warning}");
         }
-        let clients = match serve::build_clients(&config) {
+        let clients = match bootstrap::build_clients(&config) {
             Ok(clients) => clients,
             Err(e) => {
                 self.refused(trigger, &digest, &[e]);
@@ -133,7 +134,7 @@ impl Reloader {
         let mut routes = Vec::with_capacity(config.routes.len());
         let (mut added, mut changed, mut kept) = (Vec::new(), Vec::new(), 0usize);
         for (route, planned) in config.routes.iter().zip(&plan.routes) {
-            let fingerprint = serve::fingerprint(route, planned);
+            let fingerprint = assemble::fingerprint(route, planned);
             let same = old
                 .routes
                 .iter()
@@ -143,7 +144,7 @@ impl Reloader {
                 kept += 1;
                 continue;
             }
-            match serve::build_route(&config, route, planned, &sink, &self.gw.certs) {
+            match assemble::build_route(&config, route, planned, &sink, &self.gw.certs) {
                 Ok(new) => routes.push(new),
                 Err(e) => {
                     // Nothing is swapped: stop what this attempt started.
@@ -188,7 +189,7 @@ impl Reloader {
         for route in replaced {
             tokio::spawn(drain(route));
         }
-        crate::admin::spawn_probes_for(&self.gw, |r| {
+        mcp_edge_admin::spawn_probes_for(&self.gw, |r| {
             added.contains(&r.name) || changed.contains(&r.name)
         });
         self.connect_new_routes(&added, &changed);
@@ -292,12 +293,12 @@ impl Reloader {
         });
         let this = self.clone();
         tokio::spawn(async move {
-            let mut seen = serve::digest(&this.path);
+            let mut seen = bootstrap::digest(&this.path);
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let now = serve::digest(&this.path);
+                let now = bootstrap::digest(&this.path);
                 if now != seen {
                     seen = now;
                     this.reload("file changed").await;

@@ -14,12 +14,9 @@
 //!   batches; nothing is exported otherwise. A client's `traceparent` is continued, and
 //!   every HTTP request to a tool server carries one (W3C Trace Context).
 
-use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -39,9 +36,6 @@ pub struct Settings {
     /// `service.name`.
     pub service_name: String,
 }
-
-/// Whether spans are exported (then `traceparent` comes from them).
-static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Installs logging and, with an endpoint, trace export. Call outside any tokio
 /// runtime (the exporter's HTTP client has its own).
@@ -85,13 +79,13 @@ pub fn init(settings: &Settings) -> Telemetry {
                     .build();
                 let tracer = sdk.tracer("mcp-edge");
                 provider = Some(sdk);
-                opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-                EXPORTING.store(true, std::sync::atomic::Ordering::Release);
+                opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
+                mcp_edge_route::trace::set_exporting();
                 Some(
                     tracing_opentelemetry::layer()
                         .with_tracer(tracer)
                         .with_filter(tracing_subscriber::EnvFilter::new(
-                            "mcp_edge=debug,mcp_edge_gateway=debug,off",
+                            "mcp_edge=debug,mcp_edge_core=debug,mcp_edge_front=debug,mcp_edge_route=debug,mcp_edge_gateway=debug,off",
                         )),
                 )
             }
@@ -122,31 +116,4 @@ impl Drop for Telemetry {
             let _ = provider.shutdown();
         }
     }
-}
-
-/// Continues a client's trace: makes `traceparent` (W3C) the parent of `span`.
-pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
-    let Some(traceparent) = traceparent.filter(|_| exporting()) else {
-        return;
-    };
-    let carrier =
-        std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
-    let cx = TraceContextPropagator::new().extract(&carrier);
-    let _ = span.set_parent(cx);
-}
-
-/// The `traceparent` for a request made inside `span`: the span's own when traces
-/// are exported, else the client's (passed through), else none.
-pub fn traceparent(span: &tracing::Span, from_client: Option<&str>) -> Option<String> {
-    if !exporting() {
-        return from_client.map(str::to_owned);
-    }
-    let mut carrier = std::collections::HashMap::new();
-    TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
-    carrier.remove("traceparent")
-}
-
-/// Whether spans are exported.
-pub fn exporting() -> bool {
-    EXPORTING.load(std::sync::atomic::Ordering::Acquire)
 }

@@ -17,6 +17,7 @@
 pub mod busy_poll;
 mod conn;
 mod connector;
+pub mod dial;
 mod handshake;
 pub mod http;
 pub mod link;

@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::conn::Conn;
-use crate::http::connector::Connector;
+use crate::dial::Dialer;
 use crate::{Call, Phase, Reply, ServerInfo, Sink, UpstreamError};
 
 /// Which stream.
@@ -55,7 +55,7 @@ pub struct LinkConfig {
     /// The name the certificate must show, when not the URL's host (`tls.server_name`).
     pub server_name: Option<String>,
     /// Called with what each TLS handshake showed (certificate tracking).
-    pub on_handshake: Option<crate::http::OnHandshake>,
+    pub on_handshake: Option<crate::dial::OnHandshake>,
     /// The largest message accepted.
     pub max_message_bytes: usize,
     /// How long connecting and `initialize` may take.
@@ -109,7 +109,7 @@ struct State {
 
 struct Shared {
     cfg: LinkConfig,
-    client: Client<Connector, Full<Bytes>>,
+    client: Client<Dialer, Full<Bytes>>,
     sink: Arc<dyn Sink>,
     state: Mutex<State>,
     phase: watch::Sender<Phase>,
@@ -145,7 +145,7 @@ pub struct LinkStatus {
 impl Link {
     /// Starts supervising the stream. Must run inside tokio.
     pub fn spawn(cfg: LinkConfig, sink: Arc<dyn Sink>) -> Link {
-        let connector = Connector::new(
+        let connector = Dialer::new(
             cfg.tls.clone(),
             server_name(&cfg),
             cfg.on_handshake.clone(),
@@ -409,7 +409,7 @@ async fn dial_sse(shared: &Arc<Shared>) -> Result<Dialed, String> {
         format!(
             "GET {}: {}",
             cfg.url,
-            crate::http::describe_error(&e, cfg.url.scheme_str() == Some("https"))
+            crate::dial::describe_error(&e, cfg.url.scheme_str() == Some("https"))
         )
     })?;
     if response.status() != StatusCode::OK {
@@ -566,7 +566,7 @@ async fn dial_tcp_tls(
             None => format!("{}: TLS failed: {e}", cfg.url),
         })?;
     if let Some(hook) = &cfg.on_handshake {
-        hook(&crate::http::PeerTls::of(shown, stream.get_ref().1));
+        hook(&crate::dial::PeerTls::of(shown, stream.get_ref().1));
     }
     Ok(tokio_tungstenite::MaybeTlsStream::Rustls(stream))
 }

@@ -26,7 +26,7 @@ use http::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::connector::Stream;
+use crate::dial::Stream;
 
 /// The longest response head taken.
 pub(crate) const MAX_HEAD: usize = 64 * 1024;

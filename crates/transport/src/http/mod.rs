@@ -12,7 +12,6 @@
 //! Headers are mcp-edge's own: `Host` from the URL, the route's credentials, never the
 //! client's `Authorization` or `Origin`.
 
-pub mod connector;
 mod h1;
 
 /// The HTTP/1.1 response parser, driven over a real loopback connection, for the fuzz
@@ -39,9 +38,9 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+pub use crate::dial::{ConnectError, OnHandshake, PeerTls};
+use crate::dial::{Dialer, connect_error};
 use crate::{Call, CallEvent, Reply, ServerInfo, Sink, Taker, UpstreamError};
-use connector::Connector;
-pub use connector::{ConnectError, OnHandshake, PeerTls};
 use pool::{Pool, PoolBody};
 
 // Header names built once: a name parsed from a string that is not one of HTTP's own
@@ -256,44 +255,6 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn connect_error(error: &(dyn std::error::Error + 'static), tls: bool) -> UpstreamError {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if let Some(connect) = e.downcast_ref::<ConnectError>() {
-            return match connect {
-                ConnectError::Tls { .. } => UpstreamError::Tls(connect.to_string()),
-                _ => UpstreamError::Unavailable {
-                    reason: connect.to_string(),
-                    retry_in: None,
-                },
-            };
-        }
-        current = e.source();
-    }
-    let failure = if tls {
-        mcp_edge_tls::TlsFailure::find_on_tls(error)
-    } else {
-        None
-    };
-    if let Some(failure) = failure {
-        return UpstreamError::Tls(failure.to_string());
-    }
-    // Say everything the chain says: "client error (SendRequest)" alone helps nobody.
-    let mut reason = format!("the request failed: {error}");
-    let mut current = std::error::Error::source(error);
-    while let Some(e) = current {
-        reason.push_str(&format!(": {e}"));
-        current = e.source();
-    }
-    // Not a connect failure: the request may have been (partly) written.
-    UpstreamError::Interrupted(reason)
-}
-
-/// A request failure in words (TLS failures classified).
-pub(crate) fn describe_error(error: &(dyn std::error::Error + 'static), tls: bool) -> String {
-    connect_error(error, tls).to_string()
-}
-
 /// A header value for `Mcp-Name`: as is when it is plain, else `=?base64?…?=`.
 fn name_header(name: &str) -> Option<HeaderValue> {
     let plain = !name.is_empty()
@@ -314,7 +275,7 @@ impl Http {
             .server_name
             .as_ref()
             .and_then(|n| ServerName::try_from(n.clone()).ok());
-        let connector = Connector::new(
+        let connector = Dialer::new(
             cfg.tls.clone(),
             server_name,
             cfg.on_handshake.clone(),

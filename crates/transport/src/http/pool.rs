@@ -34,8 +34,8 @@ use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
-use super::connector::{ConnectError, Connector};
 use super::h1::Conn;
+use crate::dial::{ConnectError, Dialer};
 
 type H2Sender = http2::SendRequest<Full<Bytes>>;
 
@@ -82,7 +82,7 @@ struct State {
 
 /// The connections of one route to its tool server.
 pub(crate) struct Pool {
-    connector: Connector,
+    connector: Dialer,
     uri: Uri,
     /// `Host` for HTTP/1.1 requests: the URL's authority, its port only when it is not
     /// the scheme's default.
@@ -102,7 +102,7 @@ enum Checkout {
 
 impl Pool {
     pub(crate) fn new(
-        connector: Connector,
+        connector: Dialer,
         uri: Uri,
         max_idle: usize,
         idle_timeout: Duration,
@@ -407,7 +407,7 @@ mod tests {
     }
 
     fn pool(uri: Uri) -> Arc<Pool> {
-        let connector = Connector::new(None, None, None, Duration::from_secs(2));
+        let connector = Dialer::new(None, None, None, Duration::from_secs(2));
         Pool::new(connector, uri, 4, Duration::from_secs(90))
     }
 

@@ -1,6 +1,10 @@
-//! A hyper connector that does TLS with rustls itself, so mcp-edge keeps what the
-//! server presented (for certificate-expiry tracking) and can say exactly why a
-//! handshake failed.
+//! Every outbound connection mcp-edge opens: TCP, then TLS with rustls, done here so
+//! that mcp-edge keeps what the server presented (for certificate-expiry tracking)
+//! and can say exactly why a connection or a handshake failed.
+//!
+//! [`Dialer`] is the hyper connector of the Streamable HTTP client and of the legacy
+//! SSE link; [`connect_error`] turns what a request's failure chain says into the
+//! [`UpstreamError`] the route reports.
 
 use std::future::Future;
 use std::io;
@@ -17,6 +21,8 @@ use rustls::ClientConfig;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+
+use crate::UpstreamError;
 
 /// What a TLS handshake showed: the chain the server presented and what was agreed.
 #[derive(Debug, Clone)]
@@ -81,14 +87,14 @@ impl std::error::Error for ConnectError {}
 
 /// Plain TCP, or TLS with what the handshake showed.
 #[derive(Clone)]
-pub(crate) struct Connector {
+pub(crate) struct Dialer {
     tcp: HttpConnector,
     tls: Option<Arc<ClientConfig>>,
     server_name: Option<ServerName<'static>>,
     on_handshake: Option<OnHandshake>,
 }
 
-impl Connector {
+impl Dialer {
     pub(crate) fn new(
         tls: Option<Arc<ClientConfig>>,
         server_name: Option<ServerName<'static>>,
@@ -99,7 +105,7 @@ impl Connector {
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
         tcp.set_connect_timeout(Some(connect_timeout));
-        Connector {
+        Dialer {
             tcp,
             tls,
             server_name,
@@ -123,7 +129,7 @@ impl Stream {
     }
 }
 
-impl tower_service::Service<Uri> for Connector {
+impl tower_service::Service<Uri> for Dialer {
     type Response = Stream;
     type Error = ConnectError;
     type Future = Pin<Box<dyn Future<Output = Result<Stream, ConnectError>> + Send>>;
@@ -249,4 +255,42 @@ impl Write for Stream {
             Stream::Tls(s, _) => Pin::new(&mut **s).poll_shutdown(cx),
         }
     }
+}
+
+pub(crate) fn connect_error(error: &(dyn std::error::Error + 'static), tls: bool) -> UpstreamError {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(connect) = e.downcast_ref::<ConnectError>() {
+            return match connect {
+                ConnectError::Tls { .. } => UpstreamError::Tls(connect.to_string()),
+                _ => UpstreamError::Unavailable {
+                    reason: connect.to_string(),
+                    retry_in: None,
+                },
+            };
+        }
+        current = e.source();
+    }
+    let failure = if tls {
+        TlsFailure::find_on_tls(error)
+    } else {
+        None
+    };
+    if let Some(failure) = failure {
+        return UpstreamError::Tls(failure.to_string());
+    }
+    // Say everything the chain says: "client error (SendRequest)" alone helps nobody.
+    let mut reason = format!("the request failed: {error}");
+    let mut current = std::error::Error::source(error);
+    while let Some(e) = current {
+        reason.push_str(&format!(": {e}"));
+        current = e.source();
+    }
+    // Not a connect failure: the request may have been (partly) written.
+    UpstreamError::Interrupted(reason)
+}
+
+/// A request failure in words (TLS failures classified).
+pub(crate) fn describe_error(error: &(dyn std::error::Error + 'static), tls: bool) -> String {
+    connect_error(error, tls).to_string()
 }

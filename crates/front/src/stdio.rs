@@ -11,7 +11,7 @@ use mcp_edge_protocol::{Message, version};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use crate::core::Gateway;
+use mcp_edge_core::Gateway;
 
 /// Serves one client on stdin/stdout until stdin closes.
 pub async fn serve(gw: Arc<Gateway>, route: Option<&str>) -> Result<(), String> {

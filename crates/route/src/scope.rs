@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::upstream::RouteRt;
+use crate::RouteRt;
 
 /// The routes a client sees and how names map.
 #[derive(Clone)]

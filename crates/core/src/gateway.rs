@@ -26,10 +26,10 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::policy::IDEMPOTENCY_KEY;
-use crate::scope::Scope;
 use crate::session::{Ask, Session, Sessions};
-use crate::upstream::RouteRt;
+use mcp_edge_route::RouteRt;
+use mcp_edge_route::scope::Scope;
+use mcp_edge_route::stack::IDEMPOTENCY_KEY;
 
 /// How long a list may wait for one route before that route's items are left out.
 const LIST_DEADLINE: Duration = Duration::from_secs(10);
@@ -80,8 +80,6 @@ pub struct Gateway {
     pub max_message_bytes: usize,
     /// The agents' listener is on loopback: `Host` must name loopback too.
     pub loopback_listener: bool,
-    /// The agents' listener's caps and timeouts, and what it holds now.
-    pub front: Arc<crate::front::Front>,
     resources: Mutex<ResourceIndex>,
     /// The resource subscriptions mcp-edge holds upstream: (route, URI).
     upstream_subs: Mutex<HashSet<(String, String)>>,
@@ -126,7 +124,7 @@ pub struct Ctx {
 }
 
 /// The protocol version a request names in its `_meta` (the stateless era's way).
-pub(crate) fn meta_version(message: &Message) -> Option<String> {
+pub fn meta_version(message: &Message) -> Option<String> {
     let params = RawObject::parse(message.params.as_deref()?.get()).ok()?;
     let meta = RawObject::parse(params.get("_meta")?.get()).ok()?;
     meta.get_str(version::META_PROTOCOL_VERSION)
@@ -167,7 +165,7 @@ fn without_hop_meta(result: Box<RawValue>) -> Box<RawValue> {
 
 /// A client's text as echoed in an error: at most 64 characters (a 1 MB method name
 /// is not sent back whole).
-pub(crate) fn shown(text: &str) -> String {
+pub fn shown(text: &str) -> String {
     const MAX: usize = 64;
     match text.char_indices().nth(MAX) {
         Some((at, _)) => format!("{}… ({} bytes)", &text[..at], text.len()),
@@ -370,7 +368,6 @@ impl Gateway {
             allowed_origins,
             max_message_bytes,
             loopback_listener: false,
-            front: crate::front::Front::new(Default::default()),
             resources: Mutex::new(ResourceIndex::default()),
             upstream_subs: Mutex::new(HashSet::new()),
         }
@@ -617,7 +614,7 @@ impl Gateway {
             return self.request_inner(ctx, message, events).await;
         }
         describe_request(&span, ctx, message);
-        crate::telemetry::continue_trace(&span, ctx.traceparent.as_deref());
+        mcp_edge_route::trace::continue_trace(&span, ctx.traceparent.as_deref());
         let answer = self
             .request_inner(ctx, message, events)
             .instrument(span.clone())
@@ -819,7 +816,7 @@ impl Gateway {
             }
             "notifications/roots/list_changed" => {
                 for route in ctx.scope.routes.iter() {
-                    if let crate::upstream::Upstream::One(Connector::Stdio(stdio)) = &route.upstream
+                    if let mcp_edge_route::Upstream::One(Connector::Stdio(stdio)) = &route.upstream
                     {
                         stdio
                             .notify(message.method(), message.params.as_deref())

@@ -17,9 +17,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::scope::Scope;
 use crate::seal::{Claims, Refusal, Sealer};
-use crate::upstream::RouteRt;
+use mcp_edge_route::RouteRt;
+use mcp_edge_route::scope::Scope;
 
 /// What a tool server asked the client, awaiting the client's answer.
 pub struct Ask {

@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 use tower::ServiceExt as _;
 use tower::util::BoxCloneSyncService;
 
-use crate::upstream::Upstream;
+use crate::Upstream;
 
 /// The `_meta` key carrying a repeatable call's idempotency key: the same on every
 /// attempt, so a tool server can tell a retry from a new call.
@@ -101,7 +101,7 @@ impl Connector {
             "otel.name",
             format!("{} {}", call.method, self.route).as_str(),
         );
-        call.traceparent = crate::telemetry::traceparent(&span, call.traceparent.as_deref());
+        call.traceparent = crate::trace::traceparent(&span, call.traceparent.as_deref());
         let recorder = span.clone();
         Box::pin(
             async move {

@@ -23,7 +23,6 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioExecutor;
 use mcp_edge_breaker::State;
 use mcp_edge_certwatch::Watcher;
 use mcp_edge_config::model::FrontLimits;
@@ -33,14 +32,17 @@ use mcp_edge_transport::Call;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::core::Gateway;
-use crate::stats::{Probe, escape};
-use crate::upstream::{RouteRt, Upstream};
+use mcp_edge_core::Gateway;
+use mcp_edge_front::conn::Front;
+use mcp_edge_route::stats::{Probe, escape};
+use mcp_edge_route::{RouteRt, Upstream};
 
 /// What the admin endpoints know beyond the gateway itself.
 pub struct Admin {
     /// The gateway.
     pub gw: Arc<Gateway>,
+    /// The agents' listener: its caps and what it holds now.
+    pub front: Arc<Front>,
     /// When the process started.
     pub started: Instant,
     /// The routes file in force, and its reloads.
@@ -73,9 +75,10 @@ pub struct ConfigState {
 
 impl Admin {
     /// The admin state of a gateway serving the file at `path` (digest `digest`).
-    pub fn new(gw: Arc<Gateway>, path: String, digest: String) -> Arc<Admin> {
+    pub fn new(gw: Arc<Gateway>, front: Arc<Front>, path: String, digest: String) -> Arc<Admin> {
         Arc::new(Admin {
             gw,
+            front,
             started: Instant::now(),
             config: std::sync::Mutex::new(ConfigState {
                 path,
@@ -330,7 +333,7 @@ impl Admin {
             "mcp_edge_busy_polls_total {}",
             mcp_edge_transport::busy_poll::spins()
         );
-        let front = &self.gw.front;
+        let front = &self.front;
         for (name, kind, what, value) in [
             (
                 "mcp_edge_runtime_tasks",
@@ -652,7 +655,7 @@ async fn handle(
 /// The admin listener has the agents' listener's timeouts and caps of its own, smaller
 /// ones: it serves operators and scrapers, a few connections at a time.
 pub fn spawn(listener: TcpListener, admin: Arc<Admin>, limits: &FrontLimits) {
-    let front = crate::front::Front::new(FrontLimits {
+    let front = Front::new(FrontLimits {
         max_connections: ADMIN_MAX_CONNECTIONS,
         max_connections_per_client: ADMIN_MAX_CONNECTIONS / 4,
         max_streams_per_connection: 16,
@@ -676,10 +679,11 @@ pub fn spawn(listener: TcpListener, admin: Arc<Admin>, limits: &FrontLimits) {
             tokio::spawn(async move {
                 let _permit = permit;
                 let service = service_fn(move |mut req: Request<Incoming>| {
-                    crate::http::host_from_authority(&mut req);
+                    mcp_edge_front::http::host_from_authority(&mut req);
                     // A page whose DNS name was rebound to 127.0.0.1 sends its own name:
                     // a loopback admin listener answers only loopback names.
-                    let misdirected = loopback && !crate::http::loopback_host(req.headers());
+                    let misdirected =
+                        loopback && !mcp_edge_front::http::loopback_host(req.headers());
                     let admin = admin.clone();
                     async move {
                         if misdirected {
@@ -692,7 +696,7 @@ pub fn spawn(listener: TcpListener, admin: Arc<Admin>, limits: &FrontLimits) {
                         handle(admin, req).await
                     }
                 });
-                crate::front::serve_connection(stream, service, &front, stop).await;
+                mcp_edge_front::conn::serve_connection(stream, service, &front, stop).await;
             });
         }
     });
@@ -757,155 +761,4 @@ pub async fn probe(route: &RouteRt) {
 pub fn announce(addr: SocketAddr) {
     tracing::info!("admin endpoints on http://{addr}/ (/healthz, /readyz, /health, /metrics)");
     eprintln!("mcp-edge: admin on http://{addr}/");
-}
-
-/// `mcp-edge health`: the route table from a gateway's `/health`.
-pub async fn health_command(args: &crate::cli::HealthArgs) -> std::process::ExitCode {
-    use std::process::ExitCode;
-    let health = match fetch(&args.url).await {
-        Ok(health) => health,
-        Err(e) => {
-            eprintln!("mcp-edge health: {}: {e}", args.url);
-            return ExitCode::from(2);
-        }
-    };
-    if args.json {
-        println!("{health:#}");
-    } else {
-        print!("{}", health_table(&health));
-    }
-    match health["status"].as_str() {
-        Some("healthy") => ExitCode::SUCCESS,
-        _ => ExitCode::from(1),
-    }
-}
-
-/// The `/health` URL for what a user typed: the admin base URL (`http://host:9090`,
-/// with or without a trailing slash), `host:port`, or the full `/health` URL.
-fn health_url(typed: &str) -> String {
-    let typed = typed.trim();
-    let url = if typed.contains("://") {
-        typed.to_owned()
-    } else {
-        format!("http://{typed}")
-    };
-    match url::Url::parse(&url) {
-        Ok(mut parsed) if parsed.path() == "/" => {
-            parsed.set_path("/health");
-            parsed.to_string()
-        }
-        _ => url,
-    }
-}
-
-async fn fetch(url: &str) -> Result<Value, String> {
-    use http_body_util::BodyExt as _;
-    let url = health_url(url);
-    let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err("only http:// (the admin listener serves plain HTTP on loopback)".into());
-    }
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .build_http::<http_body_util::Empty<Bytes>>();
-    let response = tokio::time::timeout(Duration::from_secs(5), client.get(uri))
-        .await
-        .map_err(|_| "no answer within 5s".to_owned())?
-        .map_err(|e| {
-            let mut why = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                why = s.to_string();
-                source = s.source();
-            }
-            why
-        })?;
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    if !status.is_success() {
-        return Err(format!("HTTP {status}"));
-    }
-    serde_json::from_slice(&body).map_err(|e| format!("not /health JSON: {e}"))
-}
-
-/// The route table `mcp-edge health` prints.
-pub fn health_table(health: &Value) -> String {
-    let mut out = format!(
-        "mcp-edge {} is {} (up {:.0}s, config {}, {} sessions)\n",
-        health["version"].as_str().unwrap_or("?"),
-        health["status"].as_str().unwrap_or("?"),
-        health["uptime_seconds"].as_f64().unwrap_or_default(),
-        health["config"]["digest"].as_str().unwrap_or("?"),
-        health["sessions"],
-    );
-    let mut rows = vec![
-        [
-            "ROUTE",
-            "STATUS",
-            "BOUNDARY",
-            "TRANSPORT",
-            "BREAKER",
-            "IN-FLIGHT",
-            "P50",
-            "P99",
-            "LAST ERROR",
-        ]
-        .map(str::to_owned),
-    ];
-    for r in health["routes"].as_array().into_iter().flatten() {
-        let s = |v: &Value| v.as_str().unwrap_or("-").to_owned();
-        let ms = |v: &Value| {
-            v.as_f64()
-                .map_or_else(|| "-".to_owned(), |v| format!("{v:.2}ms"))
-        };
-        let mut error = s(&r["last_error"]["message"]);
-        if error.chars().count() > 60 {
-            error = error.chars().take(57).collect::<String>() + "...";
-        }
-        rows.push([
-            s(&r["name"]),
-            s(&r["status"]),
-            s(&r["boundary"]),
-            s(&r["transport"]),
-            s(&r["breaker"]["state"]),
-            r["in_flight"].to_string(),
-            ms(&r["latency"]["p50_ms"]),
-            ms(&r["latency"]["p99_ms"]),
-            error,
-        ]);
-    }
-    let widths: Vec<usize> = (0..9)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    for row in rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::health_url;
-
-    #[test]
-    fn health_takes_the_admin_address_as_a_user_types_it() {
-        for typed in [
-            "http://127.0.0.1:9090",
-            "http://127.0.0.1:9090/",
-            "127.0.0.1:9090",
-            "http://127.0.0.1:9090/health",
-        ] {
-            assert_eq!(health_url(typed), "http://127.0.0.1:9090/health", "{typed}");
-        }
-    }
 }

@@ -29,8 +29,8 @@ use tokio_tungstenite::tungstenite::protocol::{
     CloseFrame, Role, WebSocketConfig, frame::coding::CloseCode,
 };
 
-use crate::core::Gateway;
 use crate::http::{Body, Peer, admit, empty, refuse};
+use mcp_edge_core::Gateway;
 
 /// The subprotocol the MCP SDKs ask for.
 const SUBPROTOCOL: &str = "mcp";
@@ -150,14 +150,14 @@ pub(crate) fn upgrade(
         config.max_message_size = Some(gw.max_message_bytes);
         config.max_frame_size = Some(gw.max_message_bytes);
         let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-        tracing::info!(session = %crate::session::short_id(&session.id), "WebSocket session opened");
+        tracing::info!(session = %mcp_edge_core::session::short_id(&session.id), "WebSocket session opened");
         serve_socket(&gw, &session, socket).await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while session.in_flight() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         gw.sessions.end(&session.id);
-        tracing::info!(session = %crate::session::short_id(&session.id), "WebSocket session closed");
+        tracing::info!(session = %mcp_edge_core::session::short_id(&session.id), "WebSocket session closed");
     });
     let mut response = empty(StatusCode::SWITCHING_PROTOCOLS);
     let headers = response.headers_mut();
@@ -179,7 +179,7 @@ pub(crate) fn upgrade(
 /// until either side closes or the client stops answering pings.
 async fn serve_socket<S>(
     gw: &Arc<Gateway>,
-    session: &Arc<crate::session::Session>,
+    session: &Arc<mcp_edge_core::session::Session>,
     socket: WebSocketStream<S>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -209,7 +209,7 @@ async fn serve_socket<S>(
                     Some(Ok(Frame::Close(_))) | None => break,
                     Some(Ok(_)) => continue, // ping, pong: tungstenite answers pings itself
                     Some(Err(e)) => {
-                        tracing::debug!(session = %crate::session::short_id(&session.id), "WebSocket read failed: {e}");
+                        tracing::debug!(session = %mcp_edge_core::session::short_id(&session.id), "WebSocket read failed: {e}");
                         let _ = sink.send(close(CloseCode::Size, "message too large or malformed")).await;
                         break;
                     }
@@ -230,7 +230,7 @@ async fn serve_socket<S>(
             }
             _ = ping.tick() => {
                 if heard.elapsed() > PONG_WITHIN {
-                    tracing::info!(session = %crate::session::short_id(&session.id), "WebSocket client answered no ping; closing");
+                    tracing::info!(session = %mcp_edge_core::session::short_id(&session.id), "WebSocket client answered no ping; closing");
                     break;
                 }
                 if sink.send(Frame::Ping(Bytes::new())).await.is_err() {

@@ -31,9 +31,9 @@ use mcp_edge_protocol::{Id, Kind, Message, mcp, sse};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::{Ctx, Gateway, ScopeError};
-use crate::scope::Scope;
-use crate::session::{Session, Stop};
+use mcp_edge_core::session::{Session, Stop};
+use mcp_edge_core::{Ctx, Gateway, ScopeError};
+use mcp_edge_route::scope::Scope;
 
 /// The response body type.
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -46,13 +46,15 @@ const NAME_HEADER: HeaderName = HeaderName::from_static("mcp-name");
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
-/// Who is on the other end of a connection, as far as TLS could tell.
-#[derive(Debug, Default)]
+/// Who is on the other end of a connection, as far as TLS could tell, and the
+/// listener it came through.
 pub struct Peer {
     /// The identities of the client's verified certificate (empty without mTLS).
     pub identity: mcp_edge_tls::PeerIdentity,
     /// The client's address.
     pub addr: Option<std::net::IpAddr>,
+    /// The listener's caps, and what it holds now (its body budget, for one).
+    pub front: Arc<crate::conn::Front>,
 }
 
 impl Peer {
@@ -62,14 +64,14 @@ impl Peer {
         match (principal, self.addr) {
             (Some(principal), _) => principal.clone(),
             (None, Some(ip)) => Arc::from(format!("address {ip}")),
-            (None, None) => crate::core::anonymous(),
+            (None, None) => mcp_edge_core::anonymous(),
         }
     }
 }
 
 /// The refusal of a session that could not be opened.
-pub(crate) fn session_refused(full: crate::session::Full) -> Response<Body> {
-    use crate::session::Full;
+pub(crate) fn session_refused(full: mcp_edge_core::session::Full) -> Response<Body> {
+    use mcp_edge_core::session::Full;
     let status = match full {
         Full::Process(_) | Full::NoRandom => StatusCode::SERVICE_UNAVAILABLE,
         Full::Client(_) | Full::TooFast(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -82,61 +84,6 @@ pub(crate) fn session_refused(full: crate::session::Full) -> Response<Body> {
             .insert(http::header::RETRY_AFTER, seconds.into());
     }
     response
-}
-
-/// Serves one HTTP request.
-pub async fn handle(
-    gw: Arc<Gateway>,
-    peer: Arc<Peer>,
-    mut req: Request<Incoming>,
-) -> Result<Response<Body>, Infallible> {
-    host_from_authority(&mut req);
-    let _in_flight = mcp_edge_transport::busy_poll::call();
-    enum Endpoint {
-        Mcp(Option<String>),
-        WebSocket(Option<String>),
-        LegacyStream,
-        LegacyPost,
-    }
-    let upgrade = crate::ws_front::is_upgrade(req.headers());
-    let endpoint = match req.uri().path() {
-        "/ws" | "/ws/" => Endpoint::WebSocket(None),
-        "/mcp" | "/mcp/" if upgrade => Endpoint::WebSocket(None),
-        "/mcp" | "/mcp/" => Endpoint::Mcp(None),
-        p if p.starts_with("/mcp/") => {
-            let route = Some(p["/mcp/".len()..].trim_end_matches('/').to_owned());
-            if upgrade {
-                Endpoint::WebSocket(route)
-            } else {
-                Endpoint::Mcp(route)
-            }
-        }
-        path if upgrade => {
-            return Ok(refuse(
-                StatusCode::BAD_REQUEST,
-                code::INVALID_REQUEST,
-                &format!(
-                    "no WebSocket endpoint at {path}: WebSocket is served at /ws, /mcp and /mcp/{{route}}"
-                ),
-            ));
-        }
-        "/sse" => Endpoint::LegacyStream,
-        "/messages" | "/messages/" => Endpoint::LegacyPost,
-        path => {
-            let refusal = refuse(
-                StatusCode::NOT_FOUND,
-                code::INVALID_REQUEST,
-                &format!("no MCP endpoint at {path}; use /mcp, /mcp/{{route}}, /ws or /sse"),
-            );
-            return Ok(refuse_unread(&gw, req.into_body(), refusal).await);
-        }
-    };
-    Ok(match endpoint {
-        Endpoint::Mcp(route) => mcp_endpoint(gw, &peer, req, route).await,
-        Endpoint::WebSocket(route) => crate::ws_front::upgrade(&gw, &peer, req, route.as_deref()),
-        Endpoint::LegacyStream => legacy_stream(gw, &peer, req).await,
-        Endpoint::LegacyPost => legacy_post(gw, &peer, req).await,
-    })
 }
 
 // ---------- responses ----------
@@ -177,7 +124,11 @@ fn refuse_with(
 /// that ends while the client is still sending is followed by a reset (of the stream
 /// over HTTP/2, of the connection over HTTP/1.1), and clients (curl, the SDKs' HTTP
 /// stacks) then drop the response with it: the refusal would never be read.
-async fn refuse_unread(gw: &Gateway, body: Incoming, response: Response<Body>) -> Response<Body> {
+pub(crate) async fn refuse_unread(
+    gw: &Gateway,
+    body: Incoming,
+    response: Response<Body>,
+) -> Response<Body> {
     if !hyper::body::Body::is_end_stream(&body) {
         let drain = Limited::new(body, gw.max_message_bytes).collect();
         let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
@@ -294,7 +245,7 @@ fn host_ok(gw: &Gateway, headers: &HeaderMap) -> bool {
 
 /// HTTP/2 carries the host as the `:authority` pseudo-header (the URI's), not as `Host`:
 /// it is copied into `Host`, so that one check reads one place for both versions.
-pub(crate) fn host_from_authority<B>(req: &mut Request<B>) {
+pub fn host_from_authority<B>(req: &mut Request<B>) {
     if req.headers().contains_key(HOST) {
         return;
     }
@@ -309,7 +260,7 @@ pub(crate) fn host_from_authority<B>(req: &mut Request<B>) {
 
 /// Whether the request names a loopback host: `localhost`, a name under `.localhost`,
 /// or a loopback address. A request with no `Host`, or two, names none.
-pub(crate) fn loopback_host(headers: &HeaderMap) -> bool {
+pub fn loopback_host(headers: &HeaderMap) -> bool {
     let mut hosts = headers.get_all(HOST).iter();
     let (Some(host), None) = (hosts.next(), hosts.next()) else {
         return false;
@@ -389,9 +340,9 @@ pub(crate) fn admit(
 
 /// Reads a body of at most the configured size, within `[gateway.limits]
 /// body_timeout` and the listener's budget for bodies being read.
-async fn read_body(gw: &Gateway, body: Incoming) -> Result<Bytes, Response<Body>> {
-    use crate::front::BodyError;
-    match gw.front.read_body(body, gw.max_message_bytes).await {
+async fn read_body(gw: &Gateway, peer: &Peer, body: Incoming) -> Result<Bytes, Response<Body>> {
+    use crate::conn::BodyError;
+    match peer.front.read_body(body, gw.max_message_bytes).await {
         Ok(bytes) => Ok(bytes),
         Err(BodyError::TooLarge) => Err(refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -445,7 +396,7 @@ fn parse(bytes: &[u8]) -> Result<Message, Response<Body>> {
 
 // ---------- Streamable HTTP ----------
 
-async fn mcp_endpoint(
+pub(crate) async fn mcp_endpoint(
     gw: Arc<Gateway>,
     peer: &Peer,
     req: Request<Incoming>,
@@ -456,10 +407,7 @@ async fn mcp_endpoint(
         Err(response) => return refuse_unread(&gw, req.into_body(), response).await,
     };
     match *req.method() {
-        Method::POST => {
-            let owner = peer.owner(principal.as_ref());
-            post(gw, req, scope, principal, owner).await
-        }
+        Method::POST => post(gw, peer, req, scope, principal).await,
         Method::GET => get(&gw, req.headers(), &scope, principal.as_deref()),
         Method::DELETE => delete(&gw, req.headers(), &scope, principal.as_deref()),
         _ => {
@@ -512,11 +460,12 @@ fn find_session(
 
 async fn post(
     gw: Arc<Gateway>,
+    peer: &Peer,
     req: Request<Incoming>,
     scope: Scope,
     principal: Option<Arc<str>>,
-    owner: Arc<str>,
 ) -> Response<Body> {
+    let owner = peer.owner(principal.as_ref());
     let (parts, body) = req.into_parts();
     // Only the headers are kept (the rest of the head is dropped here): hyper cut
     // them, like the body, from the connection's read buffer.
@@ -544,7 +493,7 @@ async fn post(
         );
         return refuse_unread(&gw, body, refusal).await;
     }
-    let bytes = match read_body(&gw, body).await {
+    let bytes = match read_body(&gw, peer, body).await {
         Ok(bytes) => bytes,
         Err(response) => return response,
     };
@@ -564,7 +513,7 @@ async fn post(
             Ok(session) => session,
             Err(full) => return session_refused(full),
         };
-        tracing::info!(session = %crate::session::short_id(&session.id), version, "session opened");
+        tracing::info!(session = %mcp_edge_core::session::short_id(&session.id), version, "session opened");
         let id = message.id.clone().unwrap_or(Id::Num(0));
         let mut response = json(StatusCode::OK, jsonrpc::result(&id, &result));
         if let Ok(value) = session.id.parse() {
@@ -593,7 +542,7 @@ async fn post(
         return dispatch(gw, ctx, message).await;
     }
 
-    let meta_version = crate::core::meta_version(&message);
+    let meta_version = mcp_edge_core::meta_version(&message);
     let header_version = header(&headers, VERSION_HEADER);
     let stateless = meta_version.is_some()
         || header_version.is_some_and(|v| version::era(v) == Some(Era::Stateless));
@@ -611,7 +560,7 @@ async fn post(
         scope,
         session: None,
         version: version::V2026_07_28,
-        principal: principal.unwrap_or_else(crate::core::anonymous),
+        principal: principal.unwrap_or_else(mcp_edge_core::anonymous),
         traceparent: header(&headers, TRACEPARENT).map(str::to_owned),
     };
     drop(headers);
@@ -667,8 +616,8 @@ fn check_stateless(
     if header_version != Some(requested) || meta.is_none() {
         return mismatch(format!(
             "MCP-Protocol-Version header {:?} and _meta {META_PROTOCOL_VERSION} {:?} must both be present and equal",
-            header_version.map(crate::core::shown),
-            meta.map(crate::core::shown)
+            header_version.map(mcp_edge_core::shown),
+            meta.map(mcp_edge_core::shown)
         ));
     }
     if message.kind() != Kind::Request && message.kind() != Kind::Notification {
@@ -679,8 +628,8 @@ fn check_stateless(
         other => {
             return mismatch(format!(
                 "Mcp-Method header {:?} does not match body method `{}`",
-                other.map(crate::core::shown),
-                crate::core::shown(message.method())
+                other.map(mcp_edge_core::shown),
+                mcp_edge_core::shown(message.method())
             ));
         }
     }
@@ -694,8 +643,8 @@ fn check_stateless(
         if sent.as_deref() != Some(name.as_str()) {
             return mismatch(format!(
                 "Mcp-Name header {:?} does not match body value `{}`",
-                sent.as_deref().map(crate::core::shown),
-                crate::core::shown(&name)
+                sent.as_deref().map(mcp_edge_core::shown),
+                mcp_edge_core::shown(&name)
             ));
         }
     }
@@ -738,7 +687,10 @@ async fn dispatch(gw: Arc<Gateway>, ctx: Ctx, message: Message) -> Response<Body
                     StatusCode::NOT_FOUND,
                     message.id.as_ref(),
                     code::METHOD_NOT_FOUND,
-                    &format!("Method not found: {}", crate::core::shown(message.method())),
+                    &format!(
+                        "Method not found: {}",
+                        mcp_edge_core::shown(message.method())
+                    ),
                     None,
                 );
             }
@@ -1009,14 +961,18 @@ fn delete(
         Err(response) => return response,
     };
     gw.sessions.end(&session.id);
-    tracing::info!(session = %crate::session::short_id(&session.id), "session ended by the client");
+    tracing::info!(session = %mcp_edge_core::session::short_id(&session.id), "session ended by the client");
     empty(StatusCode::OK)
 }
 
 // ---------- legacy HTTP+SSE (2024-11-05) ----------
 
 /// `GET /sse`: opens a legacy session; the first event names where to POST.
-async fn legacy_stream(gw: Arc<Gateway>, peer: &Peer, req: Request<Incoming>) -> Response<Body> {
+pub(crate) async fn legacy_stream(
+    gw: Arc<Gateway>,
+    peer: &Peer,
+    req: Request<Incoming>,
+) -> Response<Body> {
     if req.method() != Method::GET {
         let refusal = refuse(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -1046,7 +1002,7 @@ async fn legacy_stream(gw: Arc<Gateway>, peer: &Peer, req: Request<Incoming>) ->
         Some("endpoint"),
         endpoint.as_bytes(),
     )));
-    tracing::info!(session = %crate::session::short_id(&session.id), "legacy SSE session opened");
+    tracing::info!(session = %mcp_edge_core::session::short_id(&session.id), "legacy SSE session opened");
     tokio::spawn(async move {
         stream_session(rx, out, Some("message")).await;
         // The stream is the session: when it goes, the session goes.
@@ -1056,7 +1012,11 @@ async fn legacy_stream(gw: Arc<Gateway>, peer: &Peer, req: Request<Incoming>) ->
 }
 
 /// `POST /messages?session_id=…`: a legacy client's message; answers go on its stream.
-async fn legacy_post(gw: Arc<Gateway>, peer: &Peer, req: Request<Incoming>) -> Response<Body> {
+pub(crate) async fn legacy_post(
+    gw: Arc<Gateway>,
+    peer: &Peer,
+    req: Request<Incoming>,
+) -> Response<Body> {
     if req.method() != Method::POST {
         let refusal = refuse(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -1089,7 +1049,7 @@ async fn legacy_post(gw: Arc<Gateway>, peer: &Peer, req: Request<Incoming>) -> R
         );
         return refuse_unread(&gw, req.into_body(), refusal).await;
     };
-    let bytes = match read_body(&gw, req.into_body()).await {
+    let bytes = match read_body(&gw, peer, req.into_body()).await {
         Ok(bytes) => bytes,
         Err(response) => return response,
     };

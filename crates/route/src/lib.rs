@@ -1,4 +1,16 @@
-//! A route at run time: its naming, its policies and the connector to its tool server.
+//! A route at run time: the connector to its tool server, the policy stack around it,
+//! the balancer over its replicas, and what it has done.
+//!
+//! Where it sits in a call's path: a front door (`mcp-edge-front`) hands a client's
+//! request to the core (`mcp-edge-core`), which finds the route by name and calls
+//! [`RouteRt::call`]; the call goes down the route's [`stack`] (rate limit, deadline,
+//! retries, circuit breaker, bulkhead) to its [`upstream`], a connector from
+//! `mcp-edge-transport` or a [`balance`]r over several.
+//!
+//! - [`assemble`]: a route from its configuration (start-up and reload).
+//! - [`scope`]: which routes a client sees.
+//! - [`stats`]: counters and latency histograms per route.
+//! - [`trace`]: W3C trace context in and out.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,11 +19,19 @@ use mcp_edge_config::Boundary;
 use mcp_edge_config::model::Naming;
 use mcp_edge_policy::Request;
 use mcp_edge_protocol::Id;
-use mcp_edge_transport::{Call, Connector, Reply, ServerInfo, State, UpstreamError};
+use mcp_edge_transport::{Reply, ServerInfo, UpstreamError};
 
-use crate::balance::Balanced;
-use crate::policy::RoutePolicy;
+pub mod assemble;
+pub mod balance;
+pub mod scope;
+pub mod stack;
+pub mod stats;
+pub mod trace;
+pub mod upstream;
+
+use crate::stack::RoutePolicy;
 use crate::stats::RouteStats;
+pub use crate::upstream::Upstream;
 
 /// A route, ready to take calls.
 pub struct RouteRt {
@@ -43,34 +63,6 @@ pub struct RouteRt {
     pub probe_interval: Option<Duration>,
     /// Its configuration, positions left out: unchanged on reload means kept as is.
     pub fingerprint: String,
-}
-
-/// How a route reaches its tool server: one connector, or several replicas of one
-/// behind a balancer. Cheap to clone.
-#[derive(Clone)]
-pub enum Upstream {
-    /// One tool server.
-    One(Connector),
-    /// Several replicas of a Streamable HTTP server, balanced.
-    Balanced(Arc<Balanced>),
-}
-
-impl Upstream {
-    /// The connector's state (for replicas: up if any is).
-    pub fn state(&self) -> State {
-        match self {
-            Upstream::One(connector) => connector.state(),
-            Upstream::Balanced(balanced) => balanced.state(),
-        }
-    }
-
-    /// Makes a call, with no policy: see [`RouteRt::call`].
-    pub async fn call(&self, call: Call) -> Result<Reply, UpstreamError> {
-        match self {
-            Upstream::One(connector) => connector.call(call).await,
-            Upstream::Balanced(balanced) => balanced.call(call).await,
-        }
-    }
 }
 
 impl RouteRt {

@@ -4,7 +4,7 @@
 use http::HeaderMap;
 use http::header::{ACCEPT, HOST, ORIGIN};
 
-use crate::seal::Sealer;
+use mcp_edge_core::seal::Sealer;
 
 /// `Host`, `Origin` and `Accept` values read from arbitrary bytes (split on NUL): the
 /// checks never panic, and their answers do not depend on how often they are asked.
