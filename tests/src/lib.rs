@@ -1,5 +1,5 @@
-//! Shared helpers for mcp-edge's end-to-end tests: find (and build) the real
-//! `mcp-edge` binary, run it, and read what it printed.
+//! Shared helpers for mcp-edge's end-to-end tests: find the real `mcp-edge` binary,
+//! run it, and read what it printed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -13,55 +13,22 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".."))
 }
 
-/// The `mcp-edge` binary of this build profile, built once per test process.
-///
-/// Integration tests of this crate cannot see another package's binaries through
-/// `CARGO_BIN_EXE_*`, so the binary is built here with the cargo that runs the tests.
-/// It goes to a target directory of its own: `cargo test -p mcp-edge-tests` and
-/// `cargo build -p mcp-edge-gateway` unify dependency features differently, and
-/// sharing one directory would make each rebuild what the other just built.
+/// The `mcp-edge` binary under test: this package's `mcp-edge-under-test`, which
+/// Cargo builds (from the same `cli::main` as `mcp-edge`) before it runs the
+/// integration tests. It sits in the profile directory above the test's own
+/// executable (`target/<profile>/deps/<test>`).
 pub fn mcp_edge() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
-        // target/<profile>/deps/<test> -> target/<profile> -> target
-        let profile_dir = exe
+        let bin = exe
             .parent()
             .and_then(Path::parent)
             .unwrap_or_else(|| panic!("unexpected test binary location {}", exe.display()))
-            .to_path_buf();
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let target = profile_dir
-            .parent()
-            .map_or_else(|| profile_dir.clone(), Path::to_path_buf)
-            .join("under-test");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build
-            .current_dir(repo_root())
-            .env("CARGO_TARGET_DIR", &target)
-            .args([
-                "build",
-                "--quiet",
-                "--locked",
-                "-p",
-                "mcp-edge-gateway",
-                "--bin",
-                "mcp-edge",
-            ]);
-        if release {
-            build.arg("--release");
-        }
-        let status = build
-            .status()
-            .unwrap_or_else(|e| panic!("could not run cargo to build mcp-edge: {e}"));
-        assert!(status.success(), "building mcp-edge failed");
-        let bin = target
-            .join(if release { "release" } else { "debug" })
-            .join(format!("mcp-edge{}", std::env::consts::EXE_SUFFIX));
+            .join(format!("mcp-edge-under-test{}", std::env::consts::EXE_SUFFIX));
         assert!(
             bin.exists(),
-            "mcp-edge was built but is not at {}",
+            "the mcp-edge binary under test is not at {}: run the tests with `cargo test -p mcp-edge-tests` (or scripts/test), which builds it",
             bin.display()
         );
         bin

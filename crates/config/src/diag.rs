@@ -12,6 +12,59 @@ use std::path::{Path, PathBuf};
 /// A byte range into the routes file.
 pub type Span = Range<usize>;
 
+/// Where a value of the validated model was written: a [`Span`] kept for diagnostics.
+///
+/// Every `Written` equals every other and hashes to nothing, so a model value that
+/// derives `Eq` and `Hash` compares what it says, never where it was said: a route
+/// moved down the file, or below a new comment, is the same route, and a position
+/// field added later cannot change that.
+#[derive(Debug, Clone, Default)]
+pub struct Written(pub Span);
+
+impl Written {
+    /// The span.
+    pub fn span(&self) -> Span {
+        self.0.clone()
+    }
+}
+
+impl std::ops::Deref for Written {
+    type Target = Span;
+    fn deref(&self) -> &Span {
+        &self.0
+    }
+}
+
+impl PartialEq for Written {
+    fn eq(&self, _: &Written) -> bool {
+        true
+    }
+}
+
+impl Eq for Written {}
+
+impl std::hash::Hash for Written {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
+}
+
+impl From<Span> for Written {
+    fn from(span: Span) -> Written {
+        Written(span)
+    }
+}
+
+impl From<Written> for Option<Span> {
+    fn from(written: Written) -> Option<Span> {
+        Some(written.0)
+    }
+}
+
+impl From<&Written> for Option<Span> {
+    fn from(written: &Written) -> Option<Span> {
+        Some(written.span())
+    }
+}
+
 /// How serious a diagnostic is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {

@@ -34,7 +34,7 @@ pub mod spec;
 
 use std::path::Path;
 
-pub use diag::{Diagnostic, Located, Severity, Source, Span};
+pub use diag::{Diagnostic, Located, Severity, Source, Span, Written};
 pub use duration::HumanDuration;
 pub use environment::environment_diagnostics;
 pub use model::{Config, Endpoint, Route};

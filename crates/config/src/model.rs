@@ -16,7 +16,7 @@ use ipnet::IpNet;
 use toml::Spanned;
 use url::Url;
 
-use crate::diag::{Diagnostic, Span};
+use crate::diag::{Diagnostic, Span, Written};
 use crate::duration::HumanDuration;
 use crate::secret::{MaybeSecret, SecretRef};
 use crate::spec::{
@@ -170,12 +170,12 @@ pub struct Listener {
 }
 
 /// A boundary written in the file rather than inferred.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Declared {
     /// The declared boundary.
     pub boundary: Boundary,
     /// Where it was written.
-    pub span: Span,
+    pub span: Written,
     /// The opt-in that allows it to be looser than the facts, with its reason.
     pub override_reason: Option<String>,
 }
@@ -317,16 +317,20 @@ impl Grant {
 }
 
 /// `[[route]]`.
-#[derive(Debug, Clone)]
+///
+/// Equal routes run the same way: positions in the file ([`Written`]) are equal by
+/// construction, so `Eq` and `Hash` see only what the route says (a reload keeps a
+/// route whose configuration did not change, wherever it moved in the file).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Route {
     /// Unique name.
     pub name: String,
     /// Where the name was written.
-    pub name_span: Span,
+    pub name_span: Written,
     /// Where the tool server is.
     pub endpoint: Endpoint,
     /// Where the endpoint was written.
-    pub endpoint_span: Span,
+    pub endpoint_span: Written,
     /// More replicas of the same tool server (from `urls`), after the one in
     /// `endpoint`; calls are balanced across them all.
     pub more_urls: Vec<Url>,
@@ -339,7 +343,7 @@ pub struct Route {
     /// The transport hint and where it was written.
     pub protocol: Protocol,
     /// Where `protocol` was written.
-    pub protocol_span: Option<Span>,
+    pub protocol_span: Option<Written>,
     /// Tool naming in the aggregated server.
     pub naming: Naming,
     /// Certificate-expiry thresholds.
@@ -352,29 +356,8 @@ pub struct Route {
     pub probe_interval: Option<Duration>,
 }
 
-impl Route {
-    /// Everything that decides how the route runs, and nothing about where it was
-    /// written: two routes with the same fingerprint need no restart on reload.
-    pub fn fingerprint(&self) -> String {
-        let mut route = self.clone();
-        route.name_span = 0..0;
-        route.endpoint_span = 0..0;
-        route.protocol_span = None;
-        route.naming.prefix_span = 0..0;
-        if let Some(declared) = &mut route.declared {
-            declared.span = 0..0;
-        }
-        if let Some(tls) = &mut route.tls {
-            tls.span = 0..0;
-            tls.insecure_span = None;
-        }
-        route.auth.span = None;
-        format!("{route:?}")
-    }
-}
-
 /// Where a tool server is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     /// A child process spoken to over stdio.
     Command(Command),
@@ -390,7 +373,7 @@ pub enum Endpoint {
 }
 
 /// A child process.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Command {
     /// The program (a path, or a name looked up in `PATH`).
     pub program: String,
@@ -403,10 +386,10 @@ pub struct Command {
 }
 
 /// TLS to a tool server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UpstreamTls {
     /// Where the `tls` table was written.
-    pub span: Span,
+    pub span: Written,
     /// CA bundle, instead of the platform's roots.
     pub ca: Option<PathBuf>,
     /// Client certificate and key for mTLS.
@@ -416,14 +399,14 @@ pub struct UpstreamTls {
     /// Verification switched off.
     pub insecure_skip_verify: bool,
     /// Where `insecure_skip_verify` was written, if it was.
-    pub insecure_span: Option<Span>,
+    pub insecure_span: Option<Written>,
 }
 
 /// Credentials sent to a tool server.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct UpstreamAuth {
     /// Where the `auth` table was written.
-    pub span: Option<Span>,
+    pub span: Option<Written>,
     /// `Authorization: Bearer …`.
     pub bearer: Option<SecretRef>,
     /// Extra headers, names lowercase.
@@ -438,12 +421,12 @@ impl UpstreamAuth {
 }
 
 /// How a route's tools are named and filtered in the aggregated server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Naming {
     /// The prefix; empty for none.
     pub prefix: String,
     /// Where the prefix came from (the `prefix` key, or else the route's name).
-    pub prefix_span: Span,
+    pub prefix_span: Written,
     /// Only tools matching one of these (all when empty).
     pub include: Vec<Glob>,
     /// Tools matching one of these are hidden.
@@ -459,7 +442,7 @@ impl Naming {
 }
 
 /// A glob where `*` matches any run of characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Glob(String);
 
 impl Glob {
@@ -490,7 +473,7 @@ impl Glob {
 }
 
 /// Certificate-expiry thresholds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CertExpiry {
     /// Warn when fewer than this remain.
     pub warn: Duration,
@@ -499,7 +482,7 @@ pub struct CertExpiry {
 }
 
 /// Effective policies of a route.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Policies {
     /// Per-call deadline; each progress notification moves it to `timeout` later.
     pub timeout: Duration,
@@ -518,7 +501,7 @@ pub struct Policies {
 }
 
 /// Retry policy.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Retry {
     /// Attempts in all, the first included.
     pub attempts: NonZeroU32,
@@ -527,20 +510,47 @@ pub struct Retry {
     /// Largest backoff.
     pub max: Duration,
     /// Fraction of calls retries may add.
-    pub budget: f64,
+    pub budget: Fraction,
     /// Retries per second allowed whatever the traffic.
     pub min_per_second: u32,
     /// Tools that may be repeated although their annotations do not say so.
     pub idempotent_tools: Vec<Glob>,
 }
 
+/// A number validated to lie in a closed range of finite values (a ratio, a budget):
+/// never NaN, so it is `Eq` and `Hash` like the rest of the model.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default)]
+pub struct Fraction(f64);
+
+impl Fraction {
+    /// `value`, if it is finite.
+    pub fn new(value: f64) -> Option<Fraction> {
+        value.is_finite().then_some(Fraction(value))
+    }
+
+    /// The value.
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+// Never NaN (see `new`): equality is reflexive.
+impl Eq for Fraction {}
+
+impl std::hash::Hash for Fraction {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // 0.0 and -0.0 are equal; hash them alike.
+        (self.0 + 0.0).to_bits().hash(state);
+    }
+}
+
 /// Circuit-breaker policy.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Breaker {
     /// Consecutive failures that open it.
     pub consecutive_failures: NonZeroU32,
     /// Failure ratio over the window that opens it.
-    pub failure_ratio: f64,
+    pub failure_ratio: Fraction,
     /// Calls in the window before the ratio counts.
     pub min_calls: NonZeroU32,
     /// Sliding window.
@@ -554,7 +564,7 @@ pub struct Breaker {
 }
 
 /// Rate limits of a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct RateLimit {
     /// Everyone's calls together.
     pub route: Option<Bucket>,
@@ -563,7 +573,7 @@ pub struct RateLimit {
 }
 
 /// A token bucket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Bucket {
     /// Sustained calls per second.
     pub per_second: NonZeroU32,
@@ -572,7 +582,7 @@ pub struct Bucket {
 }
 
 /// Concurrency bound.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Concurrency {
     /// Calls in flight at once.
     pub max_in_flight: NonZeroU32,
@@ -784,7 +794,7 @@ impl Validator<'_> {
         match (boundary, reason) {
             (Some(b), reason) => Some(Declared {
                 boundary: *b.get_ref(),
-                span: b.span(),
+                span: Written(b.span()),
                 override_reason: reason.map(|(_, r)| r),
             }),
             (None, Some((span, _))) => {
@@ -1112,15 +1122,15 @@ impl Validator<'_> {
         }
         Some(Route {
             name,
-            name_span,
+            name_span: Written(name_span),
             endpoint,
-            endpoint_span,
+            endpoint_span: Written(endpoint_span),
             more_urls,
             declared,
             tls,
             auth,
             protocol,
-            protocol_span,
+            protocol_span: protocol_span.map(Written),
             naming,
             cert_expiry,
             policies,
@@ -1395,7 +1405,7 @@ impl Validator<'_> {
             );
         }
         UpstreamTls {
-            span,
+            span: Written(span),
             ca: tls.ca.map(|ca| self.path(ca.get_ref())),
             client_identity,
             server_name: tls.server_name.map(Spanned::into_inner),
@@ -1403,7 +1413,7 @@ impl Validator<'_> {
                 .insecure_skip_verify
                 .as_ref()
                 .is_some_and(|v| *v.get_ref()),
-            insecure_span: tls.insecure_skip_verify.as_ref().map(Spanned::span),
+            insecure_span: tls.insecure_skip_verify.as_ref().map(|s| Written(s.span())),
         }
     }
 
@@ -1465,7 +1475,7 @@ impl Validator<'_> {
             headers.insert(lower, rebase_maybe(value, self.base_dir));
         }
         UpstreamAuth {
-            span: Some(span),
+            span: Some(Written(span)),
             bearer: auth.bearer.map(|b| b.rebase(self.base_dir)),
             headers,
         }
@@ -1513,7 +1523,7 @@ impl Validator<'_> {
         };
         Naming {
             prefix,
-            prefix_span,
+            prefix_span: Written(prefix_span),
             include,
             exclude,
         }
@@ -1854,12 +1864,14 @@ impl Validator<'_> {
         default: f64,
         zero_ok: bool,
         key: &str,
-    ) -> f64 {
-        let Some(value) = value else { return default };
+    ) -> Fraction {
+        let Some(value) = value else {
+            return Fraction(default);
+        };
         let f = *value.get_ref();
         let ok = f.is_finite() && f <= 1.0 && (f > 0.0 || (zero_ok && f == 0.0));
         if ok {
-            f
+            Fraction(f)
         } else {
             let range = if zero_ok {
                 "from 0.0 to 1.0"
@@ -1871,7 +1883,7 @@ impl Validator<'_> {
                 format!("{key} = {f} is out of range"),
                 &format!("use a fraction {range}"),
             );
-            default
+            Fraction(default)
         }
     }
 

@@ -170,7 +170,7 @@ fn valid_env_name(name: &str) -> bool {
 /// A value that may be plain text or a secret reference: child-process environment
 /// variables and upstream headers, where some values are configuration and some are
 /// credentials.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum MaybeSecret {
     /// Plain configuration, printed as is.
     Plain(String),

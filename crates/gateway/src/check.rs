@@ -282,7 +282,7 @@ fn retry_text(p: &Policies) -> String {
         r.attempts,
         d(r.base),
         d(r.max),
-        (r.budget * 100.0).round()
+        (r.budget.get() * 100.0).round()
     )
 }
 
@@ -291,7 +291,7 @@ fn breaker_text(p: &Policies) -> String {
     format!(
         "{} in a row or {}% of >={} in {}; open {}",
         b.consecutive_failures,
-        (b.failure_ratio * 100.0).round(),
+        (b.failure_ratio.get() * 100.0).round(),
         b.min_calls,
         d(b.window),
         d(b.open_for)
@@ -338,13 +338,13 @@ fn policies_json(p: &Policies) -> Value {
             "attempts": p.retry.attempts.get(),
             "base": d(p.retry.base),
             "max": d(p.retry.max),
-            "budget": p.retry.budget,
+            "budget": p.retry.budget.get(),
             "min_per_second": p.retry.min_per_second,
             "idempotent_tools": p.retry.idempotent_tools.iter().map(Glob::as_str).collect::<Vec<_>>(),
         },
         "breaker": {
             "consecutive_failures": p.breaker.consecutive_failures.get(),
-            "failure_ratio": p.breaker.failure_ratio,
+            "failure_ratio": p.breaker.failure_ratio.get(),
             "min_calls": p.breaker.min_calls.get(),
             "window": d(p.breaker.window),
             "open_for": d(p.breaker.open_for),

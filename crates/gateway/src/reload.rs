@@ -134,11 +134,8 @@ impl Reloader {
         let mut routes = Vec::with_capacity(config.routes.len());
         let (mut added, mut changed, mut kept) = (Vec::new(), Vec::new(), 0usize);
         for (route, planned) in config.routes.iter().zip(&plan.routes) {
-            let fingerprint = assemble::fingerprint(route, planned);
-            let same = old
-                .routes
-                .iter()
-                .find(|r| r.name == route.name && r.fingerprint == fingerprint);
+            let key = mcp_edge_route::RouteKey::new(route, planned);
+            let same = old.routes.iter().find(|r| r.key == key);
             if let Some(same) = same {
                 routes.push(same.clone());
                 kept += 1;

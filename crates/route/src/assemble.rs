@@ -17,11 +17,11 @@ use mcp_edge_transport::{
     Connector, Http, HttpConfig, Link, LinkConfig, LinkKind, Sink, Stdio, StdioConfig,
 };
 
-use crate::RouteRt;
 use crate::Upstream;
 use crate::balance::{Balanced, Replica};
 use crate::stack::{RoutePolicy, breaker_config};
 use crate::stats::RouteStats;
+use crate::{RouteKey, RouteRt};
 
 /// The program a route launches; `mcp-edge` means this very binary.
 fn program(name: &str) -> PathBuf {
@@ -287,14 +287,8 @@ pub fn build_route(
         stats: RouteStats::default(),
         required: route.required,
         probe_interval: route.probe_interval,
-        fingerprint: fingerprint(route, planned),
+        key: RouteKey::new(route, planned),
     }))
-}
-
-/// What decides how a route runs (its configuration and its classification, not its
-/// place in the file): equal fingerprints need no restart on reload.
-pub fn fingerprint(route: &mcp_edge_config::Route, planned: &mcp_edge_router::RoutePlan) -> String {
-    format!("{}{planned:?}", route.fingerprint())
 }
 
 /// Every secret resolved is remembered, so that text from tool servers (their stderr)

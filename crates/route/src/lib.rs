@@ -33,6 +33,28 @@ use crate::stack::RoutePolicy;
 use crate::stats::RouteStats;
 pub use crate::upstream::Upstream;
 
+/// What decides how a route runs: its configuration and its classification. Where it
+/// was written in the file is no part of it, by construction: the configuration's
+/// positions ([`mcp_edge_config::Written`]) are all equal to each other. A reload keeps
+/// a route whose key is unchanged, and restarts one whose key changed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RouteKey {
+    route: mcp_edge_config::Route,
+    boundary: Boundary,
+    transport: mcp_edge_router::Transport,
+}
+
+impl RouteKey {
+    /// The key of a route as configured and classified.
+    pub fn new(route: &mcp_edge_config::Route, planned: &mcp_edge_router::RoutePlan) -> RouteKey {
+        RouteKey {
+            route: route.clone(),
+            boundary: planned.boundary,
+            transport: planned.transport.clone(),
+        }
+    }
+}
+
 /// A route, ready to take calls.
 pub struct RouteRt {
     /// The route's name.
@@ -61,8 +83,8 @@ pub struct RouteRt {
     pub required: bool,
     /// How often it is probed.
     pub probe_interval: Option<Duration>,
-    /// Its configuration, positions left out: unchanged on reload means kept as is.
-    pub fingerprint: String,
+    /// What decides how it runs: unchanged on reload means kept as is.
+    pub key: RouteKey,
 }
 
 impl RouteRt {
@@ -125,6 +147,80 @@ impl RouteRt {
         match &self.upstream {
             Upstream::One(connector) => connector.shutdown().await,
             Upstream::Balanced(balanced) => balanced.shutdown().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::RouteKey;
+
+    /// The keys of every route in a routes file.
+    fn keys(text: &str) -> Vec<RouteKey> {
+        let source = mcp_edge_config::Source::new("routes.toml", text);
+        let (config, diags) = mcp_edge_config::parse(&source);
+        let config = config.unwrap_or_else(|| panic!("{diags:?}"));
+        let (plan, diags) = mcp_edge_router::plan(&config);
+        let plan = plan.unwrap_or_else(|| panic!("{diags:?}"));
+        config
+            .routes
+            .iter()
+            .zip(&plan.routes)
+            .map(|(route, planned)| RouteKey::new(route, planned))
+            .collect()
+    }
+
+    const ROUTES: &str = r#"
+[[route]]
+name = "a"
+url = "https://127.0.0.1:9001/mcp"
+[route.tls]
+server_name = "tools.internal"
+
+[[route]]
+name = "b"
+command = ["mcp-edge", "demo-tools"]
+timeout = "5s"
+"#;
+
+    #[test]
+    fn a_key_ignores_where_the_route_was_written() {
+        // The same routes, moved down the file, in the other order, with comments.
+        let moved = r#"
+# a comment that moves every position below it
+
+[[route]]
+name = "b"
+command = ["mcp-edge", "demo-tools"]
+timeout   =   "5s"
+
+[[route]]
+# and another
+name = "a"
+url = "https://127.0.0.1:9001/mcp"
+[route.tls]
+server_name = "tools.internal"
+"#;
+        let before = keys(ROUTES);
+        let after = keys(moved);
+        assert_eq!(before[0], after[1]);
+        assert_eq!(before[1], after[0]);
+        let set: HashSet<RouteKey> = before.into_iter().collect();
+        assert!(after.iter().all(|key| set.contains(key)));
+    }
+
+    #[test]
+    fn a_key_changes_with_what_the_route_says() {
+        let before = keys(ROUTES);
+        for changed in [
+            ROUTES.replace("timeout = \"5s\"", "timeout = \"6s\""),
+            ROUTES.replace("9001", "9002"),
+            ROUTES.replace("\"demo-tools\"]", "\"demo-tools\", \"--hang\"]"),
+        ] {
+            let after = keys(&changed);
+            assert_ne!(before, after, "{changed}");
         }
     }
 }

@@ -46,7 +46,7 @@ pub fn breaker_config(policies: &Policies) -> mcp_edge_breaker::Config {
     let b = &policies.breaker;
     mcp_edge_breaker::Config {
         consecutive_failures: b.consecutive_failures.get(),
-        failure_ratio: b.failure_ratio,
+        failure_ratio: b.failure_ratio.get(),
         min_calls: b.min_calls.get(),
         window: b.window,
         open_for: b.open_for,
@@ -150,7 +150,7 @@ impl RoutePolicy {
                 base: r.base,
                 max: r.max,
             },
-            Arc::new(Budget::new(r.budget, r.min_per_second)),
+            Arc::new(Budget::new(r.budget.get(), r.min_per_second)),
         );
         let retried = retry.retried();
         let connector = Connector {

@@ -77,7 +77,7 @@ pub struct RoutePlan {
 }
 
 /// How mcp-edge reaches a tool server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Transport {
     /// A supervised child process, newline-delimited JSON-RPC on stdin/stdout.
     Stdio(Command),
@@ -93,7 +93,7 @@ pub enum Transport {
 }
 
 /// Transport security to a network tool server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Security {
     /// No TLS. Only ever chosen for host and trusted boundaries.
     Plaintext,
@@ -329,7 +329,7 @@ fn plan_listeners(config: &Config, diags: &mut Vec<Diagnostic>) -> Vec<ListenerP
         let span = listen
             .declared
             .as_ref()
-            .map(|d| d.span.clone())
+            .map(|d| d.span.span())
             .or(listen.span.clone());
         diags.push(
             Diagnostic::error(
