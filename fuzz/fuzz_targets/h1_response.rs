@@ -6,5 +6,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    mcp_edge_transport::http::fuzz_h1::response(data);
+    mcp_edge_client::fuzz_h1::response(data);
 });

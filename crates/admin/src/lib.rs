@@ -331,7 +331,7 @@ impl Admin {
         let _ = writeln!(
             out,
             "mcp_edge_busy_polls_total {}",
-            mcp_edge_transport::busy_poll::spins()
+            mcp_edge_busy_poll::spins()
         );
         let front = &self.front;
         for (name, kind, what, value) in [

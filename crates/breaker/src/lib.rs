@@ -265,11 +265,11 @@ impl Breaker {
     fn trip(&self, inner: &mut Inner, why: &str) {
         inner.trips = inner.trips.saturating_add(1);
         inner.total_trips += 1;
-        let open_for = self
-            .cfg
-            .open_for
-            .saturating_mul(1u32 << (inner.trips - 1).min(20))
-            .min(self.cfg.max_open_for.max(self.cfg.open_for));
+        let open_for = mcp_edge_policy::backoff::Backoff {
+            base: self.cfg.open_for,
+            max: self.cfg.max_open_for.max(self.cfg.open_for),
+        }
+        .ceiling(inner.trips - 1);
         inner.state = State::Open {
             until: Instant::now() + open_for,
         };

@@ -125,7 +125,7 @@ pub async fn handle(
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     crate::http::host_from_authority(&mut req);
-    let _in_flight = mcp_edge_transport::busy_poll::call();
+    let _in_flight = mcp_edge_busy_poll::call();
     enum Endpoint {
         Mcp(Option<String>),
         WebSocket(Option<String>),

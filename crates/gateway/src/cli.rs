@@ -127,7 +127,7 @@ struct RuntimeSettings {
 /// which in a container honours its CPU limit). One worker is a current-thread runtime,
 /// as linkerd2-proxy runs on one core: the I/O driver, the timers and every task on the
 /// one thread, with no work-stealing machinery to wake (see docs/PERFORMANCE.md). Only
-/// that runtime busy-polls ([`mcp_edge_transport::busy_poll`]).
+/// that runtime busy-polls ([`mcp_edge_busy_poll`]).
 fn runtime_with(settings: &RuntimeSettings) -> Result<tokio::runtime::Runtime, String> {
     let workers = settings.workers.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
@@ -148,15 +148,15 @@ fn runtime_with(settings: &RuntimeSettings) -> Result<tokio::runtime::Runtime, S
     };
     if busy_poll {
         // The current-thread runtime runs on this thread: its state is this thread's.
-        mcp_edge_transport::busy_poll::enable(settings.busy_poll);
-        builder.on_thread_park(mcp_edge_transport::busy_poll::before_park);
+        mcp_edge_busy_poll::enable(settings.busy_poll);
+        builder.on_thread_park(mcp_edge_busy_poll::before_park);
     }
     let runtime = builder
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     if busy_poll {
-        runtime.spawn(mcp_edge_transport::busy_poll::spinner());
+        runtime.spawn(mcp_edge_busy_poll::spinner());
     }
     Ok(runtime)
 }

@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
+pub mod backoff;
 pub mod bulkhead;
 pub mod timeout;
 

@@ -19,28 +19,7 @@ use std::time::Duration;
 use mcp_edge_policy::{Policy, PolicyFuture, Reply, Request, Stack, UpstreamError, overloaded};
 use tokio::time::Instant;
 
-/// Exponential backoff with full jitter.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    /// The first retry's ceiling.
-    pub base: Duration,
-    /// The largest ceiling.
-    pub max: Duration,
-}
-
-impl Backoff {
-    /// The ceiling before retry `n` (0 for the first): `min(max, base·2ⁿ)`.
-    pub fn ceiling(&self, n: u32) -> Duration {
-        self.base.saturating_mul(1u32 << n.min(30)).min(self.max)
-    }
-
-    /// The wait before retry `n`: uniform in `[0, ceiling(n)]`.
-    pub fn delay(&self, n: u32) -> Duration {
-        use rand::Rng as _;
-        let ceiling = self.ceiling(n);
-        ceiling.mul_f64(rand::rng().random_range(0.0..=1.0))
-    }
-}
+pub use mcp_edge_policy::backoff::Backoff;
 
 /// How long deposits count.
 const WINDOW: Duration = Duration::from_secs(10);
@@ -209,7 +188,7 @@ impl Policy for RetryPolicy {
                 if hint.is_some_and(|h| h > cfg.backoff.max) {
                     return outcome;
                 }
-                let wait = hint.unwrap_or_else(|| cfg.backoff.delay(retries));
+                let wait = hint.unwrap_or_else(|| cfg.backoff.full_jitter(retries));
                 if Instant::now() + wait >= request.call.deadline {
                     return outcome;
                 }
@@ -398,7 +377,7 @@ mod tests {
         #[test]
         fn backoff_stays_within_zero_and_the_cap(base in 1u64..10_000, max in 1u64..100_000, n in 0u32..64) {
             let backoff = Backoff { base: Duration::from_millis(base), max: Duration::from_millis(max) };
-            let delay = backoff.delay(n);
+            let delay = backoff.full_jitter(n);
             prop_assert!(delay <= backoff.ceiling(n));
             prop_assert!(delay <= Duration::from_millis(max));
         }

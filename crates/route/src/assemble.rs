@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use mcp_edge_breaker::Breaker;
 use mcp_edge_certwatch::{Origin, Thresholds, Watcher};
+use mcp_edge_client::dial::{OnHandshake, PeerTls};
 use mcp_edge_config::MaybeSecret;
 use mcp_edge_config::Protocol;
 use mcp_edge_config::model::{Config, Endpoint};
 use mcp_edge_router::Transport;
-use mcp_edge_transport::dial::{OnHandshake, PeerTls};
 use mcp_edge_transport::{
     Connector, Http, HttpConfig, Link, LinkConfig, LinkKind, Sink, Stdio, StdioConfig,
 };

@@ -26,9 +26,9 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::conn::Conn;
-use crate::dial::Dialer;
 use crate::{Call, Phase, Reply, ServerInfo, Sink, UpstreamError};
+use mcp_edge_client::dial::Dialer;
+use mcp_edge_upstream::conn::Conn;
 
 /// Which stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +55,7 @@ pub struct LinkConfig {
     /// The name the certificate must show, when not the URL's host (`tls.server_name`).
     pub server_name: Option<String>,
     /// Called with what each TLS handshake showed (certificate tracking).
-    pub on_handshake: Option<crate::dial::OnHandshake>,
+    pub on_handshake: Option<mcp_edge_client::dial::OnHandshake>,
     /// The largest message accepted.
     pub max_message_bytes: usize,
     /// How long connecting and `initialize` may take.
@@ -167,7 +167,7 @@ impl Link {
 
     /// Makes one call.
     pub async fn call(&self, call: Call) -> Result<Reply, UpstreamError> {
-        let conn = crate::conn::ready(
+        let conn = mcp_edge_upstream::conn::ready(
             &self.shared.phase,
             || self.shared.state().conn.clone(),
             || self.last_error(),
@@ -310,7 +310,8 @@ async fn run(shared: Arc<Shared>) {
         if started.elapsed() >= Duration::from_secs(30) {
             failures = 0;
         }
-        let delay = crate::backoff(shared.cfg.backoff_base, shared.cfg.backoff_max, failures);
+        let delay =
+            mcp_edge_upstream::backoff(shared.cfg.backoff_base, shared.cfg.backoff_max, failures);
         failures = failures.saturating_add(1);
         tracing::warn!(route = %route, retry_in_ms = delay.as_millis() as u64, "tool server link failed: {failure}");
         {
@@ -318,7 +319,9 @@ async fn run(shared: Arc<Shared>) {
             state.restarts += 1;
             state.last_error = Some((SystemTime::now(), failure));
         }
-        if crate::wait_backoff(&shared.phase, &shared.shutdown, Instant::now() + delay).await {
+        if mcp_edge_upstream::wait_backoff(&shared.phase, &shared.shutdown, Instant::now() + delay)
+            .await
+        {
             break;
         }
     }
@@ -331,7 +334,7 @@ async fn open(conn: &Arc<Conn>, cfg: &LinkConfig) -> Result<Arc<ServerInfo>, Str
     let reply = conn
         .call(Call {
             method: mcp::INITIALIZE.to_owned(),
-            params: Some(crate::handshake::initialize_params()),
+            params: Some(mcp_edge_upstream::handshake::initialize_params()),
             deadline: Instant::now() + cfg.init_timeout,
             events: None,
             traceparent: None,
@@ -341,7 +344,7 @@ async fn open(conn: &Arc<Conn>, cfg: &LinkConfig) -> Result<Arc<ServerInfo>, Str
         .map_err(|e| format!("initialize failed: {e}"))?;
     match reply {
         Reply::Result(result) => {
-            let info = crate::handshake::session_info(&result)?;
+            let info = mcp_edge_upstream::handshake::session_info(&result)?;
             conn.send(mcp_edge_protocol::jsonrpc::notification(
                 mcp::INITIALIZED,
                 None,
@@ -409,7 +412,7 @@ async fn dial_sse(shared: &Arc<Shared>) -> Result<Dialed, String> {
         format!(
             "GET {}: {}",
             cfg.url,
-            crate::dial::describe_error(&e, cfg.url.scheme_str() == Some("https"))
+            mcp_edge_client::dial::describe_error(&e, cfg.url.scheme_str() == Some("https"))
         )
     })?;
     if response.status() != StatusCode::OK {
@@ -566,7 +569,10 @@ async fn dial_tcp_tls(
             None => format!("{}: TLS failed: {e}", cfg.url),
         })?;
     if let Some(hook) = &cfg.on_handshake {
-        hook(&crate::dial::PeerTls::of(shown, stream.get_ref().1));
+        hook(&mcp_edge_client::dial::PeerTls::of(
+            shown,
+            stream.get_ref().1,
+        ));
     }
     Ok(tokio_tungstenite::MaybeTlsStream::Rustls(stream))
 }

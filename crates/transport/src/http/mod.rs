@@ -12,14 +12,8 @@
 //! Headers are mcp-edge's own: `Host` from the URL, the route's credentials, never the
 //! client's `Authorization` or `Origin`.
 
-mod h1;
-
 /// The HTTP/1.1 response parser, driven over a real loopback connection, for the fuzz
 /// target under `fuzz/` (not an API).
-#[doc(hidden)]
-pub mod fuzz_h1;
-mod pool;
-
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
@@ -38,10 +32,11 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-pub use crate::dial::{ConnectError, OnHandshake, PeerTls};
-use crate::dial::{Dialer, connect_error};
-use crate::{Call, CallEvent, Reply, ServerInfo, Sink, Taker, UpstreamError};
-use pool::{Pool, PoolBody};
+use crate::{Call, CallEvent, Reply, ServerInfo, Sink, UpstreamError};
+pub use mcp_edge_client::dial::{ConnectError, OnHandshake, PeerTls};
+use mcp_edge_client::dial::{Dialer, connect_error};
+use mcp_edge_client::pool::{Pool, PoolBody};
+use mcp_edge_upstream::Taker;
 
 // Header names built once: a name parsed from a string that is not one of HTTP's own
 // is allocated anew on every request.
@@ -381,8 +376,12 @@ impl Http {
                 .as_ref()
                 .filter(|_| !remote.stateless)
                 .map(|events| Taking::new(&remote, id, events));
-            let (body, token) =
-                crate::params::request(id, &call.method, call.params.as_deref(), remote.stateless)?;
+            let (body, token) = mcp_edge_upstream::params::request(
+                id,
+                &call.method,
+                call.params.as_deref(),
+                remote.stateless,
+            )?;
             // Leaving before the answer cancels upstream: in the session era with a
             // notification, in the stateless era by closing the stream (dropping it).
             let mut guard = CancelOnDrop {
@@ -569,7 +568,7 @@ impl Http {
                 Err(e) => {
                     let delay = {
                         let mut state = lock(&self.shared.state);
-                        let delay = crate::backoff(
+                        let delay = mcp_edge_upstream::backoff(
                             self.shared.cfg.backoff_base,
                             self.shared.cfg.backoff_max,
                             state.failures,
@@ -600,11 +599,11 @@ impl Http {
         let body = jsonrpc::request(
             &Id::Num(0),
             mcp::DISCOVER,
-            Some(&crate::handshake::discover_params()),
+            Some(&mcp_edge_upstream::handshake::discover_params()),
         );
         match self.exchange(&probe, body, mcp::DISCOVER).await {
             Ok((Reply::Result(result), _)) => {
-                if let Ok(info) = crate::handshake::stateless_info(&result) {
+                if let Ok(info) = mcp_edge_upstream::handshake::stateless_info(&result) {
                     return Ok(Arc::new(Remote {
                         stateless: true,
                         session: None,
@@ -633,7 +632,7 @@ impl Http {
         let body = jsonrpc::request(
             &Id::Num(0),
             mcp::INITIALIZE,
-            Some(&crate::handshake::initialize_params()),
+            Some(&mcp_edge_upstream::handshake::initialize_params()),
         );
         let (reply, session) = match self.exchange(&start, body, mcp::INITIALIZE).await {
             Err(UpstreamError::Status {
@@ -653,7 +652,8 @@ impl Http {
                 )));
             }
         };
-        let info = crate::handshake::session_info(&result).map_err(UpstreamError::Protocol)?;
+        let info =
+            mcp_edge_upstream::handshake::session_info(&result).map_err(UpstreamError::Protocol)?;
         let version = HeaderValue::from_str(&info.protocol_version)
             .map_err(|_| UpstreamError::Protocol("bad protocol version".into()))?;
         let remote = Arc::new(Remote {
@@ -990,11 +990,9 @@ impl Http {
             }
             Kind::Notification => {
                 if message.method() == mcp::PROGRESS {
-                    let params = message
-                        .params
-                        .as_deref()
-                        .zip(token)
-                        .and_then(|(p, t)| crate::params::restore_token(p, t.to_owned()));
+                    let params = message.params.as_deref().zip(token).and_then(|(p, t)| {
+                        mcp_edge_upstream::params::restore_token(p, t.to_owned())
+                    });
                     match params {
                         Some(params) => message.params = Some(params),
                         None => return None,

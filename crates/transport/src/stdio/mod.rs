@@ -25,8 +25,8 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
-use crate::conn::Conn;
 use crate::{Call, Reply, ServerInfo, Sink, UpstreamError};
+use mcp_edge_upstream::conn::Conn;
 
 /// How to run one stdio tool server.
 #[derive(Clone)]
@@ -261,7 +261,7 @@ impl Stdio {
     /// The live connection; waits for a start in progress, or a restart due before
     /// `deadline`, and fails fast otherwise.
     async fn connection(&self, deadline: Instant) -> Result<Arc<Conn>, UpstreamError> {
-        crate::conn::ready(
+        mcp_edge_upstream::conn::ready(
             &self.shared.phase,
             || self.shared.state().conn.clone(),
             || self.last_error(),

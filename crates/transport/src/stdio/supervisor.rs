@@ -16,8 +16,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::{INHERITED_ENV, Phase, Shared, StdioConfig};
-use crate::conn::Conn;
 use crate::{Call, Reply, ServerInfo, UpstreamError};
+use mcp_edge_upstream::conn::Conn;
 
 /// A child that stays up this long has its restart backoff reset.
 const HEALTHY_UPTIME: Duration = Duration::from_secs(30);
@@ -143,7 +143,9 @@ pub(super) async fn run(shared: Arc<Shared>) {
             state.restarts += 1;
             state.last_error = Some((SystemTime::now(), failure));
         }
-        if crate::wait_backoff(&shared.phase, &shared.shutdown, Instant::now() + delay).await {
+        if mcp_edge_upstream::wait_backoff(&shared.phase, &shared.shutdown, Instant::now() + delay)
+            .await
+        {
             break;
         }
     }
@@ -153,7 +155,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
 
 /// The delay before the next start after `failures` failures in a row.
 pub(super) fn backoff(cfg: &StdioConfig, failures: u32) -> Duration {
-    crate::backoff(cfg.backoff_base, cfg.backoff_max, failures)
+    mcp_edge_upstream::backoff(cfg.backoff_base, cfg.backoff_max, failures)
 }
 
 fn spawn(shared: &Arc<Shared>) -> Result<Running, String> {
@@ -258,7 +260,7 @@ async fn read_loop(route: Arc<str>, stdout: ChildStdout, conn: Arc<Conn>, max: u
         match lines.next().await {
             Ok(Some(Line::Message(bytes))) => match Message::parse(&bytes) {
                 Ok(message) => {
-                    crate::busy_poll::progress();
+                    mcp_edge_busy_poll::progress();
                     conn.dispatch(message);
                 }
                 Err(e) => {
@@ -286,7 +288,7 @@ async fn stderr_loop(route: Arc<str>, pid: Option<u32>, stderr: ChildStderr, con
             Line::Message(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
                 // Scrubbed of known secrets before it is kept or logged.
-                let text = crate::redact::redact(&text);
+                let text = mcp_edge_upstream::redact::redact(&text);
                 conn.note_stderr(&text);
                 // The spec: stderr is for logs, not errors.
                 tracing::info!(target: "mcp_edge::stderr", route = %route, pid, in_flight = ?conn.in_flight(), "{text}");
@@ -307,13 +309,13 @@ async fn open(shared: &Shared, running: &mut Running) -> Result<Arc<ServerInfo>,
     let reply = handshake(
         running,
         mcp::INITIALIZE,
-        crate::handshake::initialize_params(),
+        mcp_edge_upstream::handshake::initialize_params(),
         deadline,
     )
     .await?;
     match reply {
         Reply::Result(result) => {
-            let info = crate::handshake::session_info(&result)?;
+            let info = mcp_edge_upstream::handshake::session_info(&result)?;
             running
                 .conn
                 .send(jsonrpc::notification(mcp::INITIALIZED, None))
@@ -324,14 +326,14 @@ async fn open(shared: &Shared, running: &mut Running) -> Result<Arc<ServerInfo>,
             match handshake(
                 running,
                 mcp::DISCOVER,
-                crate::handshake::discover_params(),
+                mcp_edge_upstream::handshake::discover_params(),
                 deadline,
             )
             .await?
             {
                 Reply::Result(result) => {
                     running.conn.set_stateless();
-                    crate::handshake::stateless_info(&result).map(Arc::new)
+                    mcp_edge_upstream::handshake::stateless_info(&result).map(Arc::new)
                 }
                 Reply::Error(_) => Err(format!(
                     "the tool server refused initialize: {}",

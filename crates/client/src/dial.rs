@@ -22,7 +22,7 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::UpstreamError;
+use mcp_edge_call::UpstreamError;
 
 /// What a TLS handshake showed: the chain the server presented and what was agreed.
 #[derive(Debug, Clone)]
@@ -40,7 +40,7 @@ pub type OnHandshake = Arc<dyn Fn(&PeerTls) + Send + Sync>;
 
 impl PeerTls {
     /// What a finished client handshake showed.
-    pub(crate) fn of(server_name: String, session: &rustls::ClientConnection) -> PeerTls {
+    pub fn of(server_name: String, session: &rustls::ClientConnection) -> PeerTls {
         PeerTls {
             server_name,
             chain: Arc::new(
@@ -87,7 +87,7 @@ impl std::error::Error for ConnectError {}
 
 /// Plain TCP, or TLS with what the handshake showed.
 #[derive(Clone)]
-pub(crate) struct Dialer {
+pub struct Dialer {
     tcp: HttpConnector,
     tls: Option<Arc<ClientConfig>>,
     server_name: Option<ServerName<'static>>,
@@ -95,7 +95,10 @@ pub(crate) struct Dialer {
 }
 
 impl Dialer {
-    pub(crate) fn new(
+    /// A dialer: `tls` (with the name to verify, when it is not the URL's host) for
+    /// `https`, `on_handshake` told what each server presented, TCP connects bounded
+    /// by `connect_timeout`.
+    pub fn new(
         tls: Option<Arc<ClientConfig>>,
         server_name: Option<ServerName<'static>>,
         on_handshake: Option<OnHandshake>,
@@ -114,8 +117,11 @@ impl Dialer {
     }
 }
 
-pub(crate) enum Stream {
+/// A connection a [`Dialer`] opened.
+pub enum Stream {
+    /// Plain TCP.
     Plain(TokioIo<TcpStream>),
+    /// TLS over TCP; `true` when the server chose HTTP/2 by ALPN.
     Tls(
         Box<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>,
         bool,
@@ -124,7 +130,7 @@ pub(crate) enum Stream {
 
 impl Stream {
     /// Whether the server chose HTTP/2 (over TLS, with ALPN).
-    pub(crate) fn is_h2(&self) -> bool {
+    pub fn is_h2(&self) -> bool {
         matches!(self, Stream::Tls(_, true))
     }
 }
@@ -257,7 +263,9 @@ impl Write for Stream {
     }
 }
 
-pub(crate) fn connect_error(error: &(dyn std::error::Error + 'static), tls: bool) -> UpstreamError {
+/// What a request's failure means for the route: a connect or TLS failure (nothing
+/// reached the tool server), or an interrupted exchange (something may have).
+pub fn connect_error(error: &(dyn std::error::Error + 'static), tls: bool) -> UpstreamError {
     let mut current = Some(error);
     while let Some(e) = current {
         if let Some(connect) = e.downcast_ref::<ConnectError>() {
@@ -291,6 +299,6 @@ pub(crate) fn connect_error(error: &(dyn std::error::Error + 'static), tls: bool
 }
 
 /// A request failure in words (TLS failures classified).
-pub(crate) fn describe_error(error: &(dyn std::error::Error + 'static), tls: bool) -> String {
+pub fn describe_error(error: &(dyn std::error::Error + 'static), tls: bool) -> String {
     connect_error(error, tls).to_string()
 }

@@ -3,7 +3,7 @@
 //!
 //! hyper-util's pooled client gives every connection a task, and for HTTP/1 spawns one
 //! more task per request to put the connection back once it is free: two wake-ups and
-//! a task per call. Here a call takes an idle connection ([`super::h1::Conn`]), writes
+//! a task per call. Here a call takes an idle connection ([`crate::h1::Conn`]), writes
 //! its request and reads the response head itself, in its own task; the response body
 //! reads the rest and puts the connection back in the pool when it ends. A body
 //! dropped before its end closes the connection (what was left unread cannot be
@@ -34,17 +34,17 @@ use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
-use super::h1::Conn;
 use crate::dial::{ConnectError, Dialer};
+use crate::h1::Conn;
 
 type H2Sender = http2::SendRequest<Full<Bytes>>;
 
 /// A failed exchange, as a response body reports it.
-pub(crate) type BodyError = Box<dyn std::error::Error + Send + Sync>;
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why a request got no response.
 #[derive(Debug)]
-pub(crate) enum PoolError {
+pub enum PoolError {
     /// No connection could be made: nothing was sent.
     Connect(ConnectError),
     /// The exchange failed on an open connection: the request may have been sent.
@@ -81,7 +81,7 @@ struct State {
 }
 
 /// The connections of one route to its tool server.
-pub(crate) struct Pool {
+pub struct Pool {
     connector: Dialer,
     uri: Uri,
     /// `Host` for HTTP/1.1 requests: the URL's authority, its port only when it is not
@@ -101,12 +101,9 @@ enum Checkout {
 }
 
 impl Pool {
-    pub(crate) fn new(
-        connector: Dialer,
-        uri: Uri,
-        max_idle: usize,
-        idle_timeout: Duration,
-    ) -> Arc<Pool> {
+    /// A pool of connections to `uri`'s server, opened with `connector`, keeping at
+    /// most `max_idle` idle ones for `idle_timeout` each.
+    pub fn new(connector: Dialer, uri: Uri, max_idle: usize, idle_timeout: Duration) -> Arc<Pool> {
         let default_port = if uri.scheme_str() == Some("https") {
             443
         } else {
@@ -135,7 +132,7 @@ impl Pool {
 
     /// Sends one request to the tool server; its response streams its body through
     /// the connection it came on.
-    pub(crate) async fn request(
+    pub async fn request(
         self: &Arc<Self>,
         mut request: Request<Bytes>,
     ) -> Result<Response<PoolBody>, PoolError> {
@@ -251,7 +248,7 @@ async fn h2(
 
 /// A response body from the pool. Over HTTP/1.1 it reads its connection, and hands
 /// the connection back to the pool at its end.
-pub(crate) struct PoolBody {
+pub struct PoolBody {
     from: From,
     pool: Weak<Pool>,
 }
@@ -282,7 +279,7 @@ impl PoolBody {
 
     /// A body read off `connection`, with no pool to hand it back to.
     #[cfg(test)]
-    pub(crate) fn for_test(connection: Box<Conn>) -> PoolBody {
+    pub fn for_test(connection: Box<Conn>) -> PoolBody {
         PoolBody::owned(connection, Weak::new())
     }
 

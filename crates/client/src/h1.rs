@@ -29,9 +29,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::dial::Stream;
 
 /// The longest response head taken.
-pub(crate) const MAX_HEAD: usize = 64 * 1024;
+pub const MAX_HEAD: usize = 64 * 1024;
 /// The most header fields a response head may have.
-pub(crate) const MAX_HEADERS: usize = 100;
+pub const MAX_HEADERS: usize = 100;
 /// Informational (1xx) heads skipped before a response's own, at most.
 const MAX_INFORMATIONAL: usize = 16;
 
@@ -55,7 +55,7 @@ const IDLE_BUFFER: usize = 32 * 1024;
 
 /// Why an exchange failed.
 #[derive(Debug)]
-pub(crate) enum Error {
+pub enum Error {
     /// Reading or writing the connection failed.
     Io(io::Error),
     /// The server closed the connection before the response (or its body) ended.
@@ -110,7 +110,7 @@ enum Chunk {
 }
 
 /// An open connection, between exchanges or in one.
-pub(crate) struct Conn {
+pub struct Conn {
     io: TokioIo<Stream>,
     /// Bytes read and not yet taken.
     buf: BytesMut,
@@ -127,7 +127,8 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(stream: Stream) -> Conn {
+    /// An idle connection over `stream`.
+    pub fn new(stream: Stream) -> Conn {
         Conn {
             io: TokioIo::new(stream),
             buf: BytesMut::new(),
@@ -142,7 +143,7 @@ impl Conn {
     /// Writes `request`: its method, path and query, headers and body (with its
     /// `Content-Length`). On an error nothing of the exchange can be trusted, but the
     /// server has no whole request either.
-    pub(crate) async fn send(&mut self, request: &Request<Bytes>) -> Result<(), Error> {
+    pub async fn send(&mut self, request: &Request<Bytes>) -> Result<(), Error> {
         let sent = self.write_request(request).await;
         self.keep_alive &= sent.is_ok();
         sent
@@ -150,7 +151,7 @@ impl Conn {
 
     /// Reads the head of the response to the request just sent; its body follows
     /// through [`Conn::poll_data`].
-    pub(crate) async fn response(&mut self, method: &Method) -> Result<Response<()>, Error> {
+    pub async fn response(&mut self, method: &Method) -> Result<Response<()>, Error> {
         let head = self.read_head(method == Method::HEAD).await;
         self.keep_alive &= head.is_ok();
         head
@@ -158,7 +159,7 @@ impl Conn {
 
     /// Whether an idle connection can take a request: the server has not closed it
     /// (nor sent anything unasked).
-    pub(crate) fn usable(&mut self) -> bool {
+    pub fn usable(&mut self) -> bool {
         if !self.keep_alive || self.framing != Framing::Done || !self.buf.is_empty() {
             return false;
         }
@@ -173,7 +174,7 @@ impl Conn {
 
     /// Lets go of buffers a large exchange grew (an idle connection keeps at most
     /// [`IDLE_BUFFER`] of each), so the pool's idle connections stay small.
-    pub(crate) fn shrink(&mut self) {
+    pub fn shrink(&mut self) {
         if self.buf.is_empty() && (self.grown || self.buf.capacity() > IDLE_BUFFER) {
             self.buf = BytesMut::new();
         }
@@ -185,12 +186,12 @@ impl Conn {
     }
 
     /// Whether the whole body has been read and the connection can be used again.
-    pub(crate) fn reusable(&self) -> bool {
+    pub fn reusable(&self) -> bool {
         self.framing == Framing::Done && self.keep_alive
     }
 
     /// What is known of the length of the body left.
-    pub(crate) fn size_hint(&self) -> hyper::body::SizeHint {
+    pub fn size_hint(&self) -> hyper::body::SizeHint {
         match self.framing {
             Framing::Length(left) => hyper::body::SizeHint::with_exact(left),
             Framing::Done => hyper::body::SizeHint::with_exact(0),
@@ -199,7 +200,7 @@ impl Conn {
     }
 
     /// Whether the body has been read to its end.
-    pub(crate) fn body_done(&self) -> bool {
+    pub fn body_done(&self) -> bool {
         self.framing == Framing::Done
     }
 
@@ -279,7 +280,7 @@ impl Conn {
         }
         let room = self.buf.capacity() - self.buf.len();
         let read = self.io.read_buf(&mut self.buf).await.map_err(Error::Io)?;
-        crate::busy_poll::progress();
+        mcp_edge_busy_poll::progress();
         self.read_chunk = if read == room {
             (self.read_chunk * 2).min(MAX_READ_CHUNK)
         } else if read < self.read_chunk / 4 {
@@ -352,7 +353,7 @@ impl Conn {
     }
 
     /// The next piece of the body; `None` at its end.
-    pub(crate) fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Error>>> {
+    pub fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Error>>> {
         loop {
             match self.take_data() {
                 Ok(Some(data)) => return Poll::Ready(Some(Ok(data))),
@@ -821,7 +822,7 @@ mod tests {
         let mut conn = Box::new(conn);
         conn.send(&post("{}")).await.expect("send");
         conn.response(&Method::POST).await.expect("head");
-        let body = super::super::pool::PoolBody::for_test(conn);
+        let body = crate::pool::PoolBody::for_test(conn);
         let bytes = body.collect().await.expect("body").to_bytes();
         assert_eq!(bytes, "abc");
     }

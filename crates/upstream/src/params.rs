@@ -24,7 +24,7 @@ use crate::UpstreamError;
 /// The request to send upstream as bytes, its params rewritten for the upstream, and
 /// the caller's progress token if it gave one. Params that are not a JSON object are
 /// refused.
-pub(crate) fn request(
+pub fn request(
     upstream_id: i64,
     method: &str,
     params: Option<&RawValue>,
@@ -120,14 +120,14 @@ fn prepare(
 }
 
 /// Puts the caller's token back on a progress notification's params.
-pub(crate) fn restore_token(params: &RawValue, token: Box<RawValue>) -> Option<Box<RawValue>> {
+pub fn restore_token(params: &RawValue, token: Box<RawValue>) -> Option<Box<RawValue>> {
     let mut object = RawObject::parse(params.get()).ok()?;
     object.set("progressToken", token);
     Some(object.to_raw())
 }
 
 /// The upstream id a progress notification names (its `progressToken`).
-pub(crate) fn progress_id(params: &RawValue) -> Option<i64> {
+pub fn progress_id(params: &RawValue) -> Option<i64> {
     let object = RawObject::parse(params.get()).ok()?;
     match serde_json::from_str::<Id>(object.get("progressToken")?.get()).ok()? {
         Id::Num(n) => Some(n),

@@ -28,7 +28,10 @@ struct Pending {
     progress_token: Option<Box<RawValue>>,
 }
 
-pub(crate) struct Conn {
+/// The calls in flight over one message stream to a tool server: each request goes out
+/// with an id of mcp-edge's own, and each answer, progress notification or request
+/// from the tool server finds its caller by it.
+pub struct Conn {
     route: Arc<str>,
     tx: mpsc::Sender<Bytes>,
     pending: Mutex<HashMap<i64, Pending>>,
@@ -42,7 +45,9 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(route: Arc<str>, tx: mpsc::Sender<Bytes>, sink: Arc<dyn Sink>) -> Self {
+    /// A table for `route`'s stream; messages go out on `tx`, what belongs to no call
+    /// goes to `sink`.
+    pub fn new(route: Arc<str>, tx: mpsc::Sender<Bytes>, sink: Arc<dyn Sink>) -> Self {
         Conn {
             route,
             tx,
@@ -59,23 +64,25 @@ impl Conn {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn set_stateless(&self) {
+    /// The tool server speaks the stateless era: every request carries the version.
+    pub fn set_stateless(&self) {
         self.stateless.store(true, Ordering::Release);
     }
 
-    /// The ids in flight, for log lines.
     /// How many calls await their answer.
-    pub(crate) fn pending_count(&self) -> usize {
+    pub fn pending_count(&self) -> usize {
         self.pending().len()
     }
 
-    pub(crate) fn in_flight(&self) -> Vec<i64> {
+    /// The ids in flight, sorted, for log lines.
+    pub fn in_flight(&self) -> Vec<i64> {
         let mut ids: Vec<i64> = self.pending().keys().copied().collect();
         ids.sort_unstable();
         ids
     }
 
-    pub(crate) fn note_stderr(&self, line: &str) {
+    /// Keeps a line the tool server wrote to stderr (the last few explain a crash).
+    pub fn note_stderr(&self, line: &str) {
         let mut tail = self
             .stderr_tail
             .lock()
@@ -87,7 +94,7 @@ impl Conn {
     }
 
     /// The last lines the child wrote to stderr, joined.
-    pub(crate) fn stderr_tail(&self) -> String {
+    pub fn stderr_tail(&self) -> String {
         let tail = self
             .stderr_tail
             .lock()
@@ -96,7 +103,7 @@ impl Conn {
     }
 
     /// Sends one message; false when the child's stdin is gone.
-    pub(crate) async fn send(&self, message: Vec<u8>) -> bool {
+    pub async fn send(&self, message: Vec<u8>) -> bool {
         self.tx
             .send(Bytes::from(ndjson::frame(&message)))
             .await
@@ -105,7 +112,7 @@ impl Conn {
 
     /// Sends one message unless the child's stdin stays full past `timeout` (a child
     /// that stopped reading must not hang whoever talks to it).
-    pub(crate) async fn send_within(&self, message: Vec<u8>, timeout: std::time::Duration) -> bool {
+    pub async fn send_within(&self, message: Vec<u8>, timeout: std::time::Duration) -> bool {
         matches!(
             tokio::time::timeout(timeout, self.send(message)).await,
             Ok(true)
@@ -113,17 +120,18 @@ impl Conn {
     }
 
     /// Whether any call is waiting for an answer.
-    pub(crate) fn is_idle(&self) -> bool {
+    pub fn is_idle(&self) -> bool {
         self.pending().is_empty()
     }
 
-    pub(crate) async fn respond(&self, id: &Id, reply: Reply) {
+    /// Answers the tool server's request `id`.
+    pub async fn respond(&self, id: &Id, reply: Reply) {
         let message = reply.to_message(id);
         self.send_within(message, RESPOND_TIMEOUT).await;
     }
 
     /// Fails every call in flight and refuses new ones (the child is gone).
-    pub(crate) fn fail_all(&self, error: &UpstreamError) {
+    pub fn fail_all(&self, error: &UpstreamError) {
         let drained: Vec<Pending> = {
             let mut pending = self.pending();
             self.closed.store(true, Ordering::Release);
@@ -135,7 +143,7 @@ impl Conn {
     }
 
     /// Makes one call on this connection.
-    pub(crate) async fn call(self: &Arc<Self>, call: Call) -> Result<Reply, UpstreamError> {
+    pub async fn call(self: &Arc<Self>, call: Call) -> Result<Reply, UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (request, progress_token) = crate::params::request(
             id,
@@ -193,7 +201,7 @@ impl Conn {
     }
 
     /// Handles one line the child wrote.
-    pub(crate) fn dispatch(&self, message: Message) {
+    pub fn dispatch(&self, message: Message) {
         match message.kind() {
             Kind::Result | Kind::Error => self.on_response(message),
             Kind::Request => self.on_request(message),
@@ -359,7 +367,7 @@ const RESTART_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// The live connection of a supervised transport: waits while a start is in progress,
 /// or a restart is due shortly and before `deadline`; fails fast (with the last failure
 /// and when the next attempt is) otherwise.
-pub(crate) async fn ready(
+pub async fn ready(
     phase: &tokio::sync::watch::Sender<crate::Phase>,
     conn: impl Fn() -> Option<Arc<Conn>>,
     last_error: impl Fn() -> String,

@@ -12,8 +12,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::h1::Conn;
 use crate::dial::Stream;
+use crate::h1::Conn;
 
 /// One exchange whose answer is `answer`.
 pub fn response(answer: &[u8]) {

@@ -12,7 +12,7 @@ use crate::ServerInfo;
 
 /// `initialize` params: the newest session-era version and the client capabilities
 /// mcp-edge can relay to its clients.
-pub(crate) fn initialize_params() -> Box<RawValue> {
+pub fn initialize_params() -> Box<RawValue> {
     jsonrpc::raw(&json!({
         "protocolVersion": LATEST_SESSION,
         "capabilities": { "roots": { "listChanged": true }, "sampling": {}, "elicitation": {} },
@@ -21,7 +21,7 @@ pub(crate) fn initialize_params() -> Box<RawValue> {
 }
 
 /// `server/discover` params (2026-07-28).
-pub(crate) fn discover_params() -> Box<RawValue> {
+pub fn discover_params() -> Box<RawValue> {
     jsonrpc::raw(&json!({
         "_meta": {
             META_PROTOCOL_VERSION: version::V2026_07_28,
@@ -30,7 +30,8 @@ pub(crate) fn discover_params() -> Box<RawValue> {
     }))
 }
 
-pub(crate) fn session_info(result: &RawValue) -> Result<ServerInfo, String> {
+/// What a session-era tool server said in its `initialize` result.
+pub fn session_info(result: &RawValue) -> Result<ServerInfo, String> {
     let object = RawObject::parse(result.get())
         .map_err(|e| format!("initialize result is not an object: {e}"))?;
     let version = object.get_str("protocolVersion").unwrap_or_default();
@@ -53,7 +54,8 @@ pub(crate) fn session_info(result: &RawValue) -> Result<ServerInfo, String> {
     })
 }
 
-pub(crate) fn stateless_info(result: &RawValue) -> Result<ServerInfo, String> {
+/// What a stateless (2026-07-28) tool server said in its `server/discover` result.
+pub fn stateless_info(result: &RawValue) -> Result<ServerInfo, String> {
     let object = RawObject::parse(result.get())
         .map_err(|e| format!("server/discover result is not an object: {e}"))?;
     let supported: Vec<String> = object
