@@ -18,6 +18,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use mcp_edge_policy::window::Window;
 use mcp_edge_policy::{Policy, PolicyFuture, Reply, Request, Stack, UpstreamError, overloaded};
 use tokio::time::Instant;
 
@@ -76,17 +77,12 @@ pub struct Snapshot {
     pub total_trips: u64,
 }
 
-/// Slices of the sliding window.
-const SLICES: usize = 10;
-
 #[derive(Debug)]
 struct Inner {
     state: State,
     consecutive: u32,
-    /// `(successes, failures)` per slice.
-    slices: [(u32, u32); SLICES],
-    current: usize,
-    since: Instant,
+    /// `(successes, failures)` over the window.
+    window: Window,
     trips: u32,
     total_trips: u64,
     probes_out: u32,
@@ -122,9 +118,7 @@ impl Breaker {
             inner: Mutex::new(Inner {
                 state: State::Closed,
                 consecutive: 0,
-                slices: [(0, 0); SLICES],
-                current: 0,
-                since: Instant::now(),
+                window: Window::new(cfg.window),
                 trips: 0,
                 total_trips: 0,
                 probes_out: 0,
@@ -191,17 +185,6 @@ impl Breaker {
             inner.probes_ok = 0;
             tracing::info!(breaker = %self.name, "circuit breaker half-open: letting {} probe(s) through", self.cfg.probes);
         }
-        let slice = self.cfg.window / SLICES as u32;
-        let steps = (inner.since.elapsed().as_nanos() / slice.as_nanos().max(1)).min(SLICES as u128)
-            as usize;
-        for _ in 0..steps {
-            inner.current = (inner.current + 1) % SLICES;
-            let current = inner.current;
-            inner.slices[current] = (0, 0);
-        }
-        if steps > 0 {
-            inner.since = Instant::now();
-        }
     }
 
     fn record(&self, probe: bool, failed: Option<String>) {
@@ -227,7 +210,7 @@ impl Breaker {
                     inner.state = State::Closed;
                     inner.trips = 0;
                     inner.consecutive = 0;
-                    inner.slices = [(0, 0); SLICES];
+                    inner.window.clear();
                     tracing::info!(breaker = %self.name, "circuit breaker closed: the probes succeeded");
                 }
             }
@@ -237,25 +220,21 @@ impl Breaker {
             // A call let through before the breaker opened: its news is old.
             return;
         }
-        let current = inner.current;
         if failed {
             inner.consecutive += 1;
-            inner.slices[current].1 += 1;
+            inner.window.add(0, 1);
         } else {
             inner.consecutive = 0;
-            inner.slices[current].0 += 1;
+            inner.window.add(1, 0);
         }
-        let (ok, bad) = inner
-            .slices
-            .iter()
-            .fold((0u32, 0u32), |(o, b), (so, sb)| (o + so, b + sb));
+        let (ok, bad) = inner.window.totals();
         let total = ok + bad;
         if inner.consecutive >= self.cfg.consecutive_failures {
             let why = format!("{} failures in a row", inner.consecutive);
             self.trip(&mut inner, &why);
         } else if failed
-            && total >= self.cfg.min_calls
-            && f64::from(bad) >= self.cfg.failure_ratio * f64::from(total)
+            && total >= u64::from(self.cfg.min_calls)
+            && bad as f64 >= self.cfg.failure_ratio * total as f64
         {
             let why = format!("{bad} of the last {total} calls failed");
             self.trip(&mut inner, &why);

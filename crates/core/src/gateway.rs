@@ -23,6 +23,7 @@ use mcp_edge_protocol::{Id, Kind, Message, RawObject, mcp};
 use mcp_edge_transport::{Call, CallEvent, Connector, Reply, UpstreamError};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
+use subtle::ConstantTimeEq as _;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -412,7 +413,7 @@ impl Gateway {
             let mut found = None;
             for client in self.table().clients.iter() {
                 if let ClientCredential::Token(secret) = &client.credential
-                    && constant_time_eq(secret.expose().as_bytes(), token.as_bytes())
+                    && bool::from(secret.expose().as_bytes().ct_eq(token.as_bytes()))
                 {
                     found = Some(client.name.clone());
                 }
@@ -1611,13 +1612,6 @@ fn decode_cursor(cursor: &str) -> Option<(usize, Option<String>)> {
     let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
     let (route, upstream): (usize, Option<String>) = serde_json::from_slice(&bytes).ok()?;
     Some((route, upstream))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

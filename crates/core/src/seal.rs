@@ -84,15 +84,12 @@ impl std::fmt::Debug for Sealer {
 }
 
 fn key(hex: &str) -> Result<LessSafeKey, String> {
-    let hex = hex.trim();
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(
-            "a session key is 32 bytes written as 64 hex digits (`openssl rand -hex 32`)".into(),
-        );
-    }
-    let bytes: Vec<u8> = (0..32)
-        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0))
-        .collect();
+    let bytes = hex::decode(hex.trim())
+        .ok()
+        .filter(|bytes| bytes.len() == 32)
+        .ok_or_else(|| {
+            "a session key is 32 bytes written as 64 hex digits (`openssl rand -hex 32`)".to_owned()
+        })?;
     let unbound = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| "unusable key".to_owned())?;
     Ok(LessSafeKey::new(unbound))
 }
@@ -122,7 +119,7 @@ impl Sealer {
         SystemRandom::new().fill(&mut bytes).map_err(|_| {
             "the system's random number generator failed: no session key could be made".to_owned()
         })?;
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = hex::encode(bytes);
         let mut sealer = Sealer::new(&[&hex])?;
         sealer.shared = false;
         Ok(sealer)

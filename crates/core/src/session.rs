@@ -423,7 +423,7 @@ impl Sessions {
             // A legacy SSE session lives on its stream, in this process.
             let mut bytes = [0u8; 16];
             rand::rng().fill(&mut bytes);
-            bytes.iter().map(|b| format!("{b:02x}")).collect()
+            hex::encode(bytes)
         } else {
             let sealed = self.sealer.seal(&Claims {
                 principal: principal.as_deref().map(str::to_owned),

@@ -219,6 +219,5 @@ pub async fn shutdown_routes(gw: &Gateway) {
 pub fn digest(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap_or_default();
     let hash = ring::digest::digest(&ring::digest::SHA256, &bytes);
-    let hex: String = hash.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    format!("sha256:{}", hex::encode(hash))
 }

@@ -31,6 +31,7 @@ use tower_service::Service;
 pub mod backoff;
 pub mod bulkhead;
 pub mod timeout;
+pub mod window;
 
 /// One call going through a route's policies.
 #[derive(Debug, Clone)]

@@ -20,11 +20,10 @@ use mcp_edge_policy::{Policy, PolicyFuture, Reply, Request, Stack, UpstreamError
 use tokio::time::Instant;
 
 pub use mcp_edge_policy::backoff::Backoff;
+use mcp_edge_policy::window::Window;
 
 /// How long deposits count.
 const WINDOW: Duration = Duration::from_secs(10);
-/// The window's slices.
-const SLICES: usize = 10;
 
 /// A retry budget: over the last ten seconds, retries may be at most
 /// `min_per_second · 10 + ratio · calls`.
@@ -35,15 +34,6 @@ pub struct Budget {
     state: Mutex<Window>,
 }
 
-#[derive(Debug)]
-struct Window {
-    /// `(calls, retries)` per slice of the window, oldest overwritten first.
-    slices: [(u64, u64); SLICES],
-    /// The slice being filled, and when it began.
-    current: usize,
-    since: Instant,
-}
-
 impl Budget {
     /// A budget letting retries add `ratio` of calls, with `min_per_second` allowed
     /// regardless.
@@ -51,53 +41,28 @@ impl Budget {
         Budget {
             ratio: ratio.clamp(0.0, 1.0),
             floor: f64::from(min_per_second) * WINDOW.as_secs_f64(),
-            state: Mutex::new(Window {
-                slices: [(0, 0); SLICES],
-                current: 0,
-                since: Instant::now(),
-            }),
+            state: Mutex::new(Window::new(WINDOW)),
         }
     }
 
     fn window(&self) -> std::sync::MutexGuard<'_, Window> {
-        let mut window = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let slice = WINDOW / SLICES as u32;
-        let elapsed = window.since.elapsed();
-        let steps = (elapsed.as_nanos() / slice.as_nanos()).min(SLICES as u128) as usize;
-        for _ in 0..steps {
-            window.current = (window.current + 1) % SLICES;
-            let current = window.current;
-            window.slices[current] = (0, 0);
-        }
-        if steps > 0 {
-            window.since += slice * steps as u32;
-            if window.since + slice < Instant::now() {
-                window.since = Instant::now();
-            }
-        }
-        window
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Counts a call.
     pub fn deposit(&self) {
-        let mut window = self.window();
-        let current = window.current;
-        window.slices[current].0 += 1;
+        self.window().add(1, 0);
     }
 
     /// Takes one retry from the budget, if it allows one.
     pub fn try_withdraw(&self) -> bool {
         let mut window = self.window();
-        let (calls, retries) = window
-            .slices
-            .iter()
-            .fold((0u64, 0u64), |(c, r), (sc, sr)| (c + sc, r + sr));
+        let (calls, retries) = window.totals();
         let allowed = self.floor + self.ratio * calls as f64;
         if (retries + 1) as f64 > allowed {
             return false;
         }
-        let current = window.current;
-        window.slices[current].1 += 1;
+        window.add(0, 1);
         true
     }
 }
