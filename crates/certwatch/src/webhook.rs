@@ -7,18 +7,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::rt::TokioIo;
+use http_body_util::BodyExt as _;
+use mcp_edge_client::dial::Dialer;
+use mcp_edge_client::pool::Pool;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::{Change, Level, Tracked, rfc3339};
 
 /// Where alerts go.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Webhook {
     url: http::Uri,
-    tls: Option<Arc<rustls::ClientConfig>>,
+    /// Connections to the receiver: mcp-edge's one outbound HTTP stack.
+    pool: Arc<Pool>,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
 }
 
 const ATTEMPTS: u32 = 5;
@@ -36,7 +46,9 @@ impl Webhook {
             ),
             _ => return Err(format!("`{url}`: use http:// or https://")),
         };
-        Ok(Webhook { url, tls })
+        let dialer = Dialer::new(tls, None, None, Duration::from_secs(5));
+        let pool = Pool::new(dialer, url.clone(), 1, Duration::from_secs(90));
+        Ok(Webhook { url, pool })
     }
 
     /// Sends every change, and every active alert again each minute, until the
@@ -92,71 +104,22 @@ impl Webhook {
     }
 
     async fn post(&self, body: String) -> Result<(), String> {
-        let host = self
-            .url
-            .host()
-            .ok_or("no host")?
-            .trim_matches(['[', ']'])
-            .to_owned();
-        let port = self
-            .url
-            .port_u16()
-            .unwrap_or(if self.tls.is_some() { 443 } else { 80 });
         let request = http::Request::post(self.url.clone())
-            .header(
-                http::header::HOST,
-                self.url
-                    .authority()
-                    .map_or(host.clone(), ToString::to_string),
-            )
             .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
+            .body(Bytes::from(body))
             .map_err(|e| e.to_string())?;
-        let tcp = tokio::time::timeout(
-            Duration::from_secs(5),
-            tokio::net::TcpStream::connect((host.as_str(), port)),
-        )
-        .await
-        .map_err(|_| "connect timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
-        let status = match &self.tls {
-            None => exchange(TokioIo::new(tcp), request).await?,
-            Some(tls) => {
-                let name = rustls::pki_types::ServerName::try_from(host.clone())
-                    .map_err(|e| e.to_string())?;
-                let stream = tokio_rustls::TlsConnector::from(tls.clone())
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                exchange(TokioIo::new(stream), request).await?
-            }
-        };
+        let response = tokio::time::timeout(Duration::from_secs(10), self.pool.request(request))
+            .await
+            .map_err(|_| "no answer within 10s".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let _ = response.into_body().collect().await;
         if status.is_success() {
             Ok(())
         } else {
             Err(format!("HTTP {status}"))
         }
     }
-}
-
-async fn exchange<T>(
-    io: TokioIo<T>,
-    request: http::Request<Full<Bytes>>,
-) -> Result<http::StatusCode, String>
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
-    let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
-        .await
-        .map_err(|_| "no answer within 10s".to_owned())?
-        .map_err(|e| e.to_string())?;
-    let status = response.status();
-    let _ = response.into_body().collect().await;
-    Ok(status)
 }
 
 /// The Alertmanager alert for a certificate, and the key that identifies it.

@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::legacy::connect::{Connected, HttpConnector};
 use hyper_util::rt::TokioIo;
 use mcp_edge_tls::TlsFailure;
 use rustls::ClientConfig;
@@ -172,28 +172,93 @@ impl tower_service::Service<Uri> for Dialer {
                     "https:// without a TLS configuration".into(),
                 ));
             };
-            let name = match name {
-                Some(name) => name,
-                None => ServerName::try_from(host.clone())
-                    .map_err(|_| ConnectError::ServerName(host.clone()))?,
-            };
-            let shown = name.to_str().into_owned();
-            let stream = TlsConnector::from(tls)
-                .connect(name, tcp.into_inner())
-                .await
-                .map_err(|e| ConnectError::Tls {
-                    server_name: shown.clone(),
-                    failure: TlsFailure::find(&e)
-                        .unwrap_or_else(|| TlsFailure::Other(e.to_string())),
-                })?;
-            let peer = PeerTls::of(shown, stream.get_ref().1);
-            if let Some(hook) = &on_handshake {
-                hook(&peer);
-            }
+            let (stream, peer) =
+                handshake(tcp.into_inner(), tls, name, &host, on_handshake.as_ref()).await?;
             let h2 = peer.alpn.as_deref() == Some(b"h2");
             Ok(Stream::Tls(Box::new(TokioIo::new(stream)), h2))
         })
     }
+}
+
+/// The TLS handshake over `tcp`, verifying `name` (or else `host`); what the server
+/// presented goes to `on_handshake`.
+pub async fn handshake(
+    tcp: TcpStream,
+    tls: Arc<ClientConfig>,
+    name: Option<ServerName<'static>>,
+    host: &str,
+    on_handshake: Option<&OnHandshake>,
+) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, PeerTls), ConnectError> {
+    let name = match name {
+        Some(name) => name,
+        None => ServerName::try_from(host.to_owned())
+            .map_err(|_| ConnectError::ServerName(host.to_owned()))?,
+    };
+    let shown = name.to_str().into_owned();
+    let stream = TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| ConnectError::Tls {
+            server_name: shown.clone(),
+            failure: TlsFailure::find(&e).unwrap_or_else(|| TlsFailure::Other(e.to_string())),
+        })?;
+    let peer = PeerTls::of(shown, stream.get_ref().1);
+    if let Some(hook) = on_handshake {
+        hook(&peer);
+    }
+    Ok((stream, peer))
+}
+
+/// Where [`connect`] goes over TLS.
+#[derive(Clone)]
+pub struct TlsTarget {
+    /// The client configuration (roots, client certificate, ALPN).
+    pub config: Arc<ClientConfig>,
+    /// The name to verify, when it is not the host's.
+    pub name: Option<ServerName<'static>>,
+    /// Told what the server presented.
+    pub on_handshake: Option<OnHandshake>,
+}
+
+/// A connection [`connect`] opened.
+pub enum Connection {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// TLS over TCP.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// A TCP connection to `host:port` within `timeout`, then TLS when `tls` says so: for
+/// what does not go through a [`Dialer`] (WebSocket links, `mcp-edge certs inspect`).
+pub async fn connect(
+    host: &str,
+    port: u16,
+    tls: Option<&TlsTarget>,
+    timeout: std::time::Duration,
+) -> Result<Connection, ConnectError> {
+    let authority = format!("{host}:{port}");
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
+        .await
+        .map_err(|_| {
+            ConnectError::Tcp(format!(
+                "cannot connect to {authority}: no answer within {}s",
+                timeout.as_secs()
+            ))
+        })?
+        .map_err(|e| ConnectError::Tcp(tcp_reason(&authority, &e)))?;
+    let _ = tcp.set_nodelay(true);
+    let Some(tls) = tls else {
+        return Ok(Connection::Plain(tcp));
+    };
+    let (stream, _) = handshake(
+        tcp,
+        tls.config.clone(),
+        tls.name.clone(),
+        host,
+        tls.on_handshake.as_ref(),
+    )
+    .await?;
+    Ok(Connection::Tls(Box::new(stream)))
 }
 
 /// "connection refused", "dns error" and the like, with where.
@@ -207,7 +272,7 @@ fn tcp_reason(authority: &str, error: &(dyn std::error::Error + 'static)) -> Str
     format!("cannot connect to {authority}: {cause}")
 }
 
-impl Connection for Stream {
+impl hyper_util::client::legacy::connect::Connection for Stream {
     fn connected(&self) -> Connected {
         match self {
             Stream::Plain(s) => s.connected(),

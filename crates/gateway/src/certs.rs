@@ -4,10 +4,12 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
+use mcp_edge_client::dial::{self, ConnectError, Connection, TlsTarget};
 use mcp_edge_tls::inspect::{format_time, now};
 use mcp_edge_tls::pki::{Ca, Validity};
-use mcp_edge_tls::{CertInfo, ClientTls, TlsFailure, client_config};
+use mcp_edge_tls::{CertInfo, ClientTls, client_config};
 use rustls_pki_types::ServerName;
 
 /// `mcp-edge certs init`.
@@ -230,27 +232,33 @@ pub fn inspect(args: &InspectArgs) -> ExitCode {
 }
 
 async fn handshake(
-    addr: &str,
+    host: &str,
+    port: u16,
     name: ServerName<'static>,
     config: Arc<rustls::ClientConfig>,
 ) -> Result<Vec<CertInfo>, String> {
-    let tcp = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        tokio::net::TcpStream::connect(addr),
-    )
-    .await
-    .map_err(|_| format!("cannot connect to {addr}: timed out"))?
-    .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
-        .map_err(|e| TlsFailure::find(&e).map_or_else(|| e.to_string(), |f| f.to_string()))?;
-    let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
-    chain.iter().map(|c| CertInfo::from_der(c)).collect()
+    let target = TlsTarget {
+        config,
+        name: Some(name),
+        on_handshake: None,
+    };
+    match dial::connect(host, port, Some(&target), Duration::from_secs(10)).await {
+        Ok(Connection::Tls(tls)) => {
+            let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
+            chain.iter().map(|c| CertInfo::from_der(c)).collect()
+        }
+        Ok(Connection::Plain(_)) => Err("no TLS".into()),
+        Err(ConnectError::Tls { failure, .. }) => Err(failure.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 async fn inspect_server(args: &InspectArgs) -> ExitCode {
-    let Some((host, _port)) = args.target.rsplit_once(':') else {
+    let Some((host, port)) = args
+        .target
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+    else {
         eprintln!(
             "mcp-edge certs inspect: `{}` is neither a file nor HOST:PORT",
             args.target
@@ -279,7 +287,7 @@ async fn inspect_server(args: &InspectArgs) -> ExitCode {
         eprintln!("mcp-edge certs inspect: cannot read the CA bundle");
         return ExitCode::from(2);
     };
-    let chain = match handshake(&args.target, name.clone(), look).await {
+    let chain = match handshake(host, port, name.clone(), look).await {
         Ok(chain) => chain,
         Err(e) => {
             eprintln!("mcp-edge certs inspect: {e}");
@@ -290,7 +298,7 @@ async fn inspect_server(args: &InspectArgs) -> ExitCode {
     for (i, info) in chain.iter().enumerate() {
         print_cert(i, chain.len(), info);
     }
-    match handshake(&args.target, name, verify).await {
+    match handshake(host, port, name, verify).await {
         Ok(_) => {
             println!("verification: OK");
             ExitCode::SUCCESS

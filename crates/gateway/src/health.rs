@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use mcp_edge_client::dial::Dialer;
+use mcp_edge_client::pool::Pool;
 use serde_json::Value;
 
 /// `mcp-edge health`.
@@ -63,20 +65,19 @@ async fn fetch(url: &str) -> Result<Value, String> {
     if uri.scheme_str() != Some("http") {
         return Err("only http:// (the admin listener serves plain HTTP on loopback)".into());
     }
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Empty<Bytes>>();
-    let response = tokio::time::timeout(Duration::from_secs(5), client.get(uri))
+    let pool = Pool::new(
+        Dialer::new(None, None, None, Duration::from_secs(5)),
+        uri.clone(),
+        1,
+        Duration::from_secs(5),
+    );
+    let request = http::Request::get(uri)
+        .body(Bytes::new())
+        .map_err(|e| e.to_string())?;
+    let response = tokio::time::timeout(Duration::from_secs(5), pool.request(request))
         .await
         .map_err(|_| "no answer within 5s".to_owned())?
-        .map_err(|e| {
-            let mut why = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                why = s.to_string();
-                source = s.source();
-            }
-            why
-        })?;
+        .map_err(|e| e.to_string())?;
     let status = response.status();
     let body = response
         .into_body()

@@ -17,9 +17,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::BodyExt;
 use mcp_edge_protocol::{Message, mcp, sse};
 use rustls::ClientConfig;
 use tokio::sync::{Notify, mpsc, watch};
@@ -27,7 +25,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::{Call, Phase, Reply, ServerInfo, Sink, UpstreamError};
-use mcp_edge_client::dial::Dialer;
+use mcp_edge_client::dial::{self, Connection, Dialer, TlsTarget};
+use mcp_edge_client::pool::Pool;
 use mcp_edge_upstream::conn::Conn;
 
 /// Which stream.
@@ -55,7 +54,7 @@ pub struct LinkConfig {
     /// The name the certificate must show, when not the URL's host (`tls.server_name`).
     pub server_name: Option<String>,
     /// Called with what each TLS handshake showed (certificate tracking).
-    pub on_handshake: Option<mcp_edge_client::dial::OnHandshake>,
+    pub on_handshake: Option<dial::OnHandshake>,
     /// The largest message accepted.
     pub max_message_bytes: usize,
     /// How long connecting and `initialize` may take.
@@ -109,7 +108,8 @@ struct State {
 
 struct Shared {
     cfg: LinkConfig,
-    client: Client<Dialer, Full<Bytes>>,
+    /// HTTP connections to the legacy server (the stream's GET, the messages' POSTs).
+    pool: Arc<Pool>,
     sink: Arc<dyn Sink>,
     state: Mutex<State>,
     phase: watch::Sender<Phase>,
@@ -151,10 +151,10 @@ impl Link {
             cfg.on_handshake.clone(),
             Duration::from_secs(10),
         );
-        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let pool = Pool::new(connector, cfg.url.clone(), 4, Duration::from_secs(90));
         let shared = Arc::new(Shared {
             cfg,
-            client,
+            pool,
             sink,
             state: Mutex::new(State::default()),
             phase: watch::Sender::new(Phase::Starting),
@@ -406,13 +406,13 @@ async fn dial_sse(shared: &Arc<Shared>) -> Result<Dialed, String> {
     let cfg = &shared.cfg;
     let get = request(cfg, Method::GET, cfg.url.clone())
         .header(ACCEPT, "text/event-stream")
-        .body(Full::new(Bytes::new()))
+        .body(Bytes::new())
         .map_err(|e| e.to_string())?;
-    let response = shared.client.request(get).await.map_err(|e| {
+    let response = shared.pool.request(get).await.map_err(|e| {
         format!(
             "GET {}: {}",
             cfg.url,
-            mcp_edge_client::dial::describe_error(&e, cfg.url.scheme_str() == Some("https"))
+            dial::describe_error(&e, cfg.url.scheme_str() == Some("https"))
         )
     })?;
     if response.status() != StatusCode::OK {
@@ -492,11 +492,11 @@ async fn dial_sse(shared: &Arc<Shared>) -> Result<Dialed, String> {
                     .map_or(frame.clone(), |b| frame.slice(..b.len()));
                 let Ok(post) = request(&shared.cfg, Method::POST, endpoint.clone())
                     .header(CONTENT_TYPE, "application/json")
-                    .body(Full::new(body))
+                    .body(body)
                 else {
                     continue;
                 };
-                match shared.client.request(post).await {
+                match shared.pool.request(post).await {
                     Ok(response) if response.status().is_success() => {
                         let _ = response.into_body().collect().await;
                     }
@@ -541,40 +541,20 @@ async fn dial_tcp_tls(
         .to_owned();
     let secure = cfg.url.scheme_str() == Some("wss");
     let port = cfg.url.port_u16().unwrap_or(if secure { 443 } else { 80 });
-    let tcp = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio::net::TcpStream::connect((host.as_str(), port)),
-    )
-    .await
-    .map_err(|_| format!("cannot connect to {host}:{port}: timed out"))?
-    .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    if !secure {
-        return Ok(tokio_tungstenite::MaybeTlsStream::Plain(tcp));
-    }
-    let Some(tls) = cfg.tls.clone() else {
-        return Err(format!("{}: wss:// without a TLS configuration", cfg.url));
+    let tls = match (secure, cfg.tls.clone()) {
+        (false, _) => None,
+        (true, None) => return Err(format!("{}: wss:// without a TLS configuration", cfg.url)),
+        (true, Some(config)) => Some(TlsTarget {
+            config,
+            name: server_name(cfg),
+            on_handshake: cfg.on_handshake.clone(),
+        }),
     };
-    let name = match server_name(cfg) {
-        Some(name) => name,
-        None => rustls_pki_types::ServerName::try_from(host.clone())
-            .map_err(|_| format!("{}: `{host}` is not a valid TLS server name", cfg.url))?,
-    };
-    let shown = name.to_str().into_owned();
-    let stream = tokio_rustls::TlsConnector::from(tls)
-        .connect(name, tcp)
-        .await
-        .map_err(|e| match mcp_edge_tls::TlsFailure::find(&e) {
-            Some(failure) => format!("{}: {failure}", cfg.url),
-            None => format!("{}: TLS failed: {e}", cfg.url),
-        })?;
-    if let Some(hook) = &cfg.on_handshake {
-        hook(&mcp_edge_client::dial::PeerTls::of(
-            shown,
-            stream.get_ref().1,
-        ));
+    match dial::connect(&host, port, tls.as_ref(), Duration::from_secs(10)).await {
+        Ok(Connection::Plain(tcp)) => Ok(tokio_tungstenite::MaybeTlsStream::Plain(tcp)),
+        Ok(Connection::Tls(tls)) => Ok(tokio_tungstenite::MaybeTlsStream::Rustls(*tls)),
+        Err(e) => Err(format!("{}: {e}", cfg.url)),
     }
-    Ok(tokio_tungstenite::MaybeTlsStream::Rustls(stream))
 }
 
 async fn dial_websocket(shared: &Arc<Shared>) -> Result<Dialed, String> {
