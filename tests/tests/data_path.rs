@@ -1262,9 +1262,12 @@ async fn reads_of_unknown_uris_cannot_be_turned_into_a_flood_of_listings() {
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum();
-    // One learning round: two routes, two kinds of list. Twenty reads, not twenty rounds.
+    // A learning round is two routes times two kinds of list: 4 listings. Rounds are
+    // bounded by one per RELEARN_EVERY (10 s) plus one each time a route comes or goes
+    // (its resources are news); a route reporting itself up just after start-up can
+    // cost one more round. Twenty reads without the bound would be twenty rounds (80).
     assert!(
-        listings <= 4,
+        listings <= 8,
         "{listings} listings for 20 unknown URIs:\n{metrics}"
     );
 }

@@ -226,6 +226,54 @@ pub enum ScopeError {
 /// An error answer: a JSON-RPC error object, raw.
 pub type ErrorObject = Box<RawValue>;
 
+/// What the gateway answers a request, typed until a front door writes it in its own
+/// framing ([`Answer::to_bytes`]): nothing that reads an answer parses bytes back.
+#[derive(Debug)]
+pub struct Answer {
+    /// The request's id.
+    pub id: Id,
+    /// The result (with what the client's era requires of it), or the error object.
+    pub outcome: Result<Box<RawValue>, ErrorObject>,
+}
+
+/// What an error answer says, for headers, traces and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorSummary {
+    /// The JSON-RPC error code.
+    pub code: i64,
+    /// `data.reason` (mcp-edge's own refusals), else the code in words.
+    pub reason: String,
+    /// `data.retry_after_ms`, when the refusal says when to try again.
+    pub retry_after: Option<Duration>,
+}
+
+impl Answer {
+    /// The response message.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match &self.outcome {
+            Ok(result) => jsonrpc::result(&self.id, result),
+            Err(error) => jsonrpc::error_response(&self.id, error),
+        }
+    }
+
+    /// What the error says, when the answer is one (only an error object is read,
+    /// never a result).
+    pub fn error(&self) -> Option<ErrorSummary> {
+        let error = self.outcome.as_ref().err()?;
+        let error: Value = serde_json::from_str(error.get()).unwrap_or_default();
+        let code = error["code"].as_i64().unwrap_or(0);
+        Some(ErrorSummary {
+            code,
+            reason: error["data"]["reason"]
+                .as_str()
+                .map_or_else(|| code.to_string(), str::to_owned),
+            retry_after: error["data"]["retry_after_ms"]
+                .as_u64()
+                .map(Duration::from_millis),
+        })
+    }
+}
+
 /// A gateway-made error object.
 pub fn error_object(code: i32, message: &str, data: Option<&Value>) -> ErrorObject {
     jsonrpc::error_object(code, message, data)
@@ -593,7 +641,7 @@ impl Gateway {
         ctx: &Ctx,
         message: &Message,
         events: &mpsc::Sender<Vec<u8>>,
-    ) -> Vec<u8> {
+    ) -> Answer {
         use tracing::Instrument as _;
         let method = message.method();
         let span = tracing::debug_span!(
@@ -620,21 +668,10 @@ impl Gateway {
             .request_inner(ctx, message, events)
             .instrument(span.clone())
             .await;
-        if memchr::memmem::find(&answer, b"\"error\":").is_some()
-            && let Ok(reply) = Message::parse(&answer)
-            && let Some(error) = reply.error
-            && let Ok(error) = serde_json::from_str::<Value>(error.get())
-        {
+        if let Some(error) = answer.error() {
             span.record("otel.status_code", "ERROR");
-            span.record(
-                "rpc.response.status_code",
-                error["code"].as_i64().unwrap_or(0),
-            );
-            let kind = error["data"]["reason"].as_str().map_or_else(
-                || error["code"].as_i64().unwrap_or(0).to_string(),
-                str::to_owned,
-            );
-            span.record("error.type", kind.as_str());
+            span.record("rpc.response.status_code", error.code);
+            span.record("error.type", error.reason.as_str());
         }
         answer
     }
@@ -644,7 +681,7 @@ impl Gateway {
         ctx: &Ctx,
         message: &Message,
         events: &mpsc::Sender<Vec<u8>>,
-    ) -> Vec<u8> {
+    ) -> Answer {
         let id = message.id.clone().unwrap_or(Id::Num(0));
         let method = message.method();
         let params = message.params.as_deref();
@@ -697,7 +734,10 @@ impl Gateway {
                 None,
             )),
         };
-        self.finish(ctx, &id, method, outcome)
+        Answer {
+            outcome: self.finish(ctx, method, outcome),
+            id,
+        }
     }
 
     /// Handles one message of a session whose answers all travel on one stream
@@ -745,7 +785,7 @@ impl Gateway {
         let gw = self.clone();
         let task = tokio::spawn(async move {
             let answer = gw.request(&ctx, &message, &out).await;
-            let _ = out.send(answer).await;
+            let _ = out.send(answer.to_bytes()).await;
         });
         if let (Some(session), Some(id)) = (session, id) {
             session.start(id.clone(), crate::session::Stop::Task(task.abort_handle()));
@@ -756,23 +796,22 @@ impl Gateway {
         }
     }
 
-    /// The response bytes, with what the client's era requires of a result.
+    /// The outcome, with what the client's era requires of a result.
     fn finish(
         &self,
         ctx: &Ctx,
-        id: &Id,
         method: &str,
         outcome: Result<Box<RawValue>, ErrorObject>,
-    ) -> Vec<u8> {
+    ) -> Result<Box<RawValue>, ErrorObject> {
         match outcome {
             Ok(result) if ctx.stateless() => {
                 let cacheable = mcp::is_list(method) || method == mcp::RESOURCES_READ;
                 let needs = !result.get().contains("\"resultType\"") || cacheable;
                 if !needs {
-                    return jsonrpc::result(id, &result);
+                    return Ok(result);
                 }
                 let Ok(mut object) = RawObject::parse(result.get()) else {
-                    return jsonrpc::result(id, &result);
+                    return Ok(result);
                 };
                 if object.get("resultType").is_none() {
                     object.set_value("resultType", "complete");
@@ -785,10 +824,9 @@ impl Gateway {
                         object.set_value("cacheScope", "private");
                     }
                 }
-                jsonrpc::result(id, &object.to_raw())
+                Ok(object.to_raw())
             }
-            Ok(result) => jsonrpc::result(id, &result),
-            Err(error) => jsonrpc::error_response(id, &error),
+            other => other,
         }
     }
 

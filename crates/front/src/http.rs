@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
 use mcp_edge_core::session::{Session, Stop};
-use mcp_edge_core::{Ctx, Gateway, ScopeError};
+use mcp_edge_core::{Answer, Ctx, Gateway, ScopeError};
 use mcp_edge_route::scope::Scope;
 
 /// The response body type.
@@ -699,23 +699,6 @@ async fn dispatch(gw: Arc<Gateway>, ctx: Ctx, message: Message) -> Response<Body
     }
 }
 
-/// When an answer is a refusal with a hint (over a rate limit, circuit open, tool
-/// server restarting): its `Retry-After` in whole seconds (rounded up, at least 1).
-///
-/// The refusal still travels as `200` with the JSON-RPC error: the SDKs' Streamable
-/// HTTP clients treat a `429` as the transport failing and end the whole session,
-/// while a JSON-RPC error fails the one call. `Retry-After` rides along for proxies
-/// and clients that read it.
-fn retry_after(answer: &[u8]) -> Option<u64> {
-    static NEEDLE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"retry_after_ms\""));
-    NEEDLE.find(answer)?;
-    let message = Message::parse(answer).ok()?;
-    let error: Value = serde_json::from_str(message.error?.get()).ok()?;
-    let ms = error["data"]["retry_after_ms"].as_u64()?;
-    Some(ms.div_ceil(1000).max(1))
-}
-
 /// Answers a request: plain JSON when the answer comes first, an SSE stream when
 /// notifications (progress, logs) or tool-server requests come before it.
 ///
@@ -763,9 +746,15 @@ async fn respond(gw: Arc<Gateway>, ctx: Ctx, message: Message) -> Response<Body>
                 queued.push(event);
             }
             if queued.is_empty() {
-                let hint = retry_after(&answer);
-                let mut response = json(StatusCode::OK, answer);
-                if let Some(seconds) = hint {
+                // A refusal with a hint (over a rate limit, circuit open, tool server
+                // restarting) gets `Retry-After` in whole seconds (rounded up, at least
+                // 1). It still travels as `200` with the JSON-RPC error: the SDKs'
+                // Streamable HTTP clients treat a `429` as the transport failing and end
+                // the whole session, while a JSON-RPC error fails the one call.
+                let hint = answer.error().and_then(|e| e.retry_after);
+                let mut response = json(StatusCode::OK, answer.to_bytes());
+                if let Some(after) = hint {
+                    let seconds = (after.as_millis() as u64).div_ceil(1000).max(1);
                     response.headers_mut().insert(http::header::RETRY_AFTER, seconds.into());
                 }
                 return response;
@@ -774,7 +763,7 @@ async fn respond(gw: Arc<Gateway>, ctx: Ctx, message: Message) -> Response<Body>
             for event in queued {
                 let _ = tx.try_send(sse_frame(&event));
             }
-            let _ = tx.try_send(sse_frame(&answer));
+            let _ = tx.try_send(sse_frame(&answer.to_bytes()));
             stream_response(rx)
         }
         Some(first) = events.recv() => {
@@ -785,7 +774,7 @@ async fn respond(gw: Arc<Gateway>, ctx: Ctx, message: Message) -> Response<Body>
     }
 }
 
-type Answering = Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>>;
+type Answering = Pin<Box<dyn Future<Output = Option<Answer>> + Send>>;
 
 /// A request being answered, polled by whoever holds it. Its output is the answer's
 /// bytes, or `None` when the request was cancelled (it gets no answer). Dropped before
@@ -797,7 +786,7 @@ struct Work {
 }
 
 impl Future for Work {
-    type Output = Option<Vec<u8>>;
+    type Output = Option<Answer>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let Some(request) = self.request.as_mut() else {
@@ -809,12 +798,14 @@ impl Future for Work {
         let answer = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(answer)) => answer,
-            Err(_) => Some(jsonrpc::error(
-                self.id.as_ref(),
-                code::INTERNAL_ERROR,
-                "mcp-edge failed while handling the request (see its log)",
-                None,
-            )),
+            Err(_) => Some(Answer {
+                id: self.id.clone().unwrap_or(Id::Num(0)),
+                outcome: Err(jsonrpc::error_object(
+                    code::INTERNAL_ERROR,
+                    "mcp-edge failed while handling the request (see its log)",
+                    None,
+                )),
+            }),
         };
         self.request = None;
         Poll::Ready(answer)
@@ -859,7 +850,7 @@ async fn pump(
                     }
                 }
                 if connected && let Some(answer) = answer {
-                    let _ = out.send(sse_frame(&answer)).await;
+                    let _ = out.send(sse_frame(&answer.to_bytes())).await;
                 }
                 return;
             }
