@@ -458,6 +458,7 @@ fn find_session(
         })
 }
 
+/// `POST /mcp`: one message, in a session, opening one, or stateless (2026-07-28).
 async fn post(
     gw: Arc<Gateway>,
     peer: &Peer,
@@ -465,12 +466,32 @@ async fn post(
     scope: Scope,
     principal: Option<Arc<str>>,
 ) -> Response<Body> {
-    let owner = peer.owner(principal.as_ref());
     let (parts, body) = req.into_parts();
     // Only the headers are kept (the rest of the head is dropped here): hyper cut
     // them, like the body, from the connection's read buffer.
     let headers = { parts }.headers;
-    let is_json = header(&headers, CONTENT_TYPE).is_some_and(|ct| {
+    let message = match read_message(&gw, peer, &headers, body).await {
+        Ok(message) => message,
+        Err(response) => return response,
+    };
+    if message.kind() == Kind::Request && message.method() == mcp::INITIALIZE {
+        let owner = peer.owner(principal.as_ref());
+        return open_session(&gw, &message, scope, principal, &owner);
+    }
+    if headers.contains_key(SESSION_HEADER) {
+        return in_session(gw, headers, message, &scope, principal.as_deref()).await;
+    }
+    stateless(gw, headers, message, scope, principal).await
+}
+
+/// The message a POST carries, once its content type, `Accept` and size are right.
+async fn read_message(
+    gw: &Gateway,
+    peer: &Peer,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Result<Message, Response<Body>> {
+    let is_json = header(headers, CONTENT_TYPE).is_some_and(|ct| {
         ct.split(';')
             .next()
             .unwrap_or_default()
@@ -483,65 +504,81 @@ async fn post(
             code::INVALID_REQUEST,
             "Unsupported Media Type: send Content-Type: application/json",
         );
-        return refuse_unread(&gw, body, refusal).await;
+        return Err(refuse_unread(gw, body, refusal).await);
     }
-    if !accepts_all(&headers, &["application/json", "text/event-stream"]) {
+    if !accepts_all(headers, &["application/json", "text/event-stream"]) {
         let refusal = refuse(
             StatusCode::NOT_ACCEPTABLE,
             code::INVALID_REQUEST,
             "Not Acceptable: send Accept: application/json, text/event-stream",
         );
-        return refuse_unread(&gw, body, refusal).await;
+        return Err(refuse_unread(gw, body, refusal).await);
     }
-    let bytes = match read_body(&gw, peer, body).await {
-        Ok(bytes) => bytes,
-        Err(response) => return response,
-    };
-    let message = match parse(&bytes) {
-        Ok(message) => message,
-        Err(response) => return response,
-    };
+    let bytes = read_body(gw, peer, body).await?;
     // The message owns what it needs. Letting go of the body now, and of the headers
     // before the call is made, hands hyper back sole use of the read buffer they were
     // cut from, so the connection's next read (hyper reads ahead while the call runs)
     // reuses that buffer instead of allocating a new 8 KB one.
-    drop(bytes);
+    parse(&bytes)
+}
 
-    if message.kind() == Kind::Request && message.method() == mcp::INITIALIZE {
-        let (version, result) = gw.initialize(&scope, message.params.as_deref());
-        let session = match gw.sessions.open(version, scope, principal, &owner, false) {
-            Ok(session) => session,
-            Err(full) => return session_refused(full),
-        };
-        tracing::info!(session = %mcp_edge_core::session::short_id(&session.id), version, "session opened");
-        let id = message.id.clone().unwrap_or(Id::Num(0));
-        let mut response = json(StatusCode::OK, jsonrpc::result(&id, &result));
-        if let Ok(value) = session.id.parse() {
-            response.headers_mut().insert(SESSION_HEADER, value);
-        }
-        return response;
+/// `initialize`: a new session, its id in `Mcp-Session-Id`.
+fn open_session(
+    gw: &Gateway,
+    message: &Message,
+    scope: Scope,
+    principal: Option<Arc<str>>,
+    owner: &Arc<str>,
+) -> Response<Body> {
+    let (version, result) = gw.initialize(&scope, message.params.as_deref());
+    let session = match gw.sessions.open(version, scope, principal, owner, false) {
+        Ok(session) => session,
+        Err(full) => return session_refused(full),
+    };
+    tracing::info!(session = %mcp_edge_core::session::short_id(&session.id), version, "session opened");
+    let id = message.id.clone().unwrap_or(Id::Num(0));
+    let mut response = json(StatusCode::OK, jsonrpc::result(&id, &result));
+    if let Ok(value) = session.id.parse() {
+        response.headers_mut().insert(SESSION_HEADER, value);
     }
+    response
+}
 
-    if headers.contains_key(SESSION_HEADER) {
-        let session = match find_session(&gw, &headers, &scope, principal.as_deref()) {
-            Ok(session) => session,
-            Err(response) => return response,
-        };
-        if let Some(v) = header(&headers, VERSION_HEADER)
-            && version::known(v).is_none()
-        {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                code::INVALID_REQUEST,
-                &format!("Bad Request: unsupported MCP-Protocol-Version `{v}`"),
-            );
-        }
-        let mut ctx = Ctx::of(&session);
-        ctx.traceparent = header(&headers, TRACEPARENT).map(str::to_owned);
-        drop(headers);
-        return dispatch(gw, ctx, message).await;
+/// A message in a session (the session era).
+async fn in_session(
+    gw: Arc<Gateway>,
+    headers: HeaderMap,
+    message: Message,
+    scope: &Scope,
+    principal: Option<&str>,
+) -> Response<Body> {
+    let session = match find_session(&gw, &headers, scope, principal) {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    if let Some(v) = header(&headers, VERSION_HEADER)
+        && version::known(v).is_none()
+    {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            &format!("Bad Request: unsupported MCP-Protocol-Version `{v}`"),
+        );
     }
+    let mut ctx = Ctx::of(&session);
+    ctx.traceparent = header(&headers, TRACEPARENT).map(str::to_owned);
+    drop(headers);
+    dispatch(gw, ctx, message).await
+}
 
+/// A message with no session: 2026-07-28 (stateless), or refused.
+async fn stateless(
+    gw: Arc<Gateway>,
+    headers: HeaderMap,
+    message: Message,
+    scope: Scope,
+    principal: Option<Arc<str>>,
+) -> Response<Body> {
     let meta_version = mcp_edge_core::meta_version(&message);
     let header_version = header(&headers, VERSION_HEADER);
     let stateless = meta_version.is_some()

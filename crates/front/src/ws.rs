@@ -9,6 +9,10 @@
 //! answer, notification and tool-server request goes back on the socket. The session
 //! ends with the socket.
 
+// The checks here return the refusal itself as their error: a cold path, so the size of
+// `Response` in a `Result` costs nothing that matters.
+#![allow(clippy::result_large_err)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +34,9 @@ use tokio_tungstenite::tungstenite::protocol::{
 };
 
 use crate::http::{Body, Peer, admit, empty, refuse};
+use hyper::upgrade::OnUpgrade;
 use mcp_edge_core::Gateway;
+use mcp_edge_core::session::{Session, short_id};
 
 /// The subprotocol the MCP SDKs ask for.
 const SUBPROTOCOL: &str = "mcp";
@@ -65,6 +71,52 @@ pub(crate) fn upgrade(
     mut req: Request<Incoming>,
     target: Option<&str>,
 ) -> Response<Body> {
+    let handshake = match check_handshake(&req) {
+        Ok(handshake) => handshake,
+        Err(refusal) => return refusal,
+    };
+    let (principal, scope) = match admit(gw, peer, req.headers(), target) {
+        Ok(admitted) => admitted,
+        Err(response) => return response,
+    };
+    // A socket's session lives on the socket, in this process, like a legacy SSE one.
+    let owner = peer.owner(principal.as_ref());
+    let session = match gw
+        .sessions
+        .open(version::LATEST_SESSION, scope, principal, &owner, true)
+    {
+        Ok(session) => session,
+        Err(full) => return crate::http::session_refused(full),
+    };
+    let upgraded = hyper::upgrade::on(&mut req);
+    tokio::spawn(serve_upgraded(gw.clone(), session, upgraded));
+    let mut response = empty(StatusCode::SWITCHING_PROTOCOLS);
+    let headers = response.headers_mut();
+    headers.insert(CONNECTION, http::HeaderValue::from_static("upgrade"));
+    headers.insert(UPGRADE, http::HeaderValue::from_static("websocket"));
+    if let Ok(accept) = handshake.accept.parse() {
+        headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    if handshake.agreed {
+        headers.insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            http::HeaderValue::from_static(SUBPROTOCOL),
+        );
+    }
+    response
+}
+
+/// What a valid upgrade request agreed to.
+struct Handshake {
+    /// `Sec-WebSocket-Accept`.
+    accept: String,
+    /// The client offered the `mcp` subprotocol (it is named back).
+    agreed: bool,
+}
+
+/// Checks an upgrade request (RFC 6455: GET over HTTP/1.1, version 13, a key, the
+/// `mcp` subprotocol if any is offered); each refusal says what to send instead.
+fn check_handshake(req: &Request<Incoming>) -> Result<Handshake, Response<Body>> {
     if req.method() != Method::GET || !is_upgrade(req.headers()) {
         let mut response = refuse(
             StatusCode::UPGRADE_REQUIRED,
@@ -74,14 +126,14 @@ pub(crate) fn upgrade(
         response
             .headers_mut()
             .insert(UPGRADE, http::HeaderValue::from_static("websocket"));
-        return response;
+        return Err(response);
     }
     if req.version() != http::Version::HTTP_11 {
-        return refuse(
+        return Err(refuse(
             StatusCode::BAD_REQUEST,
             code::INVALID_REQUEST,
             "WebSocket needs HTTP/1.1 (connect without HTTP/2 for /ws)",
-        );
+        ));
     }
     let headers = req.headers();
     if headers
@@ -97,16 +149,15 @@ pub(crate) fn upgrade(
         response
             .headers_mut()
             .insert(SEC_WEBSOCKET_VERSION, http::HeaderValue::from_static("13"));
-        return response;
+        return Err(response);
     }
     let Some(key) = headers.get(SEC_WEBSOCKET_KEY) else {
-        return refuse(
+        return Err(refuse(
             StatusCode::BAD_REQUEST,
             code::INVALID_REQUEST,
             "the WebSocket upgrade has no Sec-WebSocket-Key",
-        );
+        ));
     };
-    let accept = derive_accept_key(key.as_bytes());
     let offered: Vec<&str> = headers
         .get_all(SEC_WEBSOCKET_PROTOCOL)
         .iter()
@@ -115,73 +166,47 @@ pub(crate) fn upgrade(
         .map(str::trim)
         .collect();
     if !offered.is_empty() && !offered.contains(&SUBPROTOCOL) {
-        return refuse(
+        return Err(refuse(
             StatusCode::BAD_REQUEST,
             code::INVALID_REQUEST,
             "the WebSocket subprotocol must be `mcp`",
-        );
+        ));
     }
-    let agreed = !offered.is_empty();
-    let (principal, scope) = match admit(gw, peer, headers, target) {
-        Ok(admitted) => admitted,
-        Err(response) => return response,
-    };
-    // A socket's session lives on the socket, in this process, like a legacy SSE one.
-    let owner = peer.owner(principal.as_ref());
-    let session = match gw
-        .sessions
-        .open(version::LATEST_SESSION, scope, principal, &owner, true)
-    {
-        Ok(session) => session,
-        Err(full) => return crate::http::session_refused(full),
-    };
-    let upgraded = hyper::upgrade::on(&mut req);
-    let gw = gw.clone();
-    tokio::spawn(async move {
-        let io = match upgraded.await {
-            Ok(io) => TokioIo::new(io),
-            Err(e) => {
-                tracing::debug!("WebSocket upgrade failed: {e}");
-                gw.sessions.end(&session.id);
-                return;
-            }
-        };
-        let mut config = WebSocketConfig::default();
-        config.max_message_size = Some(gw.max_message_bytes);
-        config.max_frame_size = Some(gw.max_message_bytes);
-        let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-        tracing::info!(session = %mcp_edge_core::session::short_id(&session.id), "WebSocket session opened");
-        serve_socket(&gw, &session, socket).await;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while session.in_flight() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    Ok(Handshake {
+        accept: derive_accept_key(key.as_bytes()),
+        agreed: !offered.is_empty(),
+    })
+}
+
+/// Serves the session on the upgraded connection, then ends it (calls in flight get
+/// ten seconds to finish).
+async fn serve_upgraded(gw: Arc<Gateway>, session: Arc<Session>, upgraded: OnUpgrade) {
+    let io = match upgraded.await {
+        Ok(io) => TokioIo::new(io),
+        Err(e) => {
+            tracing::debug!("WebSocket upgrade failed: {e}");
+            gw.sessions.end(&session.id);
+            return;
         }
-        gw.sessions.end(&session.id);
-        tracing::info!(session = %mcp_edge_core::session::short_id(&session.id), "WebSocket session closed");
-    });
-    let mut response = empty(StatusCode::SWITCHING_PROTOCOLS);
-    let headers = response.headers_mut();
-    headers.insert(CONNECTION, http::HeaderValue::from_static("upgrade"));
-    headers.insert(UPGRADE, http::HeaderValue::from_static("websocket"));
-    if let Ok(accept) = accept.parse() {
-        headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
+    };
+    let mut config = WebSocketConfig::default();
+    config.max_message_size = Some(gw.max_message_bytes);
+    config.max_frame_size = Some(gw.max_message_bytes);
+    let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+    tracing::info!(session = %short_id(&session.id), "WebSocket session opened");
+    serve_socket(&gw, &session, socket).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while session.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    if agreed {
-        headers.insert(
-            SEC_WEBSOCKET_PROTOCOL,
-            http::HeaderValue::from_static(SUBPROTOCOL),
-        );
-    }
-    response
+    gw.sessions.end(&session.id);
+    tracing::info!(session = %short_id(&session.id), "WebSocket session closed");
 }
 
 /// Reads messages from the socket into the session and writes what the session sends,
 /// until either side closes or the client stops answering pings.
-async fn serve_socket<S>(
-    gw: &Arc<Gateway>,
-    session: &Arc<mcp_edge_core::session::Session>,
-    socket: WebSocketStream<S>,
-) where
+async fn serve_socket<S>(gw: &Arc<Gateway>, session: &Arc<Session>, socket: WebSocketStream<S>)
+where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, mut frames) = socket.split();
@@ -209,7 +234,7 @@ async fn serve_socket<S>(
                     Some(Ok(Frame::Close(_))) | None => break,
                     Some(Ok(_)) => continue, // ping, pong: tungstenite answers pings itself
                     Some(Err(e)) => {
-                        tracing::debug!(session = %mcp_edge_core::session::short_id(&session.id), "WebSocket read failed: {e}");
+                        tracing::debug!(session = %short_id(&session.id), "WebSocket read failed: {e}");
                         let _ = sink.send(close(CloseCode::Size, "message too large or malformed")).await;
                         break;
                     }
@@ -230,7 +255,7 @@ async fn serve_socket<S>(
             }
             _ = ping.tick() => {
                 if heard.elapsed() > PONG_WITHIN {
-                    tracing::info!(session = %mcp_edge_core::session::short_id(&session.id), "WebSocket client answered no ping; closing");
+                    tracing::info!(session = %short_id(&session.id), "WebSocket client answered no ping; closing");
                     break;
                 }
                 if sink.send(Frame::Ping(Bytes::new())).await.is_err() {

@@ -25,10 +25,20 @@ use tokio::time::Instant;
 
 use crate::bootstrap;
 use mcp_edge_admin::{Admin, rfc3339};
-use mcp_edge_core::{Gateway, Table};
-use mcp_edge_route::RouteRt;
+use mcp_edge_core::{ClientRt, Gateway, Table};
 use mcp_edge_route::assemble;
 use mcp_edge_route::scope::Scope;
+use mcp_edge_route::{RouteKey, RouteRt};
+use mcp_edge_router::Plan;
+
+/// What a reload did to the routes, by name.
+#[derive(Debug, Default)]
+struct Changes {
+    added: Vec<String>,
+    changed: Vec<String>,
+    removed: Vec<String>,
+    kept: usize,
+}
 
 /// Reloads one gateway's routes file.
 pub struct Reloader {
@@ -99,104 +109,134 @@ impl Reloader {
         let _one = self.one_at_a_time.lock().await;
         let started = Instant::now();
         let digest = bootstrap::digest(&self.path);
-        let analyzed = bootstrap::analyze(&self.path);
-        let (loaded, diags) = match analyzed {
-            Ok(analyzed) => analyzed,
-            Err(e) => {
-                self.refused(trigger, &digest, &[e]);
-                return;
-            }
-        };
-        let Some((config, plan)) = loaded else {
-            let errors: Vec<String> = diags
-                .into_iter()
-                .filter(|(s, _)| *s == Severity::Error)
-                .map(|(_, text)| text)
-                .collect();
-            self.refused(trigger, &digest, &errors);
-            return;
-        };
-        for (_, warning) in diags.iter().filter(|(s, _)| *s == Severity::Warning) {
-            tracing::warn!("{warning}");
-        }
-        let clients = match bootstrap::build_clients(&config) {
-            Ok(clients) => clients,
-            Err(e) => {
-                self.refused(trigger, &digest, &[e]);
+        let (config, plan, clients) = match self.read() {
+            Ok(read) => read,
+            Err(errors) => {
+                self.refused(trigger, &digest, &errors);
                 return;
             }
         };
         let Some(sink) = self.gw.sink.clone() else {
             return;
         };
-
         let old = self.gw.table();
+        let (routes, changes) = match self.routes(&config, &plan, &old, &sink).await {
+            Ok(built) => built,
+            Err(e) => {
+                self.refused(trigger, &digest, &[e]);
+                return;
+            }
+        };
+        self.swap(&config, &old, routes, clients, &changes);
+        let restart = self.gateway_settings_changed(&config);
+        self.record(trigger, digest, &changes, restart, started.elapsed());
+    }
+
+    /// The file, checked and planned, with its clients' credentials read; or every
+    /// error that refuses it.
+    fn read(&self) -> Result<(Config, Plan, Vec<ClientRt>), Vec<String>> {
+        let (loaded, diags) = bootstrap::analyze(&self.path).map_err(|e| vec![e])?;
+        let Some((config, plan)) = loaded else {
+            return Err(diags
+                .into_iter()
+                .filter(|(s, _)| *s == Severity::Error)
+                .map(|(_, text)| text)
+                .collect());
+        };
+        for (_, warning) in diags.iter().filter(|(s, _)| *s == Severity::Warning) {
+            tracing::warn!("{warning}");
+        }
+        let clients = bootstrap::build_clients(&config).map_err(|e| vec![e])?;
+        Ok((config, plan, clients))
+    }
+
+    /// The new table's routes: each unchanged one kept as it runs (same [`RouteKey`]),
+    /// the others built. On an error, what this attempt started is stopped again.
+    async fn routes(
+        &self,
+        config: &Config,
+        plan: &Plan,
+        old: &Table,
+        sink: &Arc<dyn mcp_edge_transport::Sink>,
+    ) -> Result<(Vec<Arc<RouteRt>>, Changes), String> {
         let mut routes = Vec::with_capacity(config.routes.len());
-        let (mut added, mut changed, mut kept) = (Vec::new(), Vec::new(), 0usize);
+        let mut changes = Changes::default();
         for (route, planned) in config.routes.iter().zip(&plan.routes) {
-            let key = mcp_edge_route::RouteKey::new(route, planned);
-            let same = old.routes.iter().find(|r| r.key == key);
-            if let Some(same) = same {
+            let key = RouteKey::new(route, planned);
+            if let Some(same) = old.routes.iter().find(|r| r.key == key) {
                 routes.push(same.clone());
-                kept += 1;
+                changes.kept += 1;
                 continue;
             }
-            match assemble::build_route(&config, route, planned, &sink, &self.gw.certs) {
+            match assemble::build_route(config, route, planned, sink, &self.gw.certs) {
                 Ok(new) => routes.push(new),
                 Err(e) => {
-                    // Nothing is swapped: stop what this attempt started.
                     for started in routes
                         .iter()
                         .filter(|r| !old.routes.iter().any(|o| Arc::ptr_eq(o, r)))
                     {
                         started.shutdown().await;
                     }
-                    self.refused(trigger, &digest, &[e]);
-                    return;
+                    return Err(e);
                 }
             }
             if old.routes.iter().any(|r| r.name == route.name) {
-                changed.push(route.name.clone());
+                changes.changed.push(route.name.clone());
             } else {
-                added.push(route.name.clone());
+                changes.added.push(route.name.clone());
             }
         }
-        let removed: Vec<String> = old
+        changes.removed = old
             .routes
             .iter()
             .filter(|r| !config.routes.iter().any(|n| n.name == r.name))
             .map(|r| r.name.clone())
             .collect();
+        Ok((routes, changes))
+    }
+
+    /// Puts the new table in force; routes replaced or removed drain in the background,
+    /// new and changed ones are probed and connected at once.
+    fn swap(
+        &self,
+        config: &Config,
+        old: &Table,
+        routes: Vec<Arc<RouteRt>>,
+        clients: Vec<ClientRt>,
+        changes: &Changes,
+    ) {
         let replaced: Vec<Arc<RouteRt>> = old
             .routes
             .iter()
             .filter(|r| !routes.iter().any(|n| Arc::ptr_eq(n, r)))
             .cloned()
             .collect();
-
         self.gw.swap_table(Table {
             routes,
             clients: clients.into(),
             allow_anonymous: config.gateway.allow_anonymous,
         });
         self.renew_sessions();
-        for name in &removed {
+        for name in &changes.removed {
             self.gw.certs.forget_route(name);
         }
         for route in replaced {
             tokio::spawn(drain(route));
         }
         mcp_edge_admin::spawn_probes_for(&self.gw, |r| {
-            added.contains(&r.name) || changed.contains(&r.name)
+            changes.added.contains(&r.name) || changes.changed.contains(&r.name)
         });
-        self.connect_new_routes(&added, &changed);
+        self.connect_new_routes(&changes.added, &changes.changed);
+    }
 
+    /// Whether `[gateway]` changed in what only a restart applies (and says so).
+    fn gateway_settings_changed(&self, config: &Config) -> bool {
         let restart = {
             let mut gateway = self
                 .gateway
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let now = restart_settings(&config);
+            let now = restart_settings(config);
             let differs = *gateway != now;
             *gateway = now;
             differs
@@ -206,7 +246,24 @@ impl Reloader {
                 "[gateway] changed (listeners, TLS, limits): that part takes effect at the next restart"
             );
         }
-        let took = started.elapsed();
+        restart
+    }
+
+    /// Logs a reload that took effect and shows it on `/health`.
+    fn record(
+        &self,
+        trigger: &str,
+        digest: String,
+        changes: &Changes,
+        restart: bool,
+        took: Duration,
+    ) {
+        let Changes {
+            added,
+            changed,
+            removed,
+            kept,
+        } = changes;
         tracing::info!(
             trigger,
             ?added,

@@ -9,7 +9,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mcp_edge_admin::Admin;
 use mcp_edge_certwatch::{Origin, Thresholds, Watcher};
+use mcp_edge_config::model::Config;
+use mcp_edge_core::Gateway;
+use mcp_edge_front::conn::Front;
+use std::sync::atomic::Ordering;
 use tokio::net::TcpListener;
 
 use crate::bootstrap::{build, digest, load, shutdown_routes, wait_for_routes};
@@ -78,64 +83,22 @@ fn watch_listener_certificate(
     });
 }
 
-/// `mcp-edge serve`.
+/// `mcp-edge serve`: start-up, serving until SIGTERM or Ctrl-C, then a graceful stop.
 pub async fn serve(path: &Path) -> Result<(), String> {
     let (config, plan) = load(path)?;
     let gw = build(&config, &plan)?;
-    let front = mcp_edge_front::conn::Front::new(config.gateway.limits.clone());
-    let acceptor = match &config.gateway.listen.tls {
-        Some(tls) => {
-            let (server, cert) = mcp_edge_tls::server_config(&mcp_edge_tls::ServerTls {
-                cert: tls.cert.clone(),
-                key: tls.key.clone(),
-                client_ca: tls.client_ca.clone(),
-            })
-            .map_err(|e| format!("[gateway] tls: {e}"))?;
-            watch_listener_certificate(&gw.certs, tls, cert);
-            Some(tokio_rustls::TlsAcceptor::from(server))
-        }
-        None => None,
-    };
+    let front = Front::new(config.gateway.limits.clone());
+    let acceptor = tls_acceptor(&config, &gw)?;
     wait_for_routes(&gw).await;
     let addr: SocketAddr = config.gateway.listen.addr;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e} (change [gateway] listen)"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    if gw.sessions.shared() {
-        tracing::info!(
-            "session ids are sealed with the configured key: every replica with it serves them"
-        );
-    } else {
-        tracing::info!(
-            "session ids are sealed with a key of this process (set MCP_EDGE_SESSION_KEY to share sessions between replicas)"
-        );
-    }
-    for route in gw.table().routes.iter() {
-        tracing::info!(route = %route.name, boundary = %route.boundary, transport = %route.transport, endpoint = %route.endpoint, "route");
-    }
-    let admin_addr = config.gateway.admin;
-    let admin_listener = TcpListener::bind(admin_addr)
-        .await
-        .map_err(|e| format!("cannot listen on {admin_addr}: {e} (change [gateway] admin)"))?;
-    let admin = mcp_edge_admin::Admin::new(
-        gw.clone(),
-        front.clone(),
-        path.display().to_string(),
-        digest(path),
-    );
-    admin.fail_readiness_on_certs.store(
-        config.alerts.fail_readiness,
-        std::sync::atomic::Ordering::Relaxed,
-    );
-    let admin_local = admin_listener.local_addr().map_err(|e| e.to_string())?;
-    mcp_edge_admin::spawn(admin_listener, admin.clone(), &config.gateway.limits);
-    mcp_edge_admin::spawn_probes_for(&gw, |_| true);
+    log_start(&gw);
+    let admin = start_admin(path, &config, &gw, &front).await?;
     crate::reload::Reloader::new(path.to_owned(), gw.clone(), admin.clone(), &config).watch();
-    admin
-        .ready
-        .store(true, std::sync::atomic::Ordering::Release);
-    mcp_edge_admin::announce(admin_local);
+    admin.ready.store(true, Ordering::Release);
     let scheme = if acceptor.is_some() { "https" } else { "http" };
     tracing::info!("mcp-edge listening on {scheme}://{local}/mcp (and /mcp/{{route}}, /sse)");
     // Tests and scripts read this line to learn the port when listen uses port 0.
@@ -149,16 +112,81 @@ pub async fn serve(path: &Path) -> Result<(), String> {
         tls: acceptor,
     };
     door.accept_until(&listener, &graceful, signal()).await;
-    admin
-        .draining
-        .store(true, std::sync::atomic::Ordering::Release);
+    admin.draining.store(true, Ordering::Release);
     tracing::info!("shutting down: no new connections; finishing requests in flight");
     drop(listener);
-    // Long-lived streams end now; requests in flight get time to finish.
+    stop(&gw, graceful, config.gateway.shutdown_grace).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The listener's TLS acceptor, with its certificate watched for rotation.
+fn tls_acceptor(
+    config: &Config,
+    gw: &Gateway,
+) -> Result<Option<tokio_rustls::TlsAcceptor>, String> {
+    let Some(tls) = &config.gateway.listen.tls else {
+        return Ok(None);
+    };
+    let (server, cert) = mcp_edge_tls::server_config(&mcp_edge_tls::ServerTls {
+        cert: tls.cert.clone(),
+        key: tls.key.clone(),
+        client_ca: tls.client_ca.clone(),
+    })
+    .map_err(|e| format!("[gateway] tls: {e}"))?;
+    watch_listener_certificate(&gw.certs, tls, cert);
+    Ok(Some(tokio_rustls::TlsAcceptor::from(server)))
+}
+
+/// What an operator wants to read at start: how sessions are sealed, and every route.
+fn log_start(gw: &Gateway) {
+    if gw.sessions.shared() {
+        tracing::info!(
+            "session ids are sealed with the configured key: every replica with it serves them"
+        );
+    } else {
+        tracing::info!(
+            "session ids are sealed with a key of this process (set MCP_EDGE_SESSION_KEY to share sessions between replicas)"
+        );
+    }
+    for route in gw.table().routes.iter() {
+        tracing::info!(route = %route.name, boundary = %route.boundary, transport = %route.transport, endpoint = %route.endpoint, "route");
+    }
+}
+
+/// Binds and serves the admin listener, and starts the routes' probes.
+async fn start_admin(
+    path: &Path,
+    config: &Config,
+    gw: &Arc<Gateway>,
+    front: &Arc<Front>,
+) -> Result<Arc<Admin>, String> {
+    let admin_addr = config.gateway.admin;
+    let admin_listener = TcpListener::bind(admin_addr)
+        .await
+        .map_err(|e| format!("cannot listen on {admin_addr}: {e} (change [gateway] admin)"))?;
+    let admin = Admin::new(
+        gw.clone(),
+        front.clone(),
+        path.display().to_string(),
+        digest(path),
+    );
+    admin
+        .fail_readiness_on_certs
+        .store(config.alerts.fail_readiness, Ordering::Relaxed);
+    let admin_local = admin_listener.local_addr().map_err(|e| e.to_string())?;
+    mcp_edge_admin::spawn(admin_listener, admin.clone(), &config.gateway.limits);
+    mcp_edge_admin::spawn_probes_for(gw, |_| true);
+    mcp_edge_admin::announce(admin_local);
+    Ok(admin)
+}
+
+/// The graceful stop: long-lived streams end, requests in flight get `grace` to
+/// finish, then sessions end and every tool server is stopped as the spec says.
+async fn stop(gw: &Gateway, graceful: tokio::sync::watch::Sender<bool>, grace: Duration) {
     for session in gw.sessions.all() {
         session.close_stream();
     }
-    let grace = config.gateway.shutdown_grace;
     let _ = graceful.send(true);
     if tokio::time::timeout(grace, graceful.closed())
         .await
@@ -172,7 +200,5 @@ pub async fn serve(path: &Path) -> Result<(), String> {
     for session in gw.sessions.all() {
         gw.sessions.end(&session.id);
     }
-    shutdown_routes(&gw).await;
-    tracing::info!("stopped");
-    Ok(())
+    shutdown_routes(gw).await;
 }

@@ -211,48 +211,21 @@ pub fn build_route(
     let hook = handshake_hook(certs, route);
     let upstream = match (&planned.transport, &route.endpoint) {
         (Transport::Stdio(command), Endpoint::Command(_)) => {
-            let resolve = |value: &MaybeSecret, what: &dyn std::fmt::Display| match value {
-                MaybeSecret::Plain(v) => Ok(v.clone()),
-                MaybeSecret::Secret(reference) => reference
-                    .resolve()
-                    .inspect(remember)
-                    .map(|secret| secret.expose().to_owned())
-                    .map_err(|e| format!("route `{}` {what}: {e}", route.name)),
-            };
-            let mut env = Vec::new();
-            for (key, value) in &command.env {
-                env.push((key.clone(), resolve(value, &format_args!("env {key}"))?));
-            }
-            let mut args = Vec::with_capacity(command.args.len());
-            for (i, arg) in command.args.iter().enumerate() {
-                args.push(resolve(arg, &format_args!("argument {}", i + 1))?);
-            }
-            let mut cfg = StdioConfig::new(&route.name, program(&command.program), args);
-            cfg.env = env;
-            cfg.cwd = command.cwd.clone();
-            cfg.max_message_bytes = config.gateway.max_message_bytes;
+            let cfg = stdio_config(config, route, command)?;
             Upstream::One(Connector::Stdio(Stdio::spawn(cfg, sink.clone())))
         }
         (Transport::Network { url, .. }, _) if !planned.more_urls.is_empty() => {
-            match balanced_upstream(config, route, url, &planned.more_urls, sink, &hook) {
-                Ok(balanced) => Upstream::Balanced(Arc::new(balanced)),
-                Err(why) => {
-                    tracing::error!(route = %route.name, "{why}");
-                    Upstream::One(Connector::Unserved(why.into()))
-                }
-            }
+            balanced_upstream(config, route, url, &planned.more_urls, sink, &hook)
+                .map(|balanced| Upstream::Balanced(Arc::new(balanced)))
+                .unwrap_or_else(|why| unserved(route, why))
         }
         (Transport::Network { url, protocol, .. }, _)
             if matches!(protocol, Protocol::Auto | Protocol::StreamableHttp)
                 && matches!(url.scheme(), "http" | "https") =>
         {
-            match http_config(config, route, url, &hook) {
-                Ok(cfg) => Upstream::One(Connector::Http(Http::new(cfg, sink.clone()))),
-                Err(why) => {
-                    tracing::error!(route = %route.name, "{why}");
-                    Upstream::One(Connector::Unserved(why.into()))
-                }
-            }
+            http_config(config, route, url, &hook)
+                .map(|cfg| Upstream::One(Connector::Http(Http::new(cfg, sink.clone()))))
+                .unwrap_or_else(|why| unserved(route, why))
         }
         (Transport::Network { url, protocol, .. }, _) => {
             let kind = if *protocol == Protocol::Websocket {
@@ -260,17 +233,11 @@ pub fn build_route(
             } else {
                 LinkKind::Sse
             };
-            match link_upstream(config, route, url, kind, sink.clone(), &hook) {
-                Ok(link) => Upstream::One(Connector::Link(link)),
-                Err(why) => {
-                    tracing::error!(route = %route.name, "{why}");
-                    Upstream::One(Connector::Unserved(why.into()))
-                }
-            }
+            link_upstream(config, route, url, kind, sink.clone(), &hook)
+                .map(|link| Upstream::One(Connector::Link(link)))
+                .unwrap_or_else(|why| unserved(route, why))
         }
-        (Transport::Stdio(_), _) => Upstream::One(Connector::Unserved(
-            "a command route without a command".into(),
-        )),
+        (Transport::Stdio(_), _) => unserved(route, "a command route without a command".into()),
     };
     let policy = RoutePolicy::new(&route.name, &route.policies, upstream.clone());
     Ok(Arc::new(RouteRt {
@@ -289,6 +256,41 @@ pub fn build_route(
         probe_interval: route.probe_interval,
         key: RouteKey::new(route, planned),
     }))
+}
+
+/// A route this build cannot serve: every call is refused with `why`, which is logged.
+fn unserved(route: &mcp_edge_config::Route, why: String) -> Upstream {
+    tracing::error!(route = %route.name, "{why}");
+    Upstream::One(Connector::Unserved(why.into()))
+}
+
+/// A stdio route's child: its program, arguments and environment, secrets read.
+fn stdio_config(
+    config: &Config,
+    route: &mcp_edge_config::Route,
+    command: &mcp_edge_config::model::Command,
+) -> Result<StdioConfig, String> {
+    let resolve = |value: &MaybeSecret, what: &dyn std::fmt::Display| match value {
+        MaybeSecret::Plain(v) => Ok(v.clone()),
+        MaybeSecret::Secret(reference) => reference
+            .resolve()
+            .inspect(remember)
+            .map(|secret| secret.expose().to_owned())
+            .map_err(|e| format!("route `{}` {what}: {e}", route.name)),
+    };
+    let mut env = Vec::new();
+    for (key, value) in &command.env {
+        env.push((key.clone(), resolve(value, &format_args!("env {key}"))?));
+    }
+    let mut args = Vec::with_capacity(command.args.len());
+    for (i, arg) in command.args.iter().enumerate() {
+        args.push(resolve(arg, &format_args!("argument {}", i + 1))?);
+    }
+    let mut cfg = StdioConfig::new(&route.name, program(&command.program), args);
+    cfg.env = env;
+    cfg.cwd = command.cwd.clone();
+    cfg.max_message_bytes = config.gateway.max_message_bytes;
+    Ok(cfg)
 }
 
 /// Every secret resolved is remembered, so that text from tool servers (their stderr)

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use crate::{Call, Phase, Reply, ServerInfo, Sink, UpstreamError};
 use mcp_edge_client::dial::{self, Connection, Dialer, TlsTarget};
-use mcp_edge_client::pool::Pool;
+use mcp_edge_client::pool::{Pool, PoolBody};
 use mcp_edge_upstream::conn::Conn;
 
 /// Which stream.
@@ -252,56 +252,14 @@ async fn run(shared: Arc<Shared>) {
         }
         shared.phase.send_replace(Phase::Starting);
         let started = Instant::now();
-        let dialing = async {
-            let mut dialed = match shared.cfg.kind {
-                LinkKind::Sse => dial_sse(&shared).await?,
-                LinkKind::WebSocket => dial_websocket(&shared).await?,
-            };
-            match open(&dialed.conn, &shared.cfg).await {
-                Ok(info) => Ok((dialed, info)),
-                Err(e) => {
-                    dialed.abort();
-                    let _ = (&mut dialed.reader).await;
-                    Err(e)
-                }
-            }
-        };
-        let outcome = match tokio::time::timeout(shared.cfg.init_timeout, dialing).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err("no answer to initialize in time".to_owned()),
-        };
-        let failure = match outcome {
+        let failure = match connect(&shared).await {
             Err(e) => e,
-            Ok((mut dialed, info)) => {
-                {
-                    let mut state = shared.state();
-                    state.conn = Some(dialed.conn.clone());
-                    state.info = Some(info.clone());
-                }
+            Ok((dialed, info)) => {
                 failures = 0;
-                tracing::info!(route = %route, version = %info.protocol_version, "tool server connected");
-                shared.phase.send_replace(Phase::Ready);
-                shared.sink.availability(&route, Some(info));
-                let shutdown = tokio::select! {
-                    _ = &mut dialed.reader => false,
-                    () = shared.shutdown.notified() => true,
-                };
-                {
-                    let mut state = shared.state();
-                    state.conn = None;
-                    state.info = None;
+                match serve_link(&shared, dialed, info).await {
+                    Some(reason) => reason,
+                    None => break,
                 }
-                shared.sink.availability(&route, None);
-                dialed.abort();
-                if shutdown {
-                    dialed.conn.fail_all(&UpstreamError::Closed);
-                    break;
-                }
-                let reason = "the connection to the tool server dropped".to_owned();
-                dialed
-                    .conn
-                    .fail_all(&UpstreamError::Crashed(reason.clone()));
-                reason
             }
         };
         if shared.state().shutting_down {
@@ -327,6 +285,66 @@ async fn run(shared: Arc<Shared>) {
     }
     shared.phase.send_replace(Phase::Stopped);
     shared.stopped.send_replace(true);
+}
+
+/// Dials the link and opens the MCP session on it, within `init_timeout`.
+async fn connect(shared: &Arc<Shared>) -> Result<(Dialed, Arc<ServerInfo>), String> {
+    let dialing = async {
+        let mut dialed = match shared.cfg.kind {
+            LinkKind::Sse => dial_sse(shared).await?,
+            LinkKind::WebSocket => dial_websocket(shared).await?,
+        };
+        match open(&dialed.conn, &shared.cfg).await {
+            Ok(info) => Ok((dialed, info)),
+            Err(e) => {
+                dialed.abort();
+                let _ = (&mut dialed.reader).await;
+                Err(e)
+            }
+        }
+    };
+    match tokio::time::timeout(shared.cfg.init_timeout, dialing).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err("no answer to initialize in time".to_owned()),
+    }
+}
+
+/// Serves calls on an open link until it drops (why, to report) or is shut down
+/// (`None`).
+async fn serve_link(
+    shared: &Arc<Shared>,
+    mut dialed: Dialed,
+    info: Arc<ServerInfo>,
+) -> Option<String> {
+    let route = &shared.cfg.route;
+    {
+        let mut state = shared.state();
+        state.conn = Some(dialed.conn.clone());
+        state.info = Some(info.clone());
+    }
+    tracing::info!(route = %route, version = %info.protocol_version, "tool server connected");
+    shared.phase.send_replace(Phase::Ready);
+    shared.sink.availability(route, Some(info));
+    let shutdown = tokio::select! {
+        _ = &mut dialed.reader => false,
+        () = shared.shutdown.notified() => true,
+    };
+    {
+        let mut state = shared.state();
+        state.conn = None;
+        state.info = None;
+    }
+    shared.sink.availability(route, None);
+    dialed.abort();
+    if shutdown {
+        dialed.conn.fail_all(&UpstreamError::Closed);
+        return None;
+    }
+    let reason = "the connection to the tool server dropped".to_owned();
+    dialed
+        .conn
+        .fail_all(&UpstreamError::Crashed(reason.clone()));
+    Some(reason)
 }
 
 /// `initialize`, then `notifications/initialized`.
@@ -402,6 +420,8 @@ fn request(cfg: &LinkConfig, method: Method, uri: Uri) -> http::request::Builder
     request
 }
 
+/// Opens a legacy HTTP+SSE link: the GET stream, its `endpoint` event, then a task
+/// reading the stream into the call table and one posting each message.
 async fn dial_sse(shared: &Arc<Shared>) -> Result<Dialed, String> {
     let cfg = &shared.cfg;
     let get = request(cfg, Method::GET, cfg.url.clone())
@@ -424,29 +444,9 @@ async fn dial_sse(shared: &Arc<Shared>) -> Result<Dialed, String> {
     }
     let mut body = response.into_body();
     let mut parser = sse::Parser::new(cfg.max_message_bytes);
-    let mut early = Vec::new();
-    let endpoint = loop {
-        let Some(frame) = body.frame().await else {
-            return Err("the event stream ended before the endpoint event".into());
-        };
-        let frame = frame.map_err(|e| format!("the event stream broke: {e}"))?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        let mut found = None;
-        for event in parser.feed(&data).map_err(|e| e.to_string())? {
-            if found.is_none() && event.kind() == "endpoint" {
-                found = Some(resolve(&cfg.url, event.data.trim())?);
-            } else {
-                early.push(event);
-            }
-        }
-        if let Some(endpoint) = found {
-            break endpoint;
-        }
-    };
+    let (endpoint, early) = endpoint_event(cfg, &mut body, &mut parser).await?;
     tracing::debug!(route = %cfg.route, endpoint = %endpoint, "legacy SSE endpoint");
-    let (tx, mut rx) = mpsc::channel::<Bytes>(256);
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
     let conn = Arc::new(Conn::new(
         cfg.route.as_str().into(),
         tx,
@@ -483,41 +483,72 @@ async fn dial_sse(shared: &Arc<Shared>) -> Result<Dialed, String> {
             }
         }
     });
-    let writer = {
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            while let Some(frame) = rx.recv().await {
-                let body = frame
-                    .strip_suffix(b"\n")
-                    .map_or(frame.clone(), |b| frame.slice(..b.len()));
-                let Ok(post) = request(&shared.cfg, Method::POST, endpoint.clone())
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(body)
-                else {
-                    continue;
-                };
-                match shared.pool.request(post).await {
-                    Ok(response) if response.status().is_success() => {
-                        let _ = response.into_body().collect().await;
-                    }
-                    Ok(response) => {
-                        tracing::warn!(route = %shared.cfg.route, status = %response.status(), "the tool server refused a message");
-                        if response.status() == StatusCode::NOT_FOUND {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(route = %shared.cfg.route, "POST to the tool server failed: {e}");
-                    }
-                }
-            }
-        })
-    };
+    let writer = tokio::spawn(post_messages(shared.clone(), endpoint, rx));
     Ok(Dialed {
         conn,
         reader,
         writer,
     })
+}
+
+/// Reads the stream up to its `endpoint` event: where messages are posted (same origin
+/// only), and the events that came before it.
+async fn endpoint_event(
+    cfg: &LinkConfig,
+    body: &mut PoolBody,
+    parser: &mut sse::Parser,
+) -> Result<(Uri, Vec<sse::Event>), String> {
+    let mut early = Vec::new();
+    loop {
+        let Some(frame) = body.frame().await else {
+            return Err("the event stream ended before the endpoint event".into());
+        };
+        let frame = frame.map_err(|e| format!("the event stream broke: {e}"))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let mut found = None;
+        for event in parser.feed(&data).map_err(|e| e.to_string())? {
+            if found.is_none() && event.kind() == "endpoint" {
+                found = Some(resolve(&cfg.url, event.data.trim())?);
+            } else {
+                early.push(event);
+            }
+        }
+        if let Some(endpoint) = found {
+            return Ok((endpoint, early));
+        }
+    }
+}
+
+/// Posts each outgoing message to the endpoint, until the link closes or the server
+/// says the endpoint is gone (404).
+async fn post_messages(shared: Arc<Shared>, endpoint: Uri, mut rx: mpsc::Receiver<Bytes>) {
+    while let Some(frame) = rx.recv().await {
+        let body = frame
+            .strip_suffix(b"\n")
+            .map_or(frame.clone(), |b| frame.slice(..b.len()));
+        let Ok(post) = request(&shared.cfg, Method::POST, endpoint.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(body)
+        else {
+            continue;
+        };
+        match shared.pool.request(post).await {
+            Ok(response) if response.status().is_success() => {
+                let _ = response.into_body().collect().await;
+            }
+            Ok(response) => {
+                tracing::warn!(route = %shared.cfg.route, status = %response.status(), "the tool server refused a message");
+                if response.status() == StatusCode::NOT_FOUND {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(route = %shared.cfg.route, "POST to the tool server failed: {e}");
+            }
+        }
+    }
 }
 
 /// The TLS name from the route, when it overrides the URL's host.

@@ -246,6 +246,24 @@ impl From<UpstreamError> for Failure {
     }
 }
 
+/// A connection's state before anything is in flight on it (`info`: what the server
+/// said, or a placeholder while connecting).
+fn remote(
+    stateless: bool,
+    session: Option<HeaderValue>,
+    version: HeaderValue,
+    info: Option<ServerInfo>,
+) -> Remote {
+    Remote {
+        stateless,
+        session,
+        version,
+        info: Arc::new(info.unwrap_or_else(placeholder_info)),
+        listener: Mutex::new(None),
+        takers: Mutex::new(Vec::new()),
+    }
+}
+
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -543,44 +561,50 @@ impl Http {
             if let Some(remote) = lock(&self.shared.state).remote.clone() {
                 return Ok(remote);
             }
-            let limit = deadline.min(Instant::now() + self.shared.cfg.init_timeout);
-            let outcome = match tokio::time::timeout_at(limit, self.connect()).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(UpstreamError::Unavailable {
-                    reason: "no answer to initialize in time".into(),
-                    retry_in: None,
-                }),
-            };
-            match outcome {
-                Ok(remote) => {
-                    {
-                        let mut state = lock(&self.shared.state);
-                        state.remote = Some(remote.clone());
-                        state.failures = 0;
-                        state.retry_at = None;
-                    }
-                    tracing::info!(route = %self.shared.cfg.route, version = %remote.info.protocol_version, "tool server connected");
-                    self.shared
-                        .sink
-                        .availability(&self.shared.cfg.route, Some(remote.info.clone()));
-                    return Ok(remote);
+            return self.connect_and_record(deadline).await;
+        }
+    }
+
+    /// Connects (within `deadline` and `init_timeout`) and records the outcome: the
+    /// connection in force, or the failure with when to try again.
+    async fn connect_and_record(&self, deadline: Instant) -> Result<Arc<Remote>, UpstreamError> {
+        let limit = deadline.min(Instant::now() + self.shared.cfg.init_timeout);
+        let outcome = match tokio::time::timeout_at(limit, self.connect()).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(UpstreamError::Unavailable {
+                reason: "no answer to initialize in time".into(),
+                retry_in: None,
+            }),
+        };
+        match outcome {
+            Ok(remote) => {
+                {
+                    let mut state = lock(&self.shared.state);
+                    state.remote = Some(remote.clone());
+                    state.failures = 0;
+                    state.retry_at = None;
                 }
-                Err(e) => {
-                    let delay = {
-                        let mut state = lock(&self.shared.state);
-                        let delay = mcp_edge_upstream::backoff(
-                            self.shared.cfg.backoff_base,
-                            self.shared.cfg.backoff_max,
-                            state.failures,
-                        );
-                        state.failures = state.failures.saturating_add(1);
-                        state.retry_at = Some(Instant::now() + delay);
-                        state.last_error = Some((SystemTime::now(), e.to_string()));
-                        delay
-                    };
-                    tracing::warn!(route = %self.shared.cfg.route, retry_in_ms = delay.as_millis() as u64, "cannot connect to the tool server: {e}");
-                    return Err(e);
-                }
+                tracing::info!(route = %self.shared.cfg.route, version = %remote.info.protocol_version, "tool server connected");
+                self.shared
+                    .sink
+                    .availability(&self.shared.cfg.route, Some(remote.info.clone()));
+                Ok(remote)
+            }
+            Err(e) => {
+                let delay = {
+                    let mut state = lock(&self.shared.state);
+                    let delay = mcp_edge_upstream::backoff(
+                        self.shared.cfg.backoff_base,
+                        self.shared.cfg.backoff_max,
+                        state.failures,
+                    );
+                    state.failures = state.failures.saturating_add(1);
+                    state.retry_at = Some(Instant::now() + delay);
+                    state.last_error = Some((SystemTime::now(), e.to_string()));
+                    delay
+                };
+                tracing::warn!(route = %self.shared.cfg.route, retry_in_ms = delay.as_millis() as u64, "cannot connect to the tool server: {e}");
+                Err(e)
             }
         }
     }
@@ -588,14 +612,22 @@ impl Http {
     /// Opens the MCP connection: 2026-07-28 first, the session era when the server
     /// answers `server/discover` with anything but a result.
     async fn connect(&self) -> Result<Arc<Remote>, UpstreamError> {
-        let probe = Remote {
-            stateless: true,
-            session: None,
-            version: HeaderValue::from_static(version::V2026_07_28),
-            info: Arc::new(placeholder_info()),
-            listener: Mutex::new(None),
-            takers: Mutex::new(Vec::new()),
-        };
+        if let Some(remote) = self.discover().await? {
+            return Ok(remote);
+        }
+        self.initialize().await
+    }
+
+    /// `server/discover`: the connection, when the server speaks 2026-07-28; `None`
+    /// when it answers otherwise (a session-era server); an error when it cannot be
+    /// reached at all.
+    async fn discover(&self) -> Result<Option<Arc<Remote>>, UpstreamError> {
+        let probe = remote(
+            true,
+            None,
+            HeaderValue::from_static(version::V2026_07_28),
+            None,
+        );
         let body = jsonrpc::request(
             &Id::Num(0),
             mcp::DISCOVER,
@@ -603,32 +635,35 @@ impl Http {
         );
         match self.exchange(&probe, body, mcp::DISCOVER).await {
             Ok((Reply::Result(result), _)) => {
-                if let Ok(info) = mcp_edge_upstream::handshake::stateless_info(&result) {
-                    return Ok(Arc::new(Remote {
-                        stateless: true,
-                        session: None,
-                        version: HeaderValue::from_static(version::V2026_07_28),
-                        info: Arc::new(info),
-                        listener: Mutex::new(None),
-                        takers: Mutex::new(Vec::new()),
-                    }));
-                }
+                Ok(mcp_edge_upstream::handshake::stateless_info(&result)
+                    .ok()
+                    .map(|info| {
+                        Arc::new(remote(
+                            true,
+                            None,
+                            HeaderValue::from_static(version::V2026_07_28),
+                            Some(info),
+                        ))
+                    }))
             }
             Err(
                 e @ (UpstreamError::Tls(..)
                 | UpstreamError::Unavailable { .. }
                 | UpstreamError::Interrupted(_)),
-            ) => return Err(e),
-            _ => {}
+            ) => Err(e),
+            _ => Ok(None),
         }
-        let start = Remote {
-            stateless: false,
-            session: None,
-            version: HeaderValue::from_static(version::LATEST_SESSION),
-            info: Arc::new(placeholder_info()),
-            listener: Mutex::new(None),
-            takers: Mutex::new(Vec::new()),
-        };
+    }
+
+    /// `initialize` and `notifications/initialized` (the session era), then the
+    /// session's GET stream in a task of its own.
+    async fn initialize(&self) -> Result<Arc<Remote>, UpstreamError> {
+        let start = remote(
+            false,
+            None,
+            HeaderValue::from_static(version::LATEST_SESSION),
+            None,
+        );
         let body = jsonrpc::request(
             &Id::Num(0),
             mcp::INITIALIZE,
@@ -656,14 +691,7 @@ impl Http {
             mcp_edge_upstream::handshake::session_info(&result).map_err(UpstreamError::Protocol)?;
         let version = HeaderValue::from_str(&info.protocol_version)
             .map_err(|_| UpstreamError::Protocol("bad protocol version".into()))?;
-        let remote = Arc::new(Remote {
-            stateless: false,
-            session,
-            version,
-            info: Arc::new(info),
-            listener: Mutex::new(None),
-            takers: Mutex::new(Vec::new()),
-        });
+        let remote = Arc::new(remote(false, session, version, Some(info)));
         let initialized = jsonrpc::notification(mcp::INITIALIZED, None);
         if let Err(Failure::Upstream(e)) = self
             .send(&remote, initialized, Some(mcp::INITIALIZED), None)

@@ -49,83 +49,9 @@ pub(super) async fn run(shared: Arc<Shared>) {
         let started = Instant::now();
         let failure = match spawn(&shared) {
             Err(reason) => reason,
-            Ok(mut running) => match open(&shared, &mut running).await {
-                Err(reason) => {
-                    running
-                        .conn
-                        .fail_all(&UpstreamError::Crashed(for_callers(&reason).to_owned()));
-                    stop(&shared.cfg, &mut running).await;
-                    reason
-                }
-                Ok(info) => {
-                    {
-                        let mut state = shared.state();
-                        state.conn = Some(running.conn.clone());
-                        state.pid = running.pid;
-                        state.info = Some(info.clone());
-                    }
-                    tracing::info!(route = %route, pid = running.pid, version = %info.protocol_version, "tool server ready");
-                    shared.phase.send_replace(Phase::Ready);
-                    shared.sink.availability(&route, Some(info));
-                    let end = serve(&shared, &mut running).await;
-                    {
-                        let mut state = shared.state();
-                        state.conn = None;
-                        state.info = None;
-                    }
-                    shared.sink.availability(&route, None);
-                    let failure = match end {
-                        End::Shutdown => {
-                            running.conn.fail_all(&UpstreamError::Closed);
-                            stop(&shared.cfg, &mut running).await;
-                            shared.state().pid = None;
-                            break;
-                        }
-                        End::Hung(why) => {
-                            let reason = format!(
-                                "the tool server did not answer the watchdog's ping ({why}); killed it"
-                            );
-                            running
-                                .conn
-                                .fail_all(&UpstreamError::Crashed(reason.clone()));
-                            kill(&mut running).await;
-                            reason
-                        }
-                        End::StdoutClosed => {
-                            let status = tokio::time::timeout(
-                                Duration::from_millis(500),
-                                running.child.wait(),
-                            )
-                            .await;
-                            let (reason, detail) = exit_reason(&mut running, status.ok()).await;
-                            tracing::warn!(route = %route, "{detail}");
-                            running
-                                .conn
-                                .fail_all(&UpstreamError::Crashed(reason.clone()));
-                            stop(&shared.cfg, &mut running).await;
-                            reason
-                        }
-                        End::Exited(status) => {
-                            // The child may have answered just before it exited: read
-                            // what it wrote before failing what is left.
-                            let _ = tokio::time::timeout(
-                                Duration::from_millis(500),
-                                &mut running.reader,
-                            )
-                            .await;
-                            let (reason, detail) = exit_reason(&mut running, Some(status)).await;
-                            tracing::warn!(route = %route, "{detail}");
-                            running
-                                .conn
-                                .fail_all(&UpstreamError::Crashed(reason.clone()));
-                            reason
-                        }
-                    };
-                    // Grandchildren (behind `npx`, `sh -c`) may still hold the pipes.
-                    running.reader.abort();
-                    running.stderr.abort();
-                    failure
-                }
+            Ok(mut running) => match one_life(&shared, &mut running).await {
+                Some(reason) => reason,
+                None => break,
             },
         };
         if shared.state().shutting_down {
@@ -151,6 +77,88 @@ pub(super) async fn run(shared: Arc<Shared>) {
     }
     shared.phase.send_replace(Phase::Stopped);
     shared.stopped.send_replace(true);
+}
+
+/// Opens a started child and serves it until it ends: why it failed, or `None` when
+/// it was shut down.
+async fn one_life(shared: &Arc<Shared>, running: &mut Running) -> Option<String> {
+    let route = &shared.cfg.route;
+    let info = match open(shared, running).await {
+        Ok(info) => info,
+        Err(reason) => {
+            running
+                .conn
+                .fail_all(&UpstreamError::Crashed(for_callers(&reason).to_owned()));
+            stop(&shared.cfg, running).await;
+            return Some(reason);
+        }
+    };
+    {
+        let mut state = shared.state();
+        state.conn = Some(running.conn.clone());
+        state.pid = running.pid;
+        state.info = Some(info.clone());
+    }
+    tracing::info!(route = %route, pid = running.pid, version = %info.protocol_version, "tool server ready");
+    shared.phase.send_replace(Phase::Ready);
+    shared.sink.availability(route, Some(info));
+    let end = serve(shared, running).await;
+    {
+        let mut state = shared.state();
+        state.conn = None;
+        state.info = None;
+    }
+    shared.sink.availability(route, None);
+    let failure = ended(shared, running, end).await?;
+    // Grandchildren (behind `npx`, `sh -c`) may still hold the pipes.
+    running.reader.abort();
+    running.stderr.abort();
+    Some(failure)
+}
+
+/// What the end of a child's service means: the failure to report (its calls failed
+/// with it), or `None` after a shutdown.
+async fn ended(shared: &Shared, running: &mut Running, end: End) -> Option<String> {
+    let route = &shared.cfg.route;
+    match end {
+        End::Shutdown => {
+            running.conn.fail_all(&UpstreamError::Closed);
+            stop(&shared.cfg, running).await;
+            shared.state().pid = None;
+            None
+        }
+        End::Hung(why) => {
+            let reason =
+                format!("the tool server did not answer the watchdog's ping ({why}); killed it");
+            running
+                .conn
+                .fail_all(&UpstreamError::Crashed(reason.clone()));
+            kill(running).await;
+            Some(reason)
+        }
+        End::StdoutClosed => {
+            let status =
+                tokio::time::timeout(Duration::from_millis(500), running.child.wait()).await;
+            let (reason, detail) = exit_reason(running, status.ok()).await;
+            tracing::warn!(route = %route, "{detail}");
+            running
+                .conn
+                .fail_all(&UpstreamError::Crashed(reason.clone()));
+            stop(&shared.cfg, running).await;
+            Some(reason)
+        }
+        End::Exited(status) => {
+            // The child may have answered just before it exited: read what it wrote
+            // before failing what is left.
+            let _ = tokio::time::timeout(Duration::from_millis(500), &mut running.reader).await;
+            let (reason, detail) = exit_reason(running, Some(status)).await;
+            tracing::warn!(route = %route, "{detail}");
+            running
+                .conn
+                .fail_all(&UpstreamError::Crashed(reason.clone()));
+            Some(reason)
+        }
+    }
 }
 
 /// The delay before the next start after `failures` failures in a row.
