@@ -414,12 +414,17 @@ async fn health_and_metrics_under_load_agree_with_the_calls_made() {
         sample("mcp_edge_call_duration_seconds_count{route=\"demo\",method=\"tools/call\"}"),
         total as u64
     );
-    assert_eq!(
-        sample(
-            "mcp_edge_call_duration_seconds_bucket{route=\"demo\",method=\"tools/call\",le=\"+Inf\"}"
-        ),
-        total as u64
-    );
+    // Label order is the encoder's (`le` first in OpenMetrics from prometheus-client).
+    let inf = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("mcp_edge_call_duration_seconds_bucket{")
+                && l.contains("route=\"demo\"")
+                && l.contains("method=\"tools/call\"")
+                && l.contains("le=\"+Inf\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
+    assert_eq!(inf, Some(total as u64), "{metrics}");
     assert_eq!(sample("mcp_edge_in_flight{route=\"demo\"}"), 0);
     assert_eq!(sample("mcp_edge_sessions"), clients as u64);
     let h = health(&gw).await;

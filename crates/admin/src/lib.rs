@@ -6,11 +6,13 @@
 //! | `/healthz` | the process is alive: always `200 ok` while it serves |
 //! | `/readyz` | `200` once the listeners are bound and every `required` route is usable; `503` with the reasons otherwise (and while shutting down) |
 //! | `/health` | JSON: version, uptime, config digest, and per route its boundary, transport, endpoint, status, breaker, in-flight, queue, restarts, pid, last error, latency, probe |
-//! | `/metrics` | Prometheus text |
+//! | `/metrics` | OpenMetrics text ([`metrics`]) |
 //! | `/` | a status page, plain HTML |
 //!
 //! Nothing here shows a secret: endpoints are redacted (query values), errors are the
 //! gateway's own words, and headers or tokens never appear.
+
+pub mod metrics;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -34,7 +36,7 @@ use tokio::net::TcpListener;
 
 use mcp_edge_core::Gateway;
 use mcp_edge_front::conn::Front;
-use mcp_edge_route::stats::{Probe, escape};
+use mcp_edge_route::stats::Probe;
 use mcp_edge_route::{RouteRt, Upstream};
 
 /// What the admin endpoints know beyond the gateway itself.
@@ -294,240 +296,6 @@ impl Admin {
         if why.is_empty() { Ok(()) } else { Err(why) }
     }
 
-    /// `/metrics`.
-    pub fn metrics(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        let help = |out: &mut String, name: &str, kind: &str, text: &str| {
-            let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} {kind}");
-        };
-        help(
-            &mut out,
-            "mcp_edge_build_info",
-            "gauge",
-            "The running version.",
-        );
-        let _ = writeln!(
-            out,
-            "mcp_edge_build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
-        );
-        help(
-            &mut out,
-            "mcp_edge_uptime_seconds",
-            "gauge",
-            "Seconds since the process started.",
-        );
-        let _ = writeln!(
-            out,
-            "mcp_edge_uptime_seconds {}",
-            self.started.elapsed().as_secs_f64()
-        );
-        help(
-            &mut out,
-            "mcp_edge_busy_polls_total",
-            "counter",
-            "Times the runtime polled for I/O instead of sleeping ([gateway] busy_poll).",
-        );
-        let _ = writeln!(
-            out,
-            "mcp_edge_busy_polls_total {}",
-            mcp_edge_busy_poll::spins()
-        );
-        let front = &self.front;
-        for (name, kind, what, value) in [
-            (
-                "mcp_edge_runtime_tasks",
-                "gauge",
-                "Tasks alive in the runtime (connections, calls, streams, supervisors).",
-                tokio::runtime::Handle::try_current()
-                    .map_or(0, |h| h.metrics().num_alive_tasks() as u64),
-            ),
-            (
-                "mcp_edge_connections_open",
-                "gauge",
-                "Client connections open on the agents' listener.",
-                front.open() as u64,
-            ),
-            (
-                "mcp_edge_connections_refused_total",
-                "counter",
-                "Connections closed at accept: max_connections or max_connections_per_client reached.",
-                front.refused_connections.load(Ordering::Relaxed),
-            ),
-            (
-                "mcp_edge_connections_timed_out_total",
-                "counter",
-                "Connections or bodies ended for silence (header, body or idle timeout).",
-                front.timed_out.load(Ordering::Relaxed),
-            ),
-            (
-                "mcp_edge_request_body_bytes_buffered",
-                "gauge",
-                "Bytes of request bodies being read now (max_buffered_bytes bounds them).",
-                front.buffered() as u64,
-            ),
-            (
-                "mcp_edge_request_bodies_refused_total",
-                "counter",
-                "Request bodies refused because max_buffered_bytes was reached.",
-                front.refused_bodies.load(Ordering::Relaxed),
-            ),
-        ] {
-            help(&mut out, name, kind, what);
-            let _ = writeln!(out, "{name} {value}");
-        }
-        help(
-            &mut out,
-            "mcp_edge_sessions",
-            "gauge",
-            "Open client sessions.",
-        );
-        let _ = writeln!(out, "mcp_edge_sessions {}", self.gw.sessions.len());
-        help(
-            &mut out,
-            "mcp_edge_reloads_total",
-            "counter",
-            "Reloads of routes.toml by result.",
-        );
-        for (result, count) in [("ok", &self.reloads_ok), ("error", &self.reloads_failed)] {
-            let _ = writeln!(
-                out,
-                "mcp_edge_reloads_total{{result=\"{result}\"}} {}",
-                count.load(Ordering::Relaxed)
-            );
-        }
-        help(
-            &mut out,
-            "mcp_edge_calls_total",
-            "counter",
-            "Calls to tool servers by route, method and outcome (ok, error, or the gateway's failure reason: timeout, busy, rate_limited, circuit_open, upstream_*).",
-        );
-        for r in self.gw.table().routes.iter() {
-            r.stats.write_calls(&r.name, &mut out);
-        }
-        help(
-            &mut out,
-            "mcp_edge_call_duration_seconds",
-            "histogram",
-            "Latency of calls to tool servers, policies included.",
-        );
-        for r in self.gw.table().routes.iter() {
-            r.stats.write_latency(&r.name, &mut out);
-        }
-        let per_route = |out: &mut String,
-                         name: &str,
-                         kind: &str,
-                         text: &str,
-                         value: &dyn Fn(&RouteRt) -> f64| {
-            help(out, name, kind, text);
-            for r in self.gw.table().routes.iter() {
-                let _ = writeln!(out, "{name}{{route=\"{}\"}} {}", escape(&r.name), value(r));
-            }
-        };
-        per_route(
-            &mut out,
-            "mcp_edge_route_up",
-            "gauge",
-            "1 while the route's tool server is connected (or its child running).",
-            &|r| f64::from(u8::from(r.upstream.state().up)),
-        );
-        per_route(
-            &mut out,
-            "mcp_edge_route_status",
-            "gauge",
-            "0 healthy, 1 degraded, 2 down.",
-            &|r| route_status(r, &self.gw.certs) as u8 as f64,
-        );
-        per_route(
-            &mut out,
-            "mcp_edge_retries_total",
-            "counter",
-            "Retries made.",
-            &|r| r.policy.retried.load(Ordering::Relaxed) as f64,
-        );
-        per_route(
-            &mut out,
-            "mcp_edge_rate_limited_total",
-            "counter",
-            "Calls refused by a rate limit.",
-            &|r| r.policy.limits.refused() as f64,
-        );
-        per_route(
-            &mut out,
-            "mcp_edge_busy_total",
-            "counter",
-            "Calls refused as busy by the bulkhead.",
-            &|r| r.stats.count("busy") as f64,
-        );
-        per_route(
-            &mut out,
-            "mcp_edge_in_flight",
-            "gauge",
-            "Calls in flight.",
-            &|r| r.policy.bulkhead.in_flight() as f64,
-        );
-        per_route(
-            &mut out,
-            "mcp_edge_queued",
-            "gauge",
-            "Calls waiting for a slot.",
-            &|r| r.policy.bulkhead.waiting() as f64,
-        );
-        per_route(
-            &mut out,
-            "mcp_edge_upstream_restarts_total",
-            "counter",
-            "Restarts of a stdio child or reconnections of a network tool server.",
-            &|r| r.upstream.state().restarts as f64,
-        );
-        per_route(
-            &mut out,
-            "mcp_edge_breaker_state",
-            "gauge",
-            "0 closed, 1 half-open, 2 open.",
-            &|r| breaker_value(r.policy.breaker.snapshot().state),
-        );
-        per_route(
-            &mut out,
-            "mcp_edge_breaker_trips_total",
-            "counter",
-            "Times the route's breaker opened.",
-            &|r| r.policy.breaker.snapshot().total_trips as f64,
-        );
-        per_route(
-            &mut out,
-            "mcp_edge_probe_success",
-            "gauge",
-            "1 when the last active probe succeeded.",
-            &|r| {
-                r.stats
-                    .probe()
-                    .map_or(f64::NAN, |p| f64::from(u8::from(p.error.is_none())))
-            },
-        );
-        self.gw.certs.write_metrics(&mut out);
-        help(
-            &mut out,
-            "mcp_edge_replica_breaker_state",
-            "gauge",
-            "Per replica: 0 closed, 1 half-open, 2 open.",
-        );
-        for r in self.gw.table().routes.iter() {
-            if let Upstream::Balanced(b) = &r.upstream {
-                for replica in &b.replicas {
-                    let _ = writeln!(
-                        out,
-                        "mcp_edge_replica_breaker_state{{route=\"{}\",endpoint=\"{}\"}} {}",
-                        escape(&r.name),
-                        escape(&replica.url),
-                        breaker_value(replica.breaker.snapshot().state)
-                    );
-                }
-            }
-        }
-        out
-    }
-
     /// `/`: the routes and their states, readable without JavaScript.
     pub fn page(&self) -> String {
         let health = self.health();
@@ -584,14 +352,6 @@ impl Admin {
     }
 }
 
-fn breaker_value(state: State) -> f64 {
-    match state {
-        State::Closed => 0.0,
-        State::HalfOpen => 1.0,
-        State::Open { .. } => 2.0,
-    }
-}
-
 fn html(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -638,8 +398,8 @@ async fn handle(
         ),
         "/metrics" => reply(
             StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            admin.metrics(),
+            metrics::CONTENT_TYPE,
+            metrics::render(&admin),
         ),
         "/" => reply(StatusCode::OK, "text/html; charset=utf-8", admin.page()),
         _ => reply(

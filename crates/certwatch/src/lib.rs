@@ -14,7 +14,6 @@
 //! as Alertmanager expects, and a resolved one is sent with its `endsAt`.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -351,52 +350,6 @@ impl Watcher {
             .max()
             .unwrap_or(Level::Ok)
     }
-
-    /// Prometheus samples: expiry timestamps and states.
-    pub fn write_metrics(&self, out: &mut String) {
-        let certs = self.all();
-        let _ = writeln!(
-            out,
-            "# HELP mcp_edge_certificate_expiry_timestamp_seconds When a certificate in play expires (unix time).\n# TYPE mcp_edge_certificate_expiry_timestamp_seconds gauge"
-        );
-        for t in &certs {
-            let _ = writeln!(
-                out,
-                "mcp_edge_certificate_expiry_timestamp_seconds{{{}}} {}",
-                labels(t),
-                t.cert.not_after
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP mcp_edge_certificate_state A certificate's state (1 for the one it is in).\n# TYPE mcp_edge_certificate_state gauge"
-        );
-        for t in &certs {
-            let _ = writeln!(
-                out,
-                "mcp_edge_certificate_state{{{},state=\"{}\"}} 1",
-                labels(t),
-                t.level.as_str()
-            );
-        }
-    }
-}
-
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn labels(t: &Tracked) -> String {
-    format!(
-        "kind=\"{}\",route=\"{}\",from=\"{}\",subject=\"{}\"",
-        t.origin.kind,
-        escape(t.origin.route.as_deref().unwrap_or("")),
-        escape(&t.origin.from),
-        escape(&t.cert.subject)
-    )
 }
 
 /// Re-evaluates every minute, so that states move with time.
@@ -488,8 +441,5 @@ mod tests {
         );
         assert!(rx.try_recv().is_err(), "a fresh ok certificate is not news");
         assert_eq!(watcher.worst(Some("r")), Level::Ok);
-        let mut out = String::new();
-        watcher.write_metrics(&mut out);
-        assert!(out.contains("mcp_edge_certificate_state{kind=\"upstream\",route=\"r\",from=\"a.example\",subject=\"CN=x\",state=\"ok\"} 1"), "{out}");
     }
 }

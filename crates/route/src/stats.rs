@@ -3,7 +3,6 @@
 //! atomics (a read lock at most); `/metrics` and `/health` read them.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
@@ -177,61 +176,42 @@ impl RouteStats {
             .sum()
     }
 
-    /// Writes `mcp_edge_calls_total` samples for `route`.
-    pub fn write_calls(&self, route: &str, out: &mut String) {
+    /// Calls by method and outcome, sorted: `(method, outcome, count)`.
+    pub fn calls(&self) -> Vec<(String, &'static str, u64)> {
         let calls = self.calls.read().unwrap_or_else(PoisonError::into_inner);
         let mut rows: Vec<_> = calls
             .iter()
-            .flat_map(|(method, outcomes)| outcomes.iter().map(move |(o, c)| (method, *o, c)))
+            .flat_map(|(method, outcomes)| {
+                outcomes
+                    .iter()
+                    .map(move |(o, c)| (method.clone(), *o, c.load(Ordering::Relaxed)))
+            })
             .collect();
-        rows.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        for (method, outcome, count) in rows {
-            let _ = writeln!(
-                out,
-                "mcp_edge_calls_total{{route=\"{}\",method=\"{}\",outcome=\"{outcome}\"}} {}",
-                escape(route),
-                escape(method),
-                count.load(Ordering::Relaxed)
-            );
-        }
+        rows.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        rows
     }
 
-    /// Writes `mcp_edge_call_duration_seconds` samples for `route`.
-    pub fn write_latency(&self, route: &str, out: &mut String) {
+    /// Latency histograms by method, sorted: the count in each of [`BUCKETS`] (not
+    /// cumulative), the count of all, and the sum in seconds.
+    pub fn latency(&self) -> Vec<(String, Vec<u64>, u64, f64)> {
         let latency = self.latency.read().unwrap_or_else(PoisonError::into_inner);
-        let mut rows: Vec<_> = latency.iter().collect();
-        rows.sort_by(|a, b| a.0.cmp(b.0));
-        for (method, h) in rows {
-            let labels = format!("route=\"{}\",method=\"{}\"", escape(route), escape(method));
-            let mut cumulative = 0;
-            for (bound, bucket) in BUCKETS.iter().zip(&h.buckets) {
-                cumulative += bucket.load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "mcp_edge_call_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
-                );
-            }
-            let count = h.count.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "mcp_edge_call_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}"
-            );
-            let sum = h.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-            let _ = writeln!(out, "mcp_edge_call_duration_seconds_sum{{{labels}}} {sum}");
-            let _ = writeln!(
-                out,
-                "mcp_edge_call_duration_seconds_count{{{labels}}} {count}"
-            );
-        }
+        let mut rows: Vec<_> = latency
+            .iter()
+            .map(|(method, h)| {
+                (
+                    method.clone(),
+                    h.buckets
+                        .iter()
+                        .map(|b| b.load(Ordering::Relaxed))
+                        .collect(),
+                    h.count.load(Ordering::Relaxed),
+                    h.sum_us.load(Ordering::Relaxed) as f64 / 1e6,
+                )
+            })
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows
     }
-}
-
-/// A label value escaped for the Prometheus text format.
-pub fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -239,35 +219,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn calls_and_latency_render_as_prometheus_text() {
+    fn calls_and_latency_are_counted_by_method_and_outcome() {
         let stats = RouteStats::default();
         stats.record("tools/call", "ok", Duration::from_millis(3));
         stats.record("tools/call", "ok", Duration::from_millis(40));
         stats.record("tools/call", "timeout", Duration::from_secs(1));
-        let mut out = String::new();
-        stats.write_calls("demo", &mut out);
-        assert!(out.contains(
-            "mcp_edge_calls_total{route=\"demo\",method=\"tools/call\",outcome=\"ok\"} 2"
-        ));
-        assert!(out.contains("outcome=\"timeout\"} 1"));
-        out.clear();
-        stats.write_latency("demo", &mut out);
-        assert!(out.contains("le=\"0.005\"} 1\n"), "{out}");
-        assert!(out.contains("le=\"0.05\"} 2\n"), "{out}");
-        assert!(out.contains("le=\"+Inf\"} 3\n"), "{out}");
-        assert!(out.contains(
-            "mcp_edge_call_duration_seconds_count{route=\"demo\",method=\"tools/call\"} 3"
-        ));
-        let (p50, p99) = stats.percentiles().unwrap();
         assert_eq!(
-            (p50, p99),
-            (Duration::from_millis(40), Duration::from_secs(1))
+            stats.calls(),
+            vec![
+                ("tools/call".to_owned(), "ok", 2),
+                ("tools/call".to_owned(), "timeout", 1)
+            ]
         );
-        assert_eq!(stats.count("ok"), 2);
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        let latency = stats.latency();
+        let (method, buckets, count, sum) = &latency[0];
+        assert_eq!((method.as_str(), *count), ("tools/call", 3));
+        let upto = |bound: f64| -> u64 {
+            BUCKETS
+                .iter()
+                .zip(buckets)
+                .filter(|(b, _)| **b <= bound)
+                .map(|(_, n)| n)
+                .sum()
+        };
+        assert_eq!((upto(0.005), upto(0.05), upto(10.0)), (1, 2, 3));
+        assert!((sum - 1.043).abs() < 1e-3, "{sum}");
     }
 }
