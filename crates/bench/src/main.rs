@@ -287,6 +287,7 @@ struct Findings {
 }
 
 /// The whole run against one mcp-edge configuration.
+// Long: the benchmark's script, step by step in the order it prints; each step is a call
 async fn run(mcp_edge: &Path, args: &RunArgs, tuning: procs::Tuning) -> Result<(), Failure> {
     let (warmup, duration) = (args.warmup.get(), args.duration.get());
     let (_server, server_addr) = procs::http_tool_server().await?;

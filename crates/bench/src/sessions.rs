@@ -132,6 +132,7 @@ fn split<T>(items: Vec<T>, parts: usize) -> Vec<Vec<T>> {
     out
 }
 
+// Long: the session-scale run's script, step by step in the order it prints
 pub(crate) async fn run(
     mcp_edge: &std::path::Path,
     args: &SessionArgs,

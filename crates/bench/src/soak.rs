@@ -119,6 +119,7 @@ async fn fault_round(addr: SocketAddr) {
 }
 
 /// Runs the soak and prints what the gateway held before, at its peak and after.
+// Long: the soak's script, step by step in the order it prints
 pub(crate) async fn run(
     mcp_edge: &std::path::Path,
     args: &SoakArgs,

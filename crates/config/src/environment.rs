@@ -13,6 +13,7 @@ use crate::model::{Config, Endpoint};
 use crate::secret::{MaybeSecret, SecretRef};
 
 /// Every secret that cannot be resolved and every file that cannot be read, as errors.
+// Long: one check per kind of file or secret the configuration names, in the file's order
 pub fn environment_diagnostics(config: &Config) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut secret = |what: String, reference: &SecretRef, span: &Span| {

@@ -809,6 +809,8 @@ impl Validator<'_> {
         }
     }
 
+    // Long: one validated key after another, in the schema's order (spec.rs); split, the
+    // schema would be scattered over functions that each read part of it
     fn gateway(&mut self, spec: spec::GatewaySpec) -> Gateway {
         let listen_addr = self.socket_addr(spec.listen.as_ref(), DEFAULT_LISTEN, "listen");
         let admin = self.socket_addr(spec.admin.as_ref(), DEFAULT_ADMIN, "admin");
@@ -913,6 +915,7 @@ impl Validator<'_> {
         }
     }
 
+    // Long: one validated key after another, in the schema's order (spec.rs)
     fn front_limits(&mut self, spec: &spec::LimitsSpec) -> FrontLimits {
         let d = FrontLimits::default();
         let limits = FrontLimits {
@@ -1057,6 +1060,7 @@ impl Validator<'_> {
         trust
     }
 
+    // Long: one validated key after another, in the schema's order (spec.rs)
     fn route(
         &mut self,
         spec: RouteSpec,
@@ -1552,6 +1556,8 @@ impl Validator<'_> {
         }
     }
 
+    // Long: one validated key after another, in the schema's order (spec.rs), each with
+    // its default and range
     fn policies(&mut self, view: &PolicyView<'_>) -> Policies {
         let timeout = self.duration(
             pick(view.timeout, Some),
@@ -1926,6 +1932,7 @@ impl Validator<'_> {
         kept
     }
 
+    // Long: one validated key after another, in the schema's order (spec.rs)
     fn clients(&mut self, specs: Vec<spec::ClientSpec>, routes: &[Route]) -> Vec<Client> {
         let mut clients = Vec::new();
         let mut names = HashSet::new();

@@ -218,6 +218,7 @@ impl Server {
         self.send(reply).await;
     }
 
+    // Long: one arm per MCP method the demo server answers
     async fn answer(&self, id: &Id, method: &str, params: &Value) -> Result<Value, (i32, String)> {
         match method {
             mcp::INITIALIZE if self.faults.stateless => Err((

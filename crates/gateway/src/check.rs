@@ -181,6 +181,7 @@ fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
+// Long: the report top to bottom, as `mcp-edge check` prints it
 fn to_text(report: &Report) -> String {
     let (Some(plan), Some(config)) = (&report.plan, &report.config) else {
         return String::new();

@@ -2,13 +2,24 @@
 //! the power of two choices on latency — two replicas picked at random, the one with
 //! the lower `EWMA latency × (calls in flight + 1)` wins — and each replica has its own
 //! circuit breaker, which ejects it while it is sick (a failed call also counts as a
-//! slow one, twice the estimate, so the balancer leans away before the breaker opens). An estimate nobody
-//! refreshes halves every second, so a replica that was slow once is tried again; a
+//! slow one, twice the estimate, so the balancer leans away before the breaker opens).
+//! An estimate nobody refreshes halves every second, so a replica that was slow once
+//! is tried again; a
 //! replica whose breaker is half-open is picked first, so that it is probed, and a
 //! successful probe starts its estimate afresh.
 //!
 //! Requests a replica's tool server makes during a call (sampling, elicitation) get an
 //! id naming the replica, so the client's answer goes back to the one that asked.
+//!
+//! Why not tower's `p2c::Balance` over `PeakEwma`: its load is the round-trip time of
+//! every response, failures included, so a replica that fails fast looks fast and
+//! draws more traffic (the black hole a load balancer must not have); it knows no
+//! breaker, so an ejected replica would have to hold its callers in `poll_ready`
+//! instead of being passed over at once; and its `&mut self` service shared by every
+//! connection task needs a `Buffer` (a task and a channel hop per call) or a lock held
+//! across readiness. The choice itself is the same algorithm, in twenty lines
+//! ([`Balanced::call`]'s pick), with the failure penalty and the breaker added; the
+//! replica tests in `tests/tests/policies.rs` hold both.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

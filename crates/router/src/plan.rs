@@ -431,13 +431,33 @@ fn plan_route(route: &Route, trust: &Trust, diags: &mut Vec<Diagnostic>) -> Opti
             (class, transport)
         }
     };
+    let more_urls = replicas(route, &class, trust, &subject, diags)?;
+    Some(RoutePlan {
+        name: route.name.clone(),
+        boundary: class.boundary,
+        reason: class.reason,
+        transport,
+        more_urls,
+        policies: route.policies.clone(),
+    })
+}
+
+/// The other replicas of a route (`urls`): each classified on its own, and refused
+/// when it sits behind another boundary than the first.
+fn replicas(
+    route: &Route,
+    class: &Classification,
+    trust: &Trust,
+    subject: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Vec<Url>> {
     let mut more_urls = Vec::new();
     for url in &route.more_urls {
         let host = url.host()?.to_owned();
         let other = settle(
             classify_host(&host, trust),
             route.declared.as_ref(),
-            &subject,
+            subject,
             diags,
         );
         if other.boundary != class.boundary {
@@ -461,14 +481,7 @@ fn plan_route(route: &Route, trust: &Trust, diags: &mut Vec<Diagnostic>) -> Opti
             more_urls.push(url.clone());
         }
     }
-    Some(RoutePlan {
-        name: route.name.clone(),
-        boundary: class.boundary,
-        reason: class.reason,
-        transport,
-        more_urls,
-        policies: route.policies.clone(),
-    })
+    Some(more_urls)
 }
 
 /// Chooses the network transport and refuses what would cross an untrusted boundary
@@ -500,29 +513,47 @@ fn network(
             )),
         );
     }
-    let protocol =
-        match (route.protocol, websocket) {
-            (Protocol::Auto | Protocol::Websocket, true) => Protocol::Websocket,
-            (Protocol::Websocket, false) => {
-                diags.push(
-                    Diagnostic::error(
-                        route
-                            .protocol_span
-                            .clone()
-                            .unwrap_or_else(|| route.endpoint_span.clone()),
-                        format!(
-                            "{subject} sets protocol = \"websocket\" but its URL is {}://",
-                            url.scheme()
-                        ),
-                    )
-                    .help("use a ws:// or wss:// URL for WebSocket"),
-                );
-                Protocol::Websocket
-            }
-            (other, true) => {
-                diags.push(
+    let protocol = protocol(route, &url, &subject, diags);
+    let security = security(route, &url, class, &subject, diags);
+    credential_warning(route, class, &subject, diags);
+    if diags.iter().filter(|d| d.is_error()).count() > before {
+        return None;
+    }
+    Some(Transport::Network {
+        url,
+        protocol,
+        security,
+    })
+}
+
+/// The MCP transport a network route speaks, refusing a `protocol` its URL contradicts.
+fn protocol(route: &Route, url: &Url, subject: &str, diags: &mut Vec<Diagnostic>) -> Protocol {
+    let websocket = matches!(url.scheme(), "ws" | "wss");
+    match (route.protocol, websocket) {
+        (Protocol::Auto | Protocol::Websocket, true) => Protocol::Websocket,
+        (Protocol::Websocket, false) => {
+            diags.push(
                 Diagnostic::error(
-                    route.protocol_span.clone().unwrap_or_else(|| route.endpoint_span.clone()),
+                    route
+                        .protocol_span
+                        .clone()
+                        .unwrap_or_else(|| route.endpoint_span.clone()),
+                    format!(
+                        "{subject} sets protocol = \"websocket\" but its URL is {}://",
+                        url.scheme()
+                    ),
+                )
+                .help("use a ws:// or wss:// URL for WebSocket"),
+            );
+            Protocol::Websocket
+        }
+        (other, true) => {
+            diags.push(
+                Diagnostic::error(
+                    route
+                        .protocol_span
+                        .clone()
+                        .unwrap_or_else(|| route.endpoint_span.clone()),
                     format!(
                         "{subject} sets protocol = \"{}\" but its URL is {}://",
                         other.as_str(),
@@ -533,11 +564,24 @@ fn network(
                     "ws:// and wss:// speak WebSocket; use http(s):// for Streamable HTTP or SSE",
                 ),
             );
-                other
-            }
-            (other, false) => other,
-        };
-    let security = match (&route.tls, plaintext) {
+            other
+        }
+        (other, false) => other,
+    }
+}
+
+/// Plaintext or TLS, refusing TLS settings on a plaintext URL and verification
+/// switched off across an untrusted boundary.
+fn security(
+    route: &Route,
+    url: &Url,
+    class: &Classification,
+    subject: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Security {
+    let plaintext = matches!(url.scheme(), "http" | "ws");
+    let websocket = matches!(url.scheme(), "ws" | "wss");
+    match (&route.tls, plaintext) {
         (Some(tls), true) => {
             diags.push(
                 Diagnostic::error(tls.span.clone(), format!("{subject} has `tls` settings but a plaintext {}:// URL, so they would be ignored", url.scheme()))
@@ -570,7 +614,16 @@ fn network(
                 mutual: tls.client_identity.is_some(),
             }
         }
-    };
+    }
+}
+
+/// Warns about a trusted route that presents no service credential.
+fn credential_warning(
+    route: &Route,
+    class: &Classification,
+    subject: &str,
+    diags: &mut Vec<Diagnostic>,
+) {
     // Trusted routes insist on a service credential: a token, a header, or a client
     // certificate (mTLS). Inside the network is not the same as anyone may call.
     let credential = route.auth.bearer.is_some()
@@ -581,7 +634,7 @@ fn network(
             .is_some_and(|t| t.client_identity.is_some());
     let warned_before = diags
         .iter()
-        .any(|d| d.message.contains("with no service credential") && d.message.contains(&subject));
+        .any(|d| d.message.contains("with no service credential") && d.message.contains(subject));
     if class.boundary == Boundary::Trusted && !credential && !warned_before {
         diags.push(
             Diagnostic::warning(
@@ -591,14 +644,6 @@ fn network(
             .help("set auth = { bearer = { env = \"NAME\" } } (or auth.headers), or a client certificate in tls.client_cert/client_key"),
         );
     }
-    if diags.iter().filter(|d| d.is_error()).count() > before {
-        return None;
-    }
-    Some(Transport::Network {
-        url,
-        protocol,
-        security,
-    })
 }
 
 /// Who may come in at the front door, checked against where the listener faces:
