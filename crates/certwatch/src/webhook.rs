@@ -47,7 +47,9 @@ impl Webhook {
             _ => return Err(format!("`{url}`: use http:// or https://")),
         };
         let dialer = Dialer::new(tls, None, None, Duration::from_secs(5));
-        let pool = Pool::new(dialer, url.clone(), 1, Duration::from_secs(90));
+        // No idle connection is kept: alerts are rare, and a kept one the receiver has
+        // closed meanwhile would cost an attempt.
+        let pool = Pool::new(dialer, url.clone(), 0, Duration::from_secs(90));
         Ok(Webhook { url, pool })
     }
 

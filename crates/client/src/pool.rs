@@ -64,7 +64,8 @@ impl std::error::Error for PoolError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             PoolError::Connect(e) => Some(e),
-            PoolError::Http(e) => Some(&**e),
+            // Its text is already this error's: the chain goes on below it.
+            PoolError::Http(e) => e.source(),
         }
     }
 }

@@ -12,14 +12,16 @@ use std::path::{Path, PathBuf};
 /// A byte range into the routes file.
 pub type Span = Range<usize>;
 
-/// Where a value of the validated model was written: a [`Span`] kept for diagnostics.
+/// Where a value of the validated model was written: a [`Span`] (or, for a key that may
+/// be left out, an `Option<Span>`) kept for diagnostics.
 ///
 /// Every `Written` equals every other and hashes to nothing, so a model value that
-/// derives `Eq` and `Hash` compares what it says, never where it was said: a route
-/// moved down the file, or below a new comment, is the same route, and a position
-/// field added later cannot change that.
+/// derives `Eq` and `Hash` compares what it says, never where or whether it was said: a
+/// route moved down the file, below a new comment, or with a default written out
+/// (`protocol = "auto"`), is the same route, and a position field added later cannot
+/// change that.
 #[derive(Debug, Clone, Default)]
-pub struct Written(pub Span);
+pub struct Written<S = Span>(pub S);
 
 impl Written {
     /// The span.
@@ -28,22 +30,22 @@ impl Written {
     }
 }
 
-impl std::ops::Deref for Written {
-    type Target = Span;
-    fn deref(&self) -> &Span {
+impl<S> std::ops::Deref for Written<S> {
+    type Target = S;
+    fn deref(&self) -> &S {
         &self.0
     }
 }
 
-impl PartialEq for Written {
-    fn eq(&self, _: &Written) -> bool {
+impl<S> PartialEq for Written<S> {
+    fn eq(&self, _: &Written<S>) -> bool {
         true
     }
 }
 
-impl Eq for Written {}
+impl<S> Eq for Written<S> {}
 
-impl std::hash::Hash for Written {
+impl<S> std::hash::Hash for Written<S> {
     fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
 }
 

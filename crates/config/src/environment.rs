@@ -39,8 +39,9 @@ pub fn environment_diagnostics(config: &Config) -> Vec<Diagnostic> {
             let span = route
                 .auth
                 .span
+                .0
                 .clone()
-                .unwrap_or_else(|| route.name_span.clone());
+                .unwrap_or_else(|| route.name_span.span());
             secret(format!("route `{}` auth.bearer", route.name), bearer, &span);
         }
         for (header, value) in &route.auth.headers {
@@ -48,8 +49,9 @@ pub fn environment_diagnostics(config: &Config) -> Vec<Diagnostic> {
                 let span = route
                     .auth
                     .span
+                    .0
                     .clone()
-                    .unwrap_or_else(|| route.name_span.clone());
+                    .unwrap_or_else(|| route.name_span.span());
                 secret(
                     format!("route `{}` header {header}", route.name),
                     reference,

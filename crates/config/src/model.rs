@@ -343,7 +343,7 @@ pub struct Route {
     /// The transport hint and where it was written.
     pub protocol: Protocol,
     /// Where `protocol` was written.
-    pub protocol_span: Option<Written>,
+    pub protocol_span: Written<Option<Span>>,
     /// Tool naming in the aggregated server.
     pub naming: Naming,
     /// Certificate-expiry thresholds.
@@ -399,14 +399,14 @@ pub struct UpstreamTls {
     /// Verification switched off.
     pub insecure_skip_verify: bool,
     /// Where `insecure_skip_verify` was written, if it was.
-    pub insecure_span: Option<Written>,
+    pub insecure_span: Written<Option<Span>>,
 }
 
 /// Credentials sent to a tool server.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct UpstreamAuth {
     /// Where the `auth` table was written.
-    pub span: Option<Written>,
+    pub span: Written<Option<Span>>,
     /// `Authorization: Bearer …`.
     pub bearer: Option<SecretRef>,
     /// Extra headers, names lowercase.
@@ -1134,7 +1134,7 @@ impl Validator<'_> {
             tls,
             auth,
             protocol,
-            protocol_span: protocol_span.map(Written),
+            protocol_span: Written(protocol_span),
             naming,
             cert_expiry,
             policies,
@@ -1417,7 +1417,7 @@ impl Validator<'_> {
                 .insecure_skip_verify
                 .as_ref()
                 .is_some_and(|v| *v.get_ref()),
-            insecure_span: tls.insecure_skip_verify.as_ref().map(|s| Written(s.span())),
+            insecure_span: Written(tls.insecure_skip_verify.as_ref().map(Spanned::span)),
         }
     }
 
@@ -1479,7 +1479,7 @@ impl Validator<'_> {
             headers.insert(lower, rebase_maybe(value, self.base_dir));
         }
         UpstreamAuth {
-            span: Some(Written(span)),
+            span: Written(Some(span)),
             bearer: auth.bearer.map(|b| b.rebase(self.base_dir)),
             headers,
         }

@@ -96,9 +96,10 @@ pub async fn serve(path: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {addr}: {e} (change [gateway] listen)"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     log_start(&gw);
-    let admin = start_admin(path, &config, &gw, &front).await?;
+    let (admin, admin_local) = start_admin(path, &config, &gw, &front).await?;
     crate::reload::Reloader::new(path.to_owned(), gw.clone(), admin.clone(), &config).watch();
     admin.ready.store(true, Ordering::Release);
+    mcp_edge_admin::announce(admin_local);
     let scheme = if acceptor.is_some() { "https" } else { "http" };
     tracing::info!("mcp-edge listening on {scheme}://{local}/mcp (and /mcp/{{route}}, /sse)");
     // Tests and scripts read this line to learn the port when listen uses port 0.
@@ -154,13 +155,14 @@ fn log_start(gw: &Gateway) {
     }
 }
 
-/// Binds and serves the admin listener, and starts the routes' probes.
+/// Binds and serves the admin listener, and starts the routes' probes; returns the
+/// admin state and its address (announced once the gateway is ready).
 async fn start_admin(
     path: &Path,
     config: &Config,
     gw: &Arc<Gateway>,
     front: &Arc<Front>,
-) -> Result<Arc<Admin>, String> {
+) -> Result<(Arc<Admin>, SocketAddr), String> {
     let admin_addr = config.gateway.admin;
     let admin_listener = TcpListener::bind(admin_addr)
         .await
@@ -177,8 +179,7 @@ async fn start_admin(
     let admin_local = admin_listener.local_addr().map_err(|e| e.to_string())?;
     mcp_edge_admin::spawn(admin_listener, admin.clone(), &config.gateway.limits);
     mcp_edge_admin::spawn_probes_for(gw, |_| true);
-    mcp_edge_admin::announce(admin_local);
-    Ok(admin)
+    Ok((admin, admin_local))
 }
 
 /// The graceful stop: long-lived streams end, requests in flight get `grace` to

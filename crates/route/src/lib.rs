@@ -187,7 +187,8 @@ timeout = "5s"
 
     #[test]
     fn a_key_ignores_where_the_route_was_written() {
-        // The same routes, moved down the file, in the other order, with comments.
+        // The same routes, moved down the file, in the other order, with comments and with
+        // defaults written out.
         let moved = r#"
 # a comment that moves every position below it
 
@@ -197,11 +198,13 @@ command = ["mcp-edge", "demo-tools"]
 timeout   =   "5s"
 
 [[route]]
-# and another
+# and another, and the defaults written out
 name = "a"
 url = "https://127.0.0.1:9001/mcp"
+protocol = "auto"
 [route.tls]
 server_name = "tools.internal"
+insecure_skip_verify = false
 "#;
         let before = keys(ROUTES);
         let after = keys(moved);

@@ -536,8 +536,9 @@ fn protocol(route: &Route, url: &Url, subject: &str, diags: &mut Vec<Diagnostic>
                 Diagnostic::error(
                     route
                         .protocol_span
+                        .0
                         .clone()
-                        .unwrap_or_else(|| route.endpoint_span.clone()),
+                        .unwrap_or_else(|| route.endpoint_span.span()),
                     format!(
                         "{subject} sets protocol = \"websocket\" but its URL is {}://",
                         url.scheme()
@@ -552,8 +553,9 @@ fn protocol(route: &Route, url: &Url, subject: &str, diags: &mut Vec<Diagnostic>
                 Diagnostic::error(
                     route
                         .protocol_span
+                        .0
                         .clone()
-                        .unwrap_or_else(|| route.endpoint_span.clone()),
+                        .unwrap_or_else(|| route.endpoint_span.span()),
                     format!(
                         "{subject} sets protocol = \"{}\" but its URL is {}://",
                         other.as_str(),
@@ -596,7 +598,11 @@ fn security(
         },
         (Some(tls), false) => {
             if tls.insecure_skip_verify {
-                let span = tls.insecure_span.clone().unwrap_or(tls.span.clone());
+                let span = tls
+                    .insecure_span
+                    .0
+                    .clone()
+                    .unwrap_or_else(|| tls.span.span());
                 match class.boundary {
                     Boundary::Untrusted => diags.push(
                         Diagnostic::error(span, format!("{subject} switches TLS verification off across an untrusted boundary ({})", class.reason))
