@@ -1,4 +1,5 @@
-//! deploy/: every Kubernetes manifest validates against the Kubernetes schemas
+//! deploy/: every Kubernetes manifest validates against the Kubernetes schemas, as written
+//! and as `kubectl kustomize` renders the base and each overlay
 //! (kubernetes-validate, from PyPI, strict), every file a kustomization names exists,
 //! and every routes.toml shipped for a deployment passes `mcp-edge check`.
 
@@ -119,4 +120,68 @@ fn every_shipped_routes_file_passes_check() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// `kubectl kustomize` of one directory under deploy/kubernetes.
+fn kustomize(dir: &str) -> String {
+    let out = Command::new("kubectl")
+        .args(["kustomize", &format!("deploy/kubernetes/{dir}")])
+        .current_dir(repo_root())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("kubectl did not run ({e}): run tests/peers/install-debian (apt-get install kubernetes-client)")
+        });
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {dir}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn kustomize_renders_the_base_and_every_overlay_into_valid_manifests() {
+    let validate = peer("py1/bin/kubernetes-validate");
+    let overlays: Vec<String> = std::fs::read_dir(repo_root().join("deploy/kubernetes/overlays"))
+        .unwrap()
+        .map(|e| format!("overlays/{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    assert!(!overlays.is_empty());
+    let dir = std::env::temp_dir().join(format!("mcp-edge-kustomize-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for target in std::iter::once("base".to_owned()).chain(overlays) {
+        let rendered = kustomize(&target);
+        let file = dir.join(format!("{}.yaml", target.replace('/', "-")));
+        std::fs::write(&file, &rendered).unwrap();
+        let out = Command::new(&validate)
+            .arg("--strict")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{target}:\n{report}");
+        let objects = rendered.lines().filter(|l| l.starts_with("kind:")).count();
+        assert!(objects >= 9, "{target} rendered {objects} objects");
+        assert_eq!(
+            report.matches(" passed for resource ").count(),
+            objects,
+            "{target}: not every rendered object was validated:\n{report}"
+        );
+        if target.ends_with("untrusted-tls") {
+            // The overlay's patch is rendered: the TLS volume and port 8443, and its own
+            // routes.toml replaces the base's.
+            for expected in [
+                "containerPort: 8443",
+                "secretName: mcp-edge-tls",
+                "mountPath: /etc/mcp-edge-tls",
+            ] {
+                assert!(
+                    rendered.contains(expected),
+                    "{target} lacks `{expected}`:\n{rendered}"
+                );
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
