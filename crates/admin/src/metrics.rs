@@ -69,53 +69,72 @@ impl Collector for Scrape {
     }
 }
 
-/// One gauge family, a sample per label set.
+/// One metric family of `kind`, a sample per label set.
+fn family<M: EncodeMetric>(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    samples: impl IntoIterator<Item = (Labels, M)>,
+) -> std::fmt::Result {
+    let mut family = e.encode_descriptor(name, help, None, kind)?;
+    for (labels, metric) in samples {
+        metric.encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// One metric without labels.
+fn single<M: EncodeMetric>(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    metric: &M,
+) -> std::fmt::Result {
+    let kind = metric.metric_type();
+    metric.encode(e.encode_descriptor(name, help, None, kind)?)
+}
+
+/// A gauge family.
 fn gauge<N: EncodeGaugeValue>(
     e: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
     samples: impl IntoIterator<Item = (Labels, N)>,
 ) -> std::fmt::Result {
-    let mut family = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (labels, value) in samples {
-        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
-    }
-    Ok(())
+    let samples = samples.into_iter().map(|(l, v)| (l, ConstGauge::new(v)));
+    family(e, name, help, MetricType::Gauge, samples)
 }
 
-/// One gauge without labels.
+/// A gauge without labels.
 fn gauge1<N: EncodeGaugeValue>(
     e: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
     value: N,
 ) -> std::fmt::Result {
-    ConstGauge::new(value).encode(e.encode_descriptor(name, help, None, MetricType::Gauge)?)
+    single(e, name, help, &ConstGauge::new(value))
 }
 
-/// One counter family, a sample per label set; `name` without `_total`, which the
-/// encoder adds.
+/// A counter family; `name` without `_total`, which the encoder adds.
 fn counter<N: EncodeCounterValue>(
     e: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
     samples: impl IntoIterator<Item = (Labels, N)>,
 ) -> std::fmt::Result {
-    let mut family = e.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (labels, value) in samples {
-        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
-    }
-    Ok(())
+    let samples = samples.into_iter().map(|(l, v)| (l, ConstCounter::new(v)));
+    family(e, name, help, MetricType::Counter, samples)
 }
 
-/// One counter without labels.
+/// A counter without labels.
 fn counter1<N: EncodeCounterValue>(
     e: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
     value: N,
 ) -> std::fmt::Result {
-    ConstCounter::new(value).encode(e.encode_descriptor(name, help, None, MetricType::Counter)?)
+    single(e, name, help, &ConstCounter::new(value))
 }
 
 /// The process: version, uptime, runtime, sessions, reloads.
