@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::BodyExt as _;
 use mcp_edge_client::dial::Dialer;
-use mcp_edge_client::pool::Pool;
+use mcp_edge_client::pool::{Pool, read_bounded};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -115,7 +114,9 @@ impl Webhook {
             .map_err(|_| "no answer within 10s".to_owned())?
             .map_err(|e| e.to_string())?;
         let status = response.status();
-        let _ = response.into_body().collect().await;
+        // The receiver's answer is read and dropped, bounded: an endless one must not
+        // hold the alert task.
+        let _ = read_bounded(response.into_body(), 64 * 1024, Duration::from_secs(10)).await;
         if status.is_success() {
             Ok(())
         } else {

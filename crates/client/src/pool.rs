@@ -247,6 +247,19 @@ async fn h2(
         .map_err(|e| PoolError::Http(Box::new(e)))
 }
 
+/// Reads a whole response body, at most `max` bytes within `within`: what an answer
+/// that is not a tool server's result may cost (an alert receiver's, an admin
+/// listener's, a legacy message endpoint's acknowledgement). A body over `max`, or one
+/// that trickles past `within`, is an error and the connection is not reused.
+pub async fn read_bounded(body: PoolBody, max: usize, within: Duration) -> Result<Bytes, String> {
+    use http_body_util::BodyExt as _;
+    match tokio::time::timeout(within, http_body_util::Limited::new(body, max).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) => Err(format!("the body broke or passed {max} bytes: {e}")),
+        Err(_) => Err(format!("the body did not end within {}ms", within.as_millis())),
+    }
+}
+
 /// A response body from the pool. Over HTTP/1.1 it reads its connection, and hands
 /// the connection back to the pool at its end.
 pub struct PoolBody {
@@ -499,5 +512,78 @@ mod tests {
         drop(listener);
         let pool = pool(uri.clone());
         assert!(matches!(get(&pool, &uri).await, Err(PoolError::Connect(_))));
+    }
+
+    /// A server that answers one request with `head` and `body`, then keeps the
+    /// connection open without a word more.
+    async fn server_answering(head: &'static str, body: Vec<u8>) -> Uri {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let mut chunk = [0u8; 4096];
+            let _ = socket.read(&mut chunk).await;
+            let _ = socket.write_all(head.as_bytes()).await;
+            let _ = socket.write_all(&body).await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        format!("http://{addr}/").parse().expect("uri")
+    }
+
+    async fn answer(uri: &Uri) -> PoolBody {
+        let pool = Pool::new(
+            Dialer::new(None, None, None, Duration::from_secs(2)),
+            uri.clone(),
+            1,
+            Duration::from_secs(90),
+        );
+        let request = Request::get(uri.clone())
+            .body(Bytes::new())
+            .expect("request");
+        pool.request(request).await.expect("answer").into_body()
+    }
+
+    #[tokio::test]
+    async fn a_bounded_read_stops_at_its_size_and_its_time() {
+        let whole = server_answering(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+            b"hello".to_vec(),
+        )
+        .await;
+        let body = read_bounded(answer(&whole).await, 100, Duration::from_secs(5)).await;
+        assert_eq!(body.as_deref(), Ok(&b"hello"[..]));
+
+        let huge = server_answering(
+            "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n",
+            vec![b'x'; 100_000],
+        )
+        .await;
+        let body = read_bounded(answer(&huge).await, 1_000, Duration::from_secs(5)).await;
+        assert!(
+            body.as_ref().is_err_and(|e| e.contains("1000 bytes")),
+            "{body:?}"
+        );
+
+        let endless = server_answering(
+            "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n",
+            b"tri".to_vec(),
+        )
+        .await;
+        let started = Instant::now();
+        let body = read_bounded(
+            answer(&endless).await,
+            10_000_000,
+            Duration::from_millis(300),
+        )
+        .await;
+        assert!(
+            body.as_ref().is_err_and(|e| e.contains("did not end")),
+            "{body:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(3));
     }
 }

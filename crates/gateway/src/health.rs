@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mcp_edge_client::dial::Dialer;
-use mcp_edge_client::pool::Pool;
+use mcp_edge_client::pool::{Pool, read_bounded};
 use serde_json::Value;
 
 /// `mcp-edge health`.
@@ -59,7 +59,6 @@ fn health_url(typed: &str) -> String {
 }
 
 async fn fetch(url: &str) -> Result<Value, String> {
-    use http_body_util::BodyExt as _;
     let url = health_url(url);
     let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
     if uri.scheme_str() != Some("http") {
@@ -79,12 +78,12 @@ async fn fetch(url: &str) -> Result<Value, String> {
         .map_err(|_| "no answer within 5s".to_owned())?
         .map_err(|e| e.to_string())?;
     let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+    let body = read_bounded(
+        response.into_body(),
+        16 * 1024 * 1024,
+        Duration::from_secs(5),
+    )
+    .await?;
     if !status.is_success() {
         return Err(format!("HTTP {status}"));
     }

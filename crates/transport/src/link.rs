@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use crate::{Call, Phase, Reply, ServerInfo, Sink, UpstreamError};
 use mcp_edge_client::dial::{self, Connection, Dialer, TlsTarget};
-use mcp_edge_client::pool::{Pool, PoolBody};
+use mcp_edge_client::pool::{Pool, PoolBody, read_bounded};
 use mcp_edge_upstream::conn::Conn;
 
 /// Which stream.
@@ -536,7 +536,12 @@ async fn post_messages(shared: Arc<Shared>, endpoint: Uri, mut rx: mpsc::Receive
         };
         match shared.pool.request(post).await {
             Ok(response) if response.status().is_success() => {
-                let _ = response.into_body().collect().await;
+                // An acknowledgement: bounded, so that a server answering endlessly
+                // cannot stall the messages behind it.
+                let acked = read_bounded(response.into_body(), 64 * 1024, Duration::from_secs(10));
+                if let Err(e) = acked.await {
+                    tracing::warn!(route = %shared.cfg.route, "the tool server's acknowledgement: {e}");
+                }
             }
             Ok(response) => {
                 tracing::warn!(route = %shared.cfg.route, status = %response.status(), "the tool server refused a message");
