@@ -256,7 +256,10 @@ pub async fn read_bounded(body: PoolBody, max: usize, within: Duration) -> Resul
     match tokio::time::timeout(within, http_body_util::Limited::new(body, max).collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) => Err(format!("the body broke or passed {max} bytes: {e}")),
-        Err(_) => Err(format!("the body did not end within {}ms", within.as_millis())),
+        Err(_) => Err(format!(
+            "the body did not end within {}ms",
+            within.as_millis()
+        )),
     }
 }
 
