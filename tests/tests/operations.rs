@@ -141,14 +141,21 @@ async fn health_metrics_and_status_page_describe_every_route_without_secrets() {
     let (status, page) = get(&gw, "/").await;
     assert_eq!(status, 200);
     assert!(
-        page.contains("<td>demo</td>") && page.contains("healthy"),
+        page.contains("<a href=\"/routes/demo\">demo</a>") && page.contains("healthy"),
         "{page}"
     );
+    // Each route's own page, whose effective configuration names the bearer token's
+    // source and the endpoint, redacted.
+    let (status, gone_page) = get(&gw, "/routes/gone").await;
+    assert_eq!(status, 200);
+    assert!(gone_page.contains("OPS_UPSTREAM_TOKEN"), "{gone_page}");
+    assert_eq!(get(&gw, "/routes/nothing").await.0, 404);
 
     for (what, body) in [
         ("/health", h.to_string()),
         ("/metrics", metrics),
         ("/", page),
+        ("/routes/gone", gone_page),
         ("log", gw.logs()),
     ] {
         assert!(!body.contains(SECRET), "the secret leaked into {what}");
@@ -425,7 +432,7 @@ async fn health_and_metrics_under_load_agree_with_the_calls_made() {
         })
         .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
     assert_eq!(inf, Some(total as u64), "{metrics}");
-    assert_eq!(sample("mcp_edge_in_flight{route=\"demo\"}"), 0);
+    assert_eq!(sample("mcp_edge_calls_in_flight{route=\"demo\"}"), 0);
     assert_eq!(sample("mcp_edge_sessions"), clients as u64);
     let h = health(&gw).await;
     let demo = route(&h, "demo");

@@ -7,14 +7,16 @@
 //! | `/readyz` | `200` once the listeners are bound and every `required` route is usable; `503` with the reasons otherwise (and while shutting down) |
 //! | `/health` | JSON: version, uptime, config digest, and per route its boundary, transport, endpoint, status, breaker, in-flight, queue, restarts, pid, last error, latency, probe |
 //! | `/metrics` | OpenMetrics text ([`metrics`]) |
-//! | `/` | a status page, plain HTML |
+//! | `/` | the status page ([`page`]): routes, broken ones first, with charts of their last 15 minutes |
+//! | `/routes/{name}` | one route: charts, breaker history, recent errors, certificates, effective configuration |
 //!
 //! Nothing here shows a secret: endpoints are redacted (query values), errors are the
 //! gateway's own words, and headers or tokens never appear.
 
+pub mod history;
 pub mod metrics;
+pub mod page;
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,6 +61,8 @@ pub struct Admin {
     pub draining: AtomicBool,
     /// `/readyz` fails while a certificate in play is critical or expired.
     pub fail_readiness_on_certs: AtomicBool,
+    /// The last fifteen minutes of each route, for the status page.
+    pub history: history::History,
 }
 
 /// The routes file in force.
@@ -93,6 +97,7 @@ impl Admin {
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             fail_readiness_on_certs: AtomicBool::new(false),
+            history: history::History::default(),
         })
     }
 
@@ -118,7 +123,8 @@ pub enum Status {
 }
 
 impl Status {
-    fn as_str(self) -> &'static str {
+    /// `healthy`, `degraded` or `down`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Status::Healthy => "healthy",
             Status::Degraded => "degraded",
@@ -165,23 +171,28 @@ fn breaker_json(state: State, trips: u32, total: u64) -> Value {
     out
 }
 
+/// The failure to show for a route: while its tool server is down, why (for a child,
+/// with the tail of its stderr, scrubbed of secrets); otherwise the newest failure.
+fn last_error(route: &RouteRt) -> Option<(SystemTime, String)> {
+    let state = route.upstream.state();
+    match (state.last_error, state.up) {
+        (Some(down), false) => Some(down),
+        (connector, _) => route
+            .stats
+            .last_error()
+            .into_iter()
+            .chain(connector)
+            .max_by_key(|(at, _)| *at),
+    }
+}
+
 /// One route in `/health`.
 fn route_json(route: &RouteRt, certs: &Watcher) -> Value {
     let now = mcp_edge_tls::inspect::now();
     let state = route.upstream.state();
     let breaker = route.policy.breaker.snapshot();
-    // While the tool server is down, the connector says why (for a child, with the
-    // tail of its stderr, scrubbed of secrets); otherwise the newest failure.
-    let last_error = match (&state.last_error, state.up) {
-        (Some(down), false) => Some(down.clone()),
-        _ => route
-            .stats
-            .last_error()
-            .into_iter()
-            .chain(state.last_error.clone())
-            .max_by_key(|(at, _)| *at),
-    }
-    .map(|(at, message)| json!({ "at": rfc3339(at), "message": message }));
+    let last_error =
+        last_error(route).map(|(at, message)| json!({ "at": rfc3339(at), "message": message }));
     let latency = route.stats.percentiles().map(|(p50, p99)| {
         json!({ "p50_ms": p50.as_secs_f64() * 1e3, "p99_ms": p99.as_secs_f64() * 1e3 })
     });
@@ -230,7 +241,7 @@ fn route_json(route: &RouteRt, certs: &Watcher) -> Value {
 impl Admin {
     /// The overall status: healthy when every route is; down when every route is;
     /// degraded in between.
-    fn status(&self) -> Status {
+    pub fn status(&self) -> Status {
         let statuses: Vec<Status> = self
             .gw
             .table()
@@ -295,68 +306,6 @@ impl Admin {
         }
         if why.is_empty() { Ok(()) } else { Err(why) }
     }
-
-    /// `/`: the routes and their states, readable without JavaScript.
-    pub fn page(&self) -> String {
-        let health = self.health();
-        let mut rows = String::new();
-        for r in health["routes"].as_array().into_iter().flatten() {
-            let _ = write!(
-                rows,
-                "<tr class=\"{status}\"><td>{name}</td><td>{boundary}</td><td>{transport}</td><td>{endpoint}</td><td>{status}</td><td>{breaker}</td><td>{in_flight}</td><td>{p50}</td><td>{error}</td></tr>",
-                name = html(r["name"].as_str().unwrap_or_default()),
-                boundary = html(r["boundary"].as_str().unwrap_or_default()),
-                transport = html(r["transport"].as_str().unwrap_or_default()),
-                endpoint = html(r["endpoint"].as_str().unwrap_or_default()),
-                status = html(r["status"].as_str().unwrap_or_default()),
-                breaker = html(r["breaker"]["state"].as_str().unwrap_or_default()),
-                in_flight = r["in_flight"],
-                p50 = r["latency"]["p50_ms"]
-                    .as_f64()
-                    .map(|v| format!("{v:.2} ms"))
-                    .unwrap_or_default(),
-                error = html(r["last_error"]["message"].as_str().unwrap_or_default()),
-            );
-        }
-        let now = mcp_edge_tls::inspect::now();
-        let mut certs = String::new();
-        for t in self.gw.certs.all() {
-            let _ = write!(
-                certs,
-                "<tr class=\"{state}\"><td>{kind}</td><td>{route}</td><td>{from}</td><td>{subject}</td><td>{until}</td><td>{days}</td><td>{state}</td></tr>",
-                kind = t.origin.kind,
-                route = html(t.origin.route.as_deref().unwrap_or("-")),
-                from = html(&t.origin.from),
-                subject = html(&t.cert.subject),
-                until = mcp_edge_certwatch::rfc3339(t.cert.not_after),
-                days = t.cert.days_left(now),
-                state = t.level.as_str(),
-            );
-        }
-        if certs.is_empty() {
-            certs.push_str("<tr><td colspan=\"7\">no certificate in play</td></tr>");
-        }
-        format!(
-            "<!doctype html><html><head><meta charset=\"utf-8\"><title>mcp-edge</title><meta http-equiv=\"refresh\" content=\"10\">\
-             <style>body{{font:14px system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}\
-             .healthy td:nth-child(5){{color:#070}}.degraded td:nth-child(5){{color:#a60}}.down td:nth-child(5){{color:#b00;font-weight:bold}}</style></head><body>\
-             <h1>mcp-edge {version}: {status}</h1><p>up {uptime:.0} s · config {digest} · {sessions} sessions · <a href=\"/health\">/health</a> · <a href=\"/metrics\">/metrics</a></p>\
-             <table><tr><th>route</th><th>boundary</th><th>transport</th><th>endpoint</th><th>status</th><th>breaker</th><th>in flight</th><th>p50</th><th>last error</th></tr>{rows}</table>\
-             <h2>certificates</h2><table><tr><th>kind</th><th>route</th><th>from</th><th>subject</th><th>valid until</th><th>days left</th><th>state</th></tr>{certs}</table></body></html>",
-            version = env!("CARGO_PKG_VERSION"),
-            status = html(health["status"].as_str().unwrap_or_default()),
-            uptime = health["uptime_seconds"].as_f64().unwrap_or_default(),
-            digest = html(&self.config().digest),
-            sessions = health["sessions"],
-        )
-    }
-}
-
-fn html(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -367,6 +316,25 @@ fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Resp
             .headers_mut()
             .insert(http::header::CONTENT_TYPE, value);
     }
+    response
+}
+
+/// An HTML page, with a policy that allows only its own script and inline styles.
+fn page_reply(page: String) -> Response<Full<Bytes>> {
+    let mut response = reply(StatusCode::OK, "text/html; charset=utf-8", page);
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        http::HeaderValue::from_static(page::CSP),
+    );
+    headers.insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        http::HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
     response
 }
 
@@ -401,12 +369,23 @@ async fn handle(
             metrics::CONTENT_TYPE,
             metrics::render(&admin),
         ),
-        "/" => reply(StatusCode::OK, "text/html; charset=utf-8", admin.page()),
-        _ => reply(
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "not found: try /healthz, /readyz, /health, /metrics or /\n",
+        "/" => page_reply(page::status(&admin)),
+        "/status.js" => reply(
+            StatusCode::OK,
+            "text/javascript; charset=utf-8",
+            page::SCRIPT,
         ),
+        path => match path
+            .strip_prefix("/routes/")
+            .and_then(|name| page::route(&admin, name))
+        {
+            Some(page) => page_reply(page),
+            None => reply(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "not found: try /healthz, /readyz, /health, /metrics, / or /routes/{name}\n",
+            ),
+        },
     })
 }
 
@@ -423,6 +402,7 @@ pub fn spawn(listener: TcpListener, admin: Arc<Admin>, limits: &FrontLimits) {
     });
     let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
     let (_never, stop) = tokio::sync::watch::channel(false);
+    history::spawn(Arc::downgrade(&admin));
     tokio::spawn(async move {
         let _never = _never;
         loop {

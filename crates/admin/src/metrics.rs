@@ -165,6 +165,12 @@ fn process(admin: &Admin, e: &mut DescriptorEncoder<'_>) -> std::fmt::Result {
     )?;
     gauge1(
         e,
+        "mcp_edge_ready",
+        "1 while /readyz passes: listeners bound, required routes usable, not draining.",
+        i64::from(admin.readiness().is_ok()),
+    )?;
+    gauge1(
+        e,
         "mcp_edge_sessions",
         "Open client sessions.",
         admin.gw.sessions.len() as i64,
@@ -289,14 +295,14 @@ fn route_gauges(admin: &Admin, e: &mut DescriptorEncoder<'_>) -> std::fmt::Resul
     )?;
     gauge(
         e,
-        "mcp_edge_in_flight",
-        "Calls in flight.",
+        "mcp_edge_calls_in_flight",
+        "Calls in flight to the tool server.",
         per_route(admin, |r| r.policy.bulkhead.in_flight() as i64),
     )?;
     gauge(
         e,
-        "mcp_edge_queued",
-        "Calls waiting for a slot.",
+        "mcp_edge_calls_queued",
+        "Calls waiting for a slot (max_in_flight reached).",
         per_route(admin, |r| r.policy.bulkhead.waiting() as i64),
     )?;
     gauge(
@@ -324,6 +330,12 @@ fn route_counters(admin: &Admin, e: &mut DescriptorEncoder<'_>) -> std::fmt::Res
         "mcp_edge_retries",
         "Retries made.",
         per_route(admin, |r| r.policy.retried.load(Ordering::Relaxed)),
+    )?;
+    counter(
+        e,
+        "mcp_edge_retry_budget_exhausted",
+        "Retries not made because the route's retry budget was spent: its tool server fails more than retries may cover.",
+        per_route(admin, |r| r.policy.budget_exhausted.load(Ordering::Relaxed)),
     )?;
     counter(
         e,

@@ -67,15 +67,7 @@ impl Webhook {
                         while let Ok(more) = changes.try_recv() {
                             batch.push(more);
                         }
-                        batch.into_iter().map(|c| {
-                            let (key, alert) = alert(&c.tracked);
-                            if c.tracked.level == Level::Ok {
-                                active.remove(&key);
-                            } else {
-                                active.insert(key, alert.clone());
-                            }
-                            alert
-                        }).collect::<Vec<_>>()
+                        batch.iter().flat_map(|c| to_send(&mut active, c)).collect::<Vec<_>>()
                     }
                     _ = resend.tick() => active.values().cloned().collect(),
                 };
@@ -125,6 +117,31 @@ impl Webhook {
     }
 }
 
+/// What a change sends, given the alerts firing (which it updates).
+///
+/// Alertmanager knows an alert by its labels, so an alert ends by being sent again
+/// with the labels it fired with and `endsAt`: a certificate back to `ok` ends the one
+/// firing for it, and one that moves from `warning` to `critical` ends the warning as
+/// the critical alert starts.
+fn to_send(active: &mut BTreeMap<String, Value>, change: &Change) -> Vec<Value> {
+    let (key, alert) = alert(&change.tracked);
+    let ended = active
+        .remove(&key)
+        .filter(|firing| change.tracked.level == Level::Ok || firing["labels"] != alert["labels"]);
+    let mut out: Vec<Value> = ended
+        .into_iter()
+        .map(|mut firing| {
+            firing["endsAt"] = json!(rfc3339(mcp_edge_tls::inspect::now()));
+            firing
+        })
+        .collect();
+    if change.tracked.level != Level::Ok {
+        active.insert(key, alert.clone());
+        out.push(alert);
+    }
+    out
+}
+
 /// The Alertmanager alert for a certificate, and the key that identifies it.
 fn alert(t: &Tracked) -> (String, Value) {
     let now = mcp_edge_tls::inspect::now();
@@ -148,7 +165,6 @@ fn alert(t: &Tracked) -> (String, Value) {
             t.cert.subject,
             rfc3339(t.cert.not_before)
         ),
-        Level::Ok => format!("certificate {} is fine again", t.cert.subject),
         _ => format!(
             "certificate {} expires in {} days ({})",
             t.cert.subject,
@@ -156,7 +172,7 @@ fn alert(t: &Tracked) -> (String, Value) {
             rfc3339(t.cert.not_after)
         ),
     };
-    let mut alert = json!({
+    let alert = json!({
         "labels": {
             "alertname": "McpEdgeCertificateExpiry",
             "severity": severity,
@@ -172,8 +188,70 @@ fn alert(t: &Tracked) -> (String, Value) {
         },
         "startsAt": rfc3339(now),
     });
-    if t.level == Level::Ok {
-        alert["endsAt"] = json!(rfc3339(now));
-    }
     (key, alert)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use mcp_edge_tls::inspect::CertInfo;
+
+    use super::*;
+    use crate::{Origin, Thresholds};
+
+    fn change(level: Level) -> Change {
+        let now = mcp_edge_tls::inspect::now();
+        Change {
+            tracked: Tracked {
+                origin: Origin {
+                    kind: "listener",
+                    route: None,
+                    from: "/etc/mcp-edge/tls.crt".into(),
+                },
+                cert: CertInfo {
+                    subject: "CN=edge".into(),
+                    issuer: "CN=ca".into(),
+                    common_name: Some("edge".into()),
+                    sans: vec![],
+                    dns_sans: vec![],
+                    uri_sans: vec![],
+                    not_before: now - 86_400,
+                    not_after: now + 5 * 86_400,
+                    is_ca: false,
+                },
+                level,
+                thresholds: Thresholds {
+                    warn: Duration::from_secs(30 * 86_400),
+                    critical: Duration::from_secs(7 * 86_400),
+                },
+            },
+            was: None,
+        }
+    }
+
+    #[test]
+    fn an_alert_ends_with_the_labels_it_fired_with() {
+        let mut active = BTreeMap::new();
+        let warning = to_send(&mut active, &change(Level::Warning));
+        assert_eq!(warning.len(), 1);
+        assert!(warning[0].get("endsAt").is_none(), "{warning:?}");
+
+        // Warning to critical: the warning ends as the critical alert starts.
+        let critical = to_send(&mut active, &change(Level::Critical));
+        assert_eq!(critical.len(), 2, "{critical:?}");
+        assert_eq!(critical[0]["labels"], warning[0]["labels"]);
+        assert!(critical[0]["endsAt"].is_string());
+        assert_eq!(critical[1]["labels"]["state"], "critical");
+        assert!(critical[1].get("endsAt").is_none());
+
+        // Rotated: the critical alert ends, with its own labels; nothing else is sent.
+        let ok = to_send(&mut active, &change(Level::Ok));
+        assert_eq!(ok.len(), 1, "{ok:?}");
+        assert_eq!(ok[0]["labels"], critical[1]["labels"]);
+        assert!(ok[0]["endsAt"].is_string());
+        assert!(active.is_empty());
+        // A certificate that was never alerted on sends nothing when it is fine.
+        assert!(to_send(&mut active, &change(Level::Ok)).is_empty());
+    }
 }

@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use mcp_edge_config::model::{Bucket, Config, Credential, Glob, Grant, Policies};
+use mcp_edge_config::model::{Bucket, Config, Credential, Grant, Policies};
 use mcp_edge_config::{Diagnostic, HumanDuration, Located, Severity, Source};
 use mcp_edge_router::{Plan, plan};
 use serde_json::{Value, json};
@@ -330,36 +330,6 @@ fn grant_text(grant: &Grant) -> String {
     }
 }
 
-fn policies_json(p: &Policies) -> Value {
-    json!({
-        "timeout": d(p.timeout),
-        "attempt_timeout": d(p.attempt_timeout),
-        "max_timeout": d(p.max_timeout),
-        "retry": {
-            "attempts": p.retry.attempts.get(),
-            "base": d(p.retry.base),
-            "max": d(p.retry.max),
-            "budget": p.retry.budget.get(),
-            "min_per_second": p.retry.min_per_second,
-            "idempotent_tools": p.retry.idempotent_tools.iter().map(Glob::as_str).collect::<Vec<_>>(),
-        },
-        "breaker": {
-            "consecutive_failures": p.breaker.consecutive_failures.get(),
-            "failure_ratio": p.breaker.failure_ratio.get(),
-            "min_calls": p.breaker.min_calls.get(),
-            "window": d(p.breaker.window),
-            "open_for": d(p.breaker.open_for),
-            "max_open_for": d(p.breaker.max_open_for),
-            "probes": p.breaker.probes.get(),
-        },
-        "rate_limit": {
-            "route": p.rate_limit.route.map(|r| json!({ "per_second": r.per_second.get(), "burst": r.burst.get() })),
-            "per_client": p.rate_limit.per_client.map(|r| json!({ "per_second": r.per_second.get(), "burst": r.burst.get() })),
-        },
-        "concurrency": { "max_in_flight": p.concurrency.max_in_flight.get(), "queue": p.concurrency.queue },
-    })
-}
-
 /// The machine-readable report.
 pub fn to_json(report: &Report, passes: bool) -> Value {
     let diagnostics: Vec<Value> = report
@@ -406,7 +376,7 @@ pub fn to_json(report: &Report, passes: bool) -> Value {
                 "transport": r.transport.label(),
                 "endpoint": r.endpoint(),
                 "prefix": route.naming.prefix,
-                "policies": policies_json(&r.policies),
+                "policies": mcp_edge_admin::page::policies_json(&r.policies),
                 "cert_expiry": { "warn": d(route.cert_expiry.warn), "critical": d(route.cert_expiry.critical) },
             }))
             .collect();

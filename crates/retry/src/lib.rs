@@ -109,6 +109,7 @@ pub struct RetryPolicy {
     budget: Arc<Budget>,
     route: Arc<str>,
     retried: Arc<AtomicU64>,
+    budget_exhausted: Arc<AtomicU64>,
 }
 
 impl RetryPolicy {
@@ -120,12 +121,18 @@ impl RetryPolicy {
             budget,
             route: route.into(),
             retried: Arc::default(),
+            budget_exhausted: Arc::default(),
         }
     }
 
     /// Counts the retries made (for metrics).
     pub fn retried(&self) -> Arc<AtomicU64> {
         self.retried.clone()
+    }
+
+    /// Counts the retries not made because the budget was spent (for metrics).
+    pub fn budget_exhausted(&self) -> Arc<AtomicU64> {
+        self.budget_exhausted.clone()
     }
 }
 
@@ -158,6 +165,7 @@ impl Policy for RetryPolicy {
                     return outcome;
                 }
                 if !cfg.budget.try_withdraw() {
+                    cfg.budget_exhausted.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(route = %cfg.route, method = %request.call.method, "retry budget spent; not retrying");
                     return outcome;
                 }
@@ -212,8 +220,8 @@ mod tests {
         })
     }
 
-    fn layer(attempts: u32, budget: Budget) -> PolicyLayer<RetryPolicy> {
-        PolicyLayer::new(RetryPolicy::new(
+    fn retry_policy(attempts: u32, budget: Budget) -> RetryPolicy {
+        RetryPolicy::new(
             "r",
             attempts,
             Backoff {
@@ -221,7 +229,11 @@ mod tests {
                 max: Duration::from_secs(2),
             },
             Arc::new(budget),
-        ))
+        )
+    }
+
+    fn layer(attempts: u32, budget: Budget) -> PolicyLayer<RetryPolicy> {
+        PolicyLayer::new(retry_policy(attempts, budget))
     }
 
     #[test]
@@ -317,14 +329,22 @@ mod tests {
     async fn the_budget_stops_a_retry_storm() {
         // 0.2 of calls, no floor: 100 calls failing with 503 make at most 120 requests.
         let count = Arc::new(AtomicU32::new(0));
+        let policy = retry_policy(3, Budget::new(0.2, 0));
+        let (retried, exhausted) = (policy.retried(), policy.budget_exhausted());
         let service =
-            layer(3, Budget::new(0.2, 0)).layer(flaky(u32::MAX, status(503, None), count.clone()));
+            PolicyLayer::new(policy).layer(flaky(u32::MAX, status(503, None), count.clone()));
         for _ in 0..100 {
             let _ = service.clone().oneshot(request("tools/list", true)).await;
         }
         let sent = count.load(Ordering::SeqCst);
         assert!((100..=120).contains(&sent), "{sent} requests");
         assert!(sent > 110, "the budget is used, not wasted: {sent}");
+        let (retried, exhausted) = (
+            retried.load(Ordering::SeqCst),
+            exhausted.load(Ordering::SeqCst),
+        );
+        assert_eq!(u64::from(sent), 100 + retried, "every retry is counted");
+        assert!(exhausted > 0, "the refusals are counted: {exhausted}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -53,6 +53,12 @@ impl RouteKey {
             transport: planned.transport.clone(),
         }
     }
+
+    /// The route as configured: effective policies, TLS, credentials (references to
+    /// secrets, never their values).
+    pub fn config(&self) -> &mcp_edge_config::Route {
+        &self.route
+    }
 }
 
 /// A route, ready to take calls.

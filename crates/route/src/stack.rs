@@ -66,6 +66,8 @@ pub struct RoutePolicy {
     pub limits: Arc<Limits>,
     /// Retries made.
     pub retried: Arc<std::sync::atomic::AtomicU64>,
+    /// Retries not made because the retry budget was spent.
+    pub budget_exhausted: Arc<std::sync::atomic::AtomicU64>,
     attempts: u32,
     idempotent_tools: Vec<Glob>,
     /// Tools whose annotations (from `tools/list`) say they are read-only or idempotent.
@@ -153,6 +155,7 @@ impl RoutePolicy {
             Arc::new(Budget::new(r.budget.get(), r.min_per_second)),
         );
         let retried = retry.retried();
+        let budget_exhausted = retry.budget_exhausted();
         let connector = Connector {
             upstream,
             route: name.into(),
@@ -174,6 +177,7 @@ impl RoutePolicy {
             bulkhead,
             limits,
             retried,
+            budget_exhausted,
             attempts: r.attempts.get(),
             idempotent_tools: r.idempotent_tools.clone(),
             hinted: RwLock::new(HashSet::new()),

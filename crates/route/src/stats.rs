@@ -8,12 +8,18 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 /// Upper bounds of the latency histogram buckets, in seconds.
-pub const BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0,
+/// From half a millisecond (a cached answer on loopback) to a minute (a long tool run);
+/// slower calls land in `+Inf`.
+pub const BUCKETS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
 ];
 
 /// How many recent latencies are kept for p50/p99.
 const RECENT: usize = 512;
+
+/// How many recent failures are kept for the status page.
+pub const RECENT_ERRORS: usize = 10;
 
 /// A latency histogram.
 #[derive(Default)]
@@ -57,7 +63,7 @@ pub struct RouteStats {
     calls: RwLock<HashMap<String, Vec<(&'static str, AtomicU64)>>>,
     latency: RwLock<HashMap<String, Histogram>>,
     recent: Mutex<Recent>,
-    last_error: Mutex<Option<(SystemTime, String)>>,
+    errors: Mutex<std::collections::VecDeque<(SystemTime, String)>>,
     probe: Mutex<Option<Probe>>,
 }
 
@@ -70,7 +76,7 @@ impl Default for RouteStats {
                 samples: Vec::with_capacity(RECENT),
                 next: 0,
             }),
-            last_error: Mutex::default(),
+            errors: Mutex::default(),
             probe: Mutex::default(),
         }
     }
@@ -130,14 +136,23 @@ impl RouteStats {
         recent.next = (recent.next + 1) % RECENT;
     }
 
-    /// Remembers a failure.
+    /// Remembers a failure (the last [`RECENT_ERRORS`] are kept).
     pub fn failed(&self, why: String) {
-        *lock(&self.last_error) = Some((SystemTime::now(), why));
+        let mut errors = lock(&self.errors);
+        if errors.len() == RECENT_ERRORS {
+            errors.pop_front();
+        }
+        errors.push_back((SystemTime::now(), why));
     }
 
     /// The last failure and when.
     pub fn last_error(&self) -> Option<(SystemTime, String)> {
-        lock(&self.last_error).clone()
+        lock(&self.errors).back().cloned()
+    }
+
+    /// The recent failures, newest first.
+    pub fn recent_errors(&self) -> Vec<(SystemTime, String)> {
+        lock(&self.errors).iter().rev().cloned().collect()
     }
 
     /// Remembers a probe's result.
@@ -217,6 +232,19 @@ impl RouteStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_recent_failures_are_kept_newest_first_and_bounded() {
+        let stats = RouteStats::default();
+        for i in 0..RECENT_ERRORS + 3 {
+            stats.failed(format!("failure {i}"));
+        }
+        let recent = stats.recent_errors();
+        assert_eq!(recent.len(), RECENT_ERRORS);
+        assert_eq!(recent[0].1, format!("failure {}", RECENT_ERRORS + 2));
+        assert_eq!(recent[RECENT_ERRORS - 1].1, "failure 3");
+        assert_eq!(stats.last_error().map(|e| e.1), Some(recent[0].1.clone()));
+    }
 
     #[test]
     fn calls_and_latency_are_counted_by_method_and_outcome() {
