@@ -1668,7 +1668,9 @@ impl Validator<'_> {
         );
         let max_open_for = self.duration(
             pick(view.breaker, |b| b.max_open_for.as_ref()),
-            (open_for * 30).clamp(open_for, 5 * 60 * SECOND),
+            // 30 × open_for, at most 5 minutes, never below open_for itself (an
+            // open_for above 5 minutes is its own maximum).
+            (open_for * 30).min(5 * 60 * SECOND).max(open_for),
             ms(100),
             24 * HOUR,
             "breaker.max_open_for",

@@ -405,6 +405,17 @@ fn policy_keys_for_timeouts_idempotent_tools_and_clients() {
 }
 
 #[test]
+fn a_long_open_period_is_its_own_default_maximum() {
+    // Before, a default maximum was clamped to [open_for, 5m], which panics when
+    // open_for is longer than 5 minutes: the gateway died reading a valid file.
+    let text = "[[route]]\nname = \"a\"\ncommand = \"s\"\nbreaker = { open_for = \"10m\" }\n";
+    let (config, diags) = parse(&Source::new("routes.toml", text));
+    assert!(diags.is_empty(), "{diags:?}");
+    let b = &config.unwrap().routes[0].policies.breaker;
+    assert_eq!((b.open_for.as_secs(), b.max_open_for.as_secs()), (600, 600));
+}
+
+#[test]
 fn workers_must_be_a_positive_count() {
     refused(
         &format!("[gateway]\nworkers = 0\n{ROUTE}"),
