@@ -33,6 +33,17 @@ pub(crate) struct Stats {
 }
 
 impl Stats {
+    /// What `calls` latencies (unsorted) and `errors` over `elapsed` make.
+    pub(crate) fn from_micros(mut micros: Vec<u32>, errors: usize, elapsed: Duration) -> Stats {
+        micros.sort_unstable();
+        Stats {
+            calls: micros.len(),
+            errors,
+            elapsed,
+            micros,
+        }
+    }
+
     pub(crate) fn rate(&self) -> f64 {
         self.calls as f64 / self.elapsed.as_secs_f64()
     }
@@ -56,19 +67,13 @@ pub(crate) async fn measure<C: Caller>(
     warmup: Duration,
     duration: Duration,
 ) -> Stats {
-    let (_, mut micros, errors) = window(workers, warmup, duration).await;
-    micros.sort_unstable();
-    Stats {
-        calls: micros.len(),
-        errors,
-        elapsed: duration,
-        micros,
-    }
+    let (_, micros, errors) = window(workers, warmup, duration).await;
+    Stats::from_micros(micros, errors, duration)
 }
 
 /// One window of load: the workers back, the latencies measured (unsorted) and the
 /// errors.
-async fn window<C: Caller>(
+pub(crate) async fn window<C: Caller>(
     workers: Vec<C>,
     warmup: Duration,
     duration: Duration,
@@ -173,20 +178,12 @@ pub(crate) async fn measure_in_turns<C: Caller>(
     targets
         .iter()
         .zip(seen)
-        .map(|(target, (mut micros, errors, cpu))| {
-            micros.sort_unstable();
-            Measured {
-                stats: Stats {
-                    calls: micros.len(),
-                    errors,
-                    elapsed: turn * rounds,
-                    micros,
-                },
-                cpu,
-                peak_rss_kb: target
-                    .pid
-                    .map_or(0, |pid| crate::usage::memory_kb(pid, "VmHWM")),
-            }
+        .map(|(target, (micros, errors, cpu))| Measured {
+            stats: Stats::from_micros(micros, errors, turn * rounds),
+            cpu,
+            peak_rss_kb: target
+                .pid
+                .map_or(0, |pid| crate::usage::memory_kb(pid, "VmHWM")),
         })
         .collect()
 }

@@ -283,6 +283,8 @@ struct Findings {
     p99_ratio_128: Option<f64>,
     stdio_rate_16: Option<f64>,
     peak_rss_128_kb: Option<u64>,
+    /// Calls/s with the status page polled over calls/s without.
+    status_page_ratio: Option<f64>,
     failed_calls: usize,
 }
 
@@ -377,6 +379,7 @@ async fn run(mcp_edge: &Path, args: &RunArgs, tuning: procs::Tuning) -> Result<(
             }
         }
     }
+    let status_page = status_page_under_load(&gateway, args.rounds, warmup, duration).await?;
     let reloads = if args.reloads > 0 {
         Some(reloads_under_load(&gateway, &url, args.reloads, tuning, warmup, duration).await?)
     } else {
@@ -403,6 +406,18 @@ async fn run(mcp_edge: &Path, args: &RunArgs, tuning: procs::Tuning) -> Result<(
             reloads.stats.errors,
         );
     }
+    let [quiet, polled] = &status_page.stats;
+    let page_ratio = polled.rate() / quiet.rate();
+    println!(
+        "status page and /metrics each fetched 10 times a second under 16-connection load: {} pages; {:.0} calls/s (p50 {:.3} ms) against {:.0} (p50 {:.3} ms) without, {page_ratio:.2}x",
+        status_page.pages,
+        polled.rate(),
+        polled.quantile(0.5),
+        quiet.rate(),
+        quiet.quantile(0.5),
+    );
+    found.status_page_ratio = Some(page_ratio);
+    found.failed_calls += quiet.errors + polled.errors;
     summary(&found, &gateway, idle_rss_kb, reloads.as_ref(), tuning);
     gateway.stop().await;
     Ok(())
@@ -431,6 +446,72 @@ async fn side_by_side<C: load::Caller, const N: usize>(
     measured
         .try_into()
         .map_err(|_| "a side-by-side measurement lost a target".into())
+}
+
+struct StatusPage {
+    /// The 16 connections' calls without, then with, the pages fetched.
+    stats: [Stats; 2],
+    /// Status pages rendered meanwhile.
+    pages: u64,
+}
+
+/// The HTTP route at 16 connections in turns, without and then with the status page
+/// and `/metrics` each fetched ten times a second: what an open status page (which
+/// asks every 5 s) and a scraper (every 15 s) cost the callers, fifty times over.
+async fn status_page_under_load(
+    gateway: &Gateway,
+    rounds: u32,
+    warmup: Duration,
+    duration: Duration,
+) -> Result<StatusPage, Failure> {
+    let rounds = rounds.max(1);
+    let turn = duration / rounds;
+    let mut workers = sessions(gateway.addr, "http__echo", 16).await?;
+    let mut seen: [(Vec<u32>, usize); 2] = Default::default();
+    let pages = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    for round in 0..rounds {
+        let warm = if round == 0 {
+            warmup
+        } else {
+            Duration::from_millis(100)
+        };
+        for (polled, (micros, errors)) in seen.iter_mut().enumerate() {
+            let poller =
+                (polled == 1).then(|| tokio::spawn(poll_admin(gateway.admin, pages.clone())));
+            let (back, m, e) = load::window(workers, warm, turn).await;
+            workers = back;
+            if let Some(poller) = poller {
+                poller.abort();
+            }
+            micros.extend(m);
+            *errors += e;
+        }
+    }
+    let pages = pages.load(std::sync::atomic::Ordering::Relaxed);
+    if pages == 0 {
+        return Err("the status page was never rendered".into());
+    }
+    Ok(StatusPage {
+        stats: seen.map(|(micros, errors)| Stats::from_micros(micros, errors, turn * rounds)),
+        pages,
+    })
+}
+
+/// Fetches `/` and `/metrics` ten times a second; counts the pages that rendered.
+async fn poll_admin(
+    admin: std::net::SocketAddr,
+    pages: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        if let Ok((200, body)) = procs::admin_get(admin, "/").await
+            && body.starts_with(b"<!doctype html>")
+        {
+            pages.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let _ = procs::admin_get(admin, "/metrics").await;
+    }
 }
 
 struct Reloads {
@@ -560,6 +641,11 @@ fn summary(
         reloads
             .zip(worst)
             .map(|(r, worst)| !r.took_ms.is_empty() && worst < 10.0 && r.stats.errors == 0),
+    );
+    line(
+        "status page and /metrics polled 10/s: HTTP at 16 connections >= 0.95x without",
+        found.status_page_ratio.map(|r| format!("{r:.2}x")),
+        found.status_page_ratio.map(|r| r >= 0.95),
     );
     line(
         "every call answered, with its own id",
