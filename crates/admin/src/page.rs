@@ -298,7 +298,6 @@ pub fn route(admin: &Admin, name: &str) -> Option<String> {
     let route = table.routes.iter().find(|r| r.name == name)?;
     let now = SystemTime::now();
     let status = route_status(route, &admin.gw.certs);
-    let state = route.upstream.state();
     let mut main = banner(
         status,
         &format!("route {}: {}", html(&route.name), status.as_str()),
@@ -319,6 +318,23 @@ pub fn route(admin: &Admin, name: &str) -> Option<String> {
         chart(&points, &[Series::Errors], 320, 110),
         chart(&points, &[Series::P50, Series::P99], 320, 110),
     );
+    main.push_str(&route_panel(route));
+    main.push_str(&breaker_history(admin, &route.name));
+    main.push_str(&recent_errors(route));
+    main.push_str("<h2>Certificates</h2>");
+    main.push_str(&certificates(admin.gw.certs.of_route(Some(&route.name))));
+    if let Upstream::Balanced(balanced) = &route.upstream {
+        main.push_str(&replicas(balanced));
+    }
+
+    main.push_str("<h2>Effective configuration</h2>");
+    main.push_str(&config_table(&effective(route)));
+    Some(layout(&format!("mcp-edge: route {}", route.name), &main))
+}
+
+/// A route's figures now.
+fn route_panel(route: &RouteRt) -> String {
+    let state = route.upstream.state();
     let breaker = route.policy.breaker.snapshot();
     let cells = [
         (
@@ -346,10 +362,14 @@ pub fn route(admin: &Admin, name: &str) -> Option<String> {
         ),
         ("rate limited", route.policy.limits.refused().to_string()),
     ];
-    main.push_str(&panel(cells));
+    panel(cells)
+}
 
+/// A route's breaker changes, newest first.
+fn breaker_history(admin: &Admin, route: &str) -> String {
+    let mut main = String::new();
     main.push_str("<h2>Breaker history</h2>");
-    let changes = admin.history.changes(&route.name);
+    let changes = admin.history.changes(route);
     if changes.is_empty() {
         main.push_str("<p class=\"muted\">No change of state since the gateway started.</p>");
     } else {
@@ -366,7 +386,12 @@ pub fn route(admin: &Admin, name: &str) -> Option<String> {
         }
         main.push_str("</table>");
     }
+    main
+}
 
+/// A route's recent failures, newest first.
+fn recent_errors(route: &RouteRt) -> String {
+    let mut main = String::new();
     main.push_str("<h2>Recent errors</h2>");
     let errors = route.stats.recent_errors();
     if errors.is_empty() {
@@ -383,32 +408,29 @@ pub fn route(admin: &Admin, name: &str) -> Option<String> {
         }
         main.push_str("</table>");
     }
+    main
+}
 
-    main.push_str("<h2>Certificates</h2>");
-    main.push_str(&certificates(admin.gw.certs.of_route(Some(&route.name))));
-
-    if let Upstream::Balanced(balanced) = &route.upstream {
-        main.push_str("<h2>Replicas</h2><table><tr><th>endpoint</th><th>connected</th><th>breaker</th><th>in flight</th></tr>");
-        for r in &balanced.replicas {
-            let state = r.breaker.snapshot().state.as_str();
-            let _ = write!(
-                main,
-                "<tr><td><code>{}</code></td><td>{}</td><td><span class=\"badge {state}\">{state}</span></td><td>{}</td></tr>",
-                html(&r.url),
-                if r.http.status().connected {
-                    "yes"
-                } else {
-                    "no"
-                },
-                r.in_flight(),
-            );
-        }
-        main.push_str("</table>");
+/// A balanced route's replicas.
+fn replicas(balanced: &mcp_edge_route::balance::Balanced) -> String {
+    let mut main = String::new();
+    main.push_str("<h2>Replicas</h2><table><tr><th>endpoint</th><th>connected</th><th>breaker</th><th>in flight</th></tr>");
+    for r in &balanced.replicas {
+        let state = r.breaker.snapshot().state.as_str();
+        let _ = write!(
+            main,
+            "<tr><td><code>{}</code></td><td>{}</td><td><span class=\"badge {state}\">{state}</span></td><td>{}</td></tr>",
+            html(&r.url),
+            if r.http.status().connected {
+                "yes"
+            } else {
+                "no"
+            },
+            r.in_flight(),
+        );
     }
-
-    main.push_str("<h2>Effective configuration</h2>");
-    main.push_str(&config_table(&effective(route)));
-    Some(layout(&format!("mcp-edge: route {}", route.name), &main))
+    main.push_str("</table>");
+    main
 }
 
 /// What a route runs with, as `mcp-edge check --json` shows it: secrets appear only as

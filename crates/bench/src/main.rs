@@ -569,6 +569,7 @@ async fn digest(admin: std::net::SocketAddr) -> Result<serde_json::Value, Failur
     Ok(health(admin).await?["config"]["digest"].clone())
 }
 
+// Long: one line per target, in the order the performance issues list them
 fn summary(
     found: &Findings,
     gateway: &Gateway,
