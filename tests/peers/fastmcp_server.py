@@ -164,10 +164,26 @@ def build(stateless: bool = False, json_response: bool = False, resumable: bool 
         """Read-only: safe to repeat."""
         return f"value of {key}"
 
+    written: list[str] = []
+
     @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, idempotentHint=False))
     def write(key: str) -> str:
         """Changes something each time: never repeated by a gateway."""
+        written.append(key)
         return f"wrote {key}"
+
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
+    def writes() -> str:
+        """Every key `write` was called with, in order."""
+        return ",".join(written)
+
+    @mcp.tool()
+    def forget_sessions() -> str:
+        """Forget every session, as a restarted server would: the SDK then answers 404 to their ids."""
+        instances = mcp.session_manager._server_instances
+        n = len(instances)
+        instances.clear()
+        return f"forgot {n}"
 
     @mcp.tool()
     def echo(message: str) -> str:

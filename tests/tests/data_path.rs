@@ -320,6 +320,76 @@ async fn a_crash_fails_calls_in_flight_at_once_and_the_route_comes_back() {
     }
 }
 
+/// A tool server that never answers `initialize` (a stdio child, and an HTTP server
+/// that accepts and then says nothing) holds up neither start-up beyond its bound, nor
+/// the merged list, nor the other routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_server_that_hangs_in_initialize_holds_up_nothing_else() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let routes = format!(
+        "{}{}[[route]]\nname = \"mute\"\nurl = \"http://127.0.0.1:{silent_port}/mcp\"\ntimeout = \"3s\"\n",
+        demo("ok", ""),
+        demo("stuck", "--hang-initialize"),
+    );
+    let started = Instant::now();
+    let gw = Gateway::start("hangs-in-initialize", &routes);
+    assert!(
+        started.elapsed() < SECS(15),
+        "start-up waits for first starts at most 10 s: took {:?}",
+        started.elapsed()
+    );
+    let mut mcp = gw.client("/mcp");
+    mcp.initialize().await;
+    for _ in 0..3 {
+        let listed = Instant::now();
+        let names = mcp.tool_names().await;
+        assert!(
+            listed.elapsed() < SECS(2),
+            "the list waited {:?} for the stuck servers",
+            listed.elapsed()
+        );
+        assert!(
+            !names.is_empty() && names.iter().all(|n| n.starts_with("ok__")),
+            "{names:?}"
+        );
+    }
+    let r = mcp
+        .call(
+            "tools/call",
+            json!({ "name": "ok__echo", "arguments": { "message": "fine" } }),
+        )
+        .await;
+    assert_eq!(text(&r), "fine");
+    // A call to a stuck server ends by its route's deadline, with an error that names it.
+    let called = Instant::now();
+    let error = mcp
+        .error("tools/call", json!({ "name": "mute__x", "arguments": {} }))
+        .await;
+    assert!(called.elapsed() < SECS(6), "{:?}", called.elapsed());
+    assert_eq!(error["data"]["route"], "mute", "{error}");
+    let h = http(gw.admin, "GET", "/health", &[], b"").await.json();
+    let status = |name: &str| {
+        h["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(status("ok"), "healthy", "{h:#}");
+    assert_eq!(status("stuck"), "down", "{h:#}");
+    assert_eq!(status("mute"), "down", "{h:#}");
+    held.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_route_never_breaks_the_others() {
     let routes = format!(

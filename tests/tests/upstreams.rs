@@ -174,3 +174,66 @@ async fn a_dropped_response_stream_is_resumed_with_last_event_id() {
         .await;
     assert_eq!(text(&result), "3");
 }
+
+/// A tool server that forgets its sessions (as a restarted one does) answers 404 to
+/// them. The gateway opens a new session for the next call, and never turns the lost
+/// one into a silent success: a call that is safe to repeat (a read-only tool) is made
+/// again in the new session; one that is not (a write) fails, saying it was not made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_upstream_session_is_reopened_and_only_safe_calls_are_repeated() {
+    let py1 = peer("py1/bin/python");
+    let server = ServerProc::start(&py1, &["tests/peers/fastmcp_server.py", "--http", "0"], &[]);
+    let routes = format!(
+        "[[route]]\nname = \"fast\"\nurl = \"http://127.0.0.1:{}/mcp\"\nprotocol = \"streamable-http\"\n",
+        server.port
+    );
+    let gw = Gateway::start("stale-session", &routes);
+    let mut mcp = gw.client("/mcp");
+    mcp.initialize().await;
+    // The list teaches the gateway which tools are read-only.
+    assert!(mcp.tool_names().await.contains(&"fast__lookup".to_owned()));
+    let call = |name: &str, arguments: serde_json::Value| json!({ "name": format!("fast__{name}"), "arguments": arguments });
+    let r = mcp
+        .call("tools/call", call("write", json!({ "key": "a" })))
+        .await;
+    assert_eq!(text(&r), "wrote a");
+
+    // A write after the server forgot the session: not made, and it says so.
+    let r = mcp
+        .call("tools/call", call("forget_sessions", json!({})))
+        .await;
+    assert_eq!(text(&r), "forgot 1");
+    let error = mcp
+        .error("tools/call", call("write", json!({ "key": "b" })))
+        .await;
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("no longer knows its session") && message.contains("not made"),
+        "{error}"
+    );
+    assert_eq!(error["data"]["reason"], "upstream_session_gone", "{error}");
+    // The next call went to a new session, and `b` was never written.
+    let r = mcp.call("tools/call", call("writes", json!({}))).await;
+    assert_eq!(text(&r), "a");
+
+    // A read-only call in a forgotten session is made again, in a new one, unseen.
+    let r = mcp
+        .call("tools/call", call("forget_sessions", json!({})))
+        .await;
+    assert_eq!(text(&r), "forgot 1");
+    let r = mcp
+        .call("tools/call", call("lookup", json!({ "key": "k" })))
+        .await;
+    assert_eq!(text(&r), "value of k");
+    let r = mcp
+        .call("tools/call", call("write", json!({ "key": "c" })))
+        .await;
+    assert_eq!(text(&r), "wrote c");
+    let r = mcp.call("tools/call", call("writes", json!({}))).await;
+    assert_eq!(text(&r), "a,c");
+    assert!(
+        gw.logs().contains("upstream session ended (404)"),
+        "{}",
+        gw.logs()
+    );
+}

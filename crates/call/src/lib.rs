@@ -100,6 +100,12 @@ pub enum UpstreamError {
     },
     /// The connection broke after the request may have reached the tool server.
     Interrupted(String),
+    /// The tool server no longer knows the upstream session (HTTP 404 to its
+    /// `Mcp-Session-Id`) and refused the request unread: the call was not made. The
+    /// connector opens a new session for the next attempt; whether to make one is the
+    /// retry policy's decision (only what is safe to repeat, since the new session has
+    /// none of the old one's state).
+    SessionGone(String),
     /// The route's circuit breaker is open: calls fail at once until it is tried again.
     CircuitOpen {
         /// When a probe is let through.
@@ -145,6 +151,7 @@ impl UpstreamError {
             UpstreamError::Crashed(_) => "upstream_crashed",
             UpstreamError::Busy { .. } => "busy",
             UpstreamError::Interrupted(_) => "upstream_interrupted",
+            UpstreamError::SessionGone(_) => "upstream_session_gone",
             UpstreamError::CircuitOpen { .. } => "circuit_open",
             UpstreamError::RateLimited { .. } => "rate_limited",
             UpstreamError::Protocol(_) => "upstream_protocol",
@@ -167,6 +174,7 @@ impl UpstreamError {
 }
 
 impl fmt::Display for UpstreamError {
+    // Long: one sentence per failure a client can be told, each its own arm
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             UpstreamError::Unavailable {
@@ -204,6 +212,10 @@ impl fmt::Display for UpstreamError {
                     "the connection to the tool server broke during the call: {why}"
                 )
             }
+            UpstreamError::SessionGone(why) => write!(
+                f,
+                "the tool server no longer knows its session with the gateway: {why}"
+            ),
             UpstreamError::CircuitOpen {
                 retry_in,
                 trips,

@@ -129,6 +129,10 @@ pub struct FrontLimits {
     pub new_sessions_burst: u32,
     /// A session that has not finished its handshake this long after it opened is ended.
     pub handshake_timeout: Duration,
+    /// How often a long-lived stream that has nothing to say says so anyway (an SSE
+    /// comment on GET and POST streams, a ping on WebSockets), so that load balancers
+    /// with an idle timeout keep it; `None`: never (`"0s"`).
+    pub keepalive: Option<Duration>,
 }
 
 impl Default for FrontLimits {
@@ -146,6 +150,7 @@ impl Default for FrontLimits {
             new_sessions_per_second: 20,
             new_sessions_burst: 100,
             handshake_timeout: Duration::from_secs(60),
+            keepalive: Some(Duration::from_secs(15)),
         }
     }
 }
@@ -998,6 +1003,17 @@ impl Validator<'_> {
                 HOUR,
                 "limits.handshake_timeout",
             ),
+            keepalive: match &spec.keepalive {
+                None => d.keepalive,
+                Some(k) if k.get_ref().get().is_zero() => None,
+                Some(k) => Some(self.duration(
+                    Some(k),
+                    Duration::from_secs(15),
+                    SECOND,
+                    10 * 60 * SECOND,
+                    "limits.keepalive",
+                )),
+            },
         };
         if limits.max_connections_per_client > limits.max_connections
             && let Some(v) = &spec.max_connections_per_client

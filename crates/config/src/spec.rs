@@ -183,6 +183,8 @@ pub struct LimitsSpec {
     pub new_sessions_burst: Option<Spanned<i64>>,
     /// A session that has not finished its handshake this long after it opened is ended.
     pub handshake_timeout: Option<Spanned<HumanDuration>>,
+    /// Keep-alives on long-lived streams; `"0s"` turns them off.
+    pub keepalive: Option<Spanned<HumanDuration>>,
 }
 
 /// `[gateway.tls]`.

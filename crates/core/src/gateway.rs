@@ -1336,6 +1336,9 @@ impl Gateway {
             .enumerate()
             .skip(start)
             .filter(|(_, r)| r.offers(capability))
+            // A tool server still being initialized is not waited for: the list holds
+            // what is up now, and the route says `list_changed` once it is up.
+            .filter(|(_, r)| !r.upstream.state().starting)
             .collect();
         let fetches = routes.iter().map(|(i, route)| {
             let cursor = if *i == start {

@@ -7,7 +7,8 @@
 //! and completions exercise the rest of the aggregation.
 //!
 //! Fault switches for tests: `--garbage` writes a non-JSON line before every message,
-//! `--hang` stops answering after `initialize`, `--exit-at-start CODE` exits before
+//! `--hang` stops answering after `initialize`, `--hang-initialize` never answers it
+//! (nor anything else), `--exit-at-start CODE` exits before
 //! reading anything, `--stateless` speaks only 2026-07-28 (refuses `initialize`),
 //! `--page-size N` paginates `tools/list`, `--linger` keeps running after stdin closes.
 //!
@@ -36,6 +37,8 @@ pub struct Faults {
     pub garbage: bool,
     /// Stop answering anything after `initialize`.
     pub hang: bool,
+    /// Never answer anything, `initialize` included.
+    pub hang_initialize: bool,
     /// Speak only the stateless era.
     pub stateless: bool,
     /// Paginate `tools/list` with pages of this many tools.
@@ -195,7 +198,9 @@ impl Server {
             return;
         }
         let Some(id) = message.id.clone() else { return };
-        if self.faults.hang && self.initialized.load(Ordering::Acquire) {
+        if self.faults.hang_initialize
+            || self.faults.hang && self.initialized.load(Ordering::Acquire)
+        {
             return;
         }
         let params = message

@@ -44,7 +44,6 @@ const VERSION_HEADER: HeaderName = HeaderName::from_static("mcp-protocol-version
 const METHOD_HEADER: HeaderName = HeaderName::from_static("mcp-method");
 const NAME_HEADER: HeaderName = HeaderName::from_static("mcp-name");
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// Who is on the other end of a connection, as far as TLS could tell, and the
 /// listener it came through.
@@ -408,7 +407,7 @@ pub(crate) async fn mcp_endpoint(
     };
     match *req.method() {
         Method::POST => post(gw, peer, req, scope, principal).await,
-        Method::GET => get(&gw, req.headers(), &scope, principal.as_deref()),
+        Method::GET => get(&gw, peer, req.headers(), &scope, principal.as_deref()),
         Method::DELETE => delete(&gw, req.headers(), &scope, principal.as_deref()),
         _ => {
             let mut response = refuse(
@@ -479,9 +478,9 @@ async fn post(
         return open_session(&gw, &message, scope, principal, &owner);
     }
     if headers.contains_key(SESSION_HEADER) {
-        return in_session(gw, headers, message, &scope, principal.as_deref()).await;
+        return in_session(gw, peer, headers, message, &scope, principal.as_deref()).await;
     }
-    stateless(gw, headers, message, scope, principal).await
+    stateless(gw, peer, headers, message, scope, principal).await
 }
 
 /// The message a POST carries, once its content type, `Accept` and size are right.
@@ -547,6 +546,7 @@ fn open_session(
 /// A message in a session (the session era).
 async fn in_session(
     gw: Arc<Gateway>,
+    peer: &Peer,
     headers: HeaderMap,
     message: Message,
     scope: &Scope,
@@ -568,12 +568,13 @@ async fn in_session(
     let mut ctx = Ctx::of(&session);
     ctx.traceparent = header(&headers, TRACEPARENT).map(str::to_owned);
     drop(headers);
-    dispatch(gw, ctx, message).await
+    dispatch(gw, ctx, message, peer.front.limits.keepalive).await
 }
 
 /// A message with no session: 2026-07-28 (stateless), or refused.
 async fn stateless(
     gw: Arc<Gateway>,
+    peer: &Peer,
     headers: HeaderMap,
     message: Message,
     scope: Scope,
@@ -601,7 +602,7 @@ async fn stateless(
         traceparent: header(&headers, TRACEPARENT).map(str::to_owned),
     };
     drop(headers);
-    dispatch(gw, ctx, message).await
+    dispatch(gw, ctx, message, peer.front.limits.keepalive).await
 }
 
 /// Decodes a header value sent as `=?base64?…?=` (non-ASCII names in 2026-07-28).
@@ -701,7 +702,12 @@ const STATELESS_METHODS: &[&str] = &[
     mcp::COMPLETE,
 ];
 
-async fn dispatch(gw: Arc<Gateway>, ctx: Ctx, message: Message) -> Response<Body> {
+async fn dispatch(
+    gw: Arc<Gateway>,
+    ctx: Ctx,
+    message: Message,
+    keepalive: Option<Duration>,
+) -> Response<Body> {
     match message.kind() {
         Kind::Notification => {
             gw.notification(&ctx, &message).await;
@@ -731,17 +737,24 @@ async fn dispatch(gw: Arc<Gateway>, ctx: Ctx, message: Message) -> Response<Body
                     None,
                 );
             }
-            respond(gw, ctx, message).await
+            respond(gw, ctx, message, keepalive).await
         }
     }
 }
 
 /// Answers a request: plain JSON when the answer comes first, an SSE stream when
-/// notifications (progress, logs) or tool-server requests come before it.
+/// notifications (progress, logs) or tool-server requests come before it, or when
+/// `keepalive` passes with nothing to send (the stream then carries a keep-alive
+/// comment every `keepalive`, so that a load balancer does not cut a long call).
 ///
 /// The request is polled right here, in the client connection's task: no task of its
 /// own and no hand-off to another thread on the way (see docs/PERFORMANCE.md).
-async fn respond(gw: Arc<Gateway>, ctx: Ctx, message: Message) -> Response<Body> {
+async fn respond(
+    gw: Arc<Gateway>,
+    ctx: Ctx,
+    message: Message,
+    keepalive: Option<Duration>,
+) -> Response<Body> {
     let (events_tx, mut events) = mpsc::channel::<Vec<u8>>(64);
     let session = ctx.session.clone();
     let id = message.id.clone();
@@ -805,7 +818,12 @@ async fn respond(gw: Arc<Gateway>, ctx: Ctx, message: Message) -> Response<Body>
         }
         Some(first) = events.recv() => {
             let (tx, rx) = mpsc::channel::<Bytes>(64);
-            tokio::spawn(pump(first, events, work, tx, stateless));
+            tokio::spawn(pump(Some(first), events, work, tx, stateless, keepalive));
+            stream_response(rx)
+        }
+        () = sleep_or_never(keepalive) => {
+            let (tx, rx) = mpsc::channel::<Bytes>(64);
+            tokio::spawn(pump(None, events, work, tx, stateless, keepalive));
             stream_response(rx)
         }
     }
@@ -862,16 +880,31 @@ impl Drop for Work {
     }
 }
 
-/// Streams a request's events, then its answer. In the stateless era closing the
-/// stream cancels the request; in the session era a disconnect is not a cancel.
+/// Waits `every`, or forever when there is none.
+async fn sleep_or_never(every: Option<Duration>) {
+    match every {
+        Some(every) => tokio::time::sleep(every).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The SSE comment that keeps an idle stream open through load balancers.
+const KEEPALIVE_COMMENT: &[u8] = b": keep-alive\n\n";
+
+/// Streams a request's events (after `first`, or a keep-alive comment when there is
+/// none yet), then its answer, with a keep-alive comment every `keepalive` of silence.
+/// In the stateless era closing the stream cancels the request; in the session era a
+/// disconnect is not a cancel.
 async fn pump(
-    first: Vec<u8>,
+    first: Option<Vec<u8>>,
     mut events: mpsc::Receiver<Vec<u8>>,
     mut work: Work,
     out: mpsc::Sender<Bytes>,
     stateless: bool,
+    keepalive: Option<Duration>,
 ) {
-    let mut connected = out.send(sse_frame(&first)).await.is_ok();
+    let first = first.map_or_else(|| Bytes::from_static(KEEPALIVE_COMMENT), |f| sse_frame(&f));
+    let mut connected = out.send(first).await.is_ok();
     loop {
         tokio::select! {
             biased;
@@ -892,6 +925,9 @@ async fn pump(
                 return;
             }
             () = out.closed(), if connected => connected = false,
+            () = sleep_or_never(keepalive), if connected => {
+                connected = out.send(Bytes::from_static(KEEPALIVE_COMMENT)).await.is_ok();
+            }
         }
         if !connected && stateless {
             // Dropping `work` cancels the request.
@@ -917,6 +953,7 @@ impl Drop for Inflight {
 /// `GET /mcp`: the session's stream for messages not tied to a request.
 fn get(
     gw: &Gateway,
+    peer: &Peer,
     headers: &HeaderMap,
     scope: &Scope,
     principal: Option<&str>,
@@ -946,19 +983,18 @@ fn get(
     let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
     session.attach_stream(tx);
     let (out, body) = mpsc::channel::<Bytes>(256);
-    tokio::spawn(stream_session(rx, out, None));
+    tokio::spawn(stream_session(rx, out, None, peer.front.limits.keepalive));
     stream_response(body)
 }
 
-/// Copies a session's messages to an SSE body, with keep-alive comments, until either
-/// side goes away.
+/// Copies a session's messages to an SSE body, with a keep-alive comment every
+/// `keepalive` of silence, until either side goes away.
 async fn stream_session(
     mut rx: mpsc::Receiver<Vec<u8>>,
     out: mpsc::Sender<Bytes>,
     event: Option<&'static str>,
+    keepalive: Option<Duration>,
 ) {
-    let mut keepalive = tokio::time::interval(KEEPALIVE);
-    keepalive.tick().await;
     loop {
         tokio::select! {
             message = rx.recv() => {
@@ -967,8 +1003,8 @@ async fn stream_session(
                     break;
                 }
             }
-            _ = keepalive.tick() => {
-                if out.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() {
+            () = sleep_or_never(keepalive) => {
+                if out.send(Bytes::from_static(KEEPALIVE_COMMENT)).await.is_err() {
                     break;
                 }
             }
@@ -1031,8 +1067,9 @@ pub(crate) async fn legacy_stream(
         endpoint.as_bytes(),
     )));
     tracing::info!(session = %mcp_edge_core::session::short_id(&session.id), "legacy SSE session opened");
+    let keepalive = peer.front.limits.keepalive;
     tokio::spawn(async move {
-        stream_session(rx, out, Some("message")).await;
+        stream_session(rx, out, Some("message"), keepalive).await;
         // The stream is the session: when it goes, the session goes.
         gw.sessions.end(&session.id);
     });

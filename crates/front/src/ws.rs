@@ -40,11 +40,16 @@ use mcp_edge_core::session::{Session, short_id};
 
 /// The subprotocol the MCP SDKs ask for.
 const SUBPROTOCOL: &str = "mcp";
-/// How often an idle socket is pinged, so that load balancers keep it open and a
-/// vanished client is noticed.
-const PING_EVERY: Duration = Duration::from_secs(15);
-/// A client that answers no ping for this long is gone.
-const PONG_WITHIN: Duration = Duration::from_secs(45);
+
+/// The next ping's tick; never, with pings off.
+async fn next_ping(ping: Option<&mut tokio::time::Interval>) {
+    match ping {
+        Some(ping) => {
+            ping.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
 
 /// Whether a request asks to upgrade to WebSocket.
 pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
@@ -89,7 +94,12 @@ pub(crate) fn upgrade(
         Err(full) => return crate::http::session_refused(full),
     };
     let upgraded = hyper::upgrade::on(&mut req);
-    tokio::spawn(serve_upgraded(gw.clone(), session, upgraded));
+    tokio::spawn(serve_upgraded(
+        gw.clone(),
+        session,
+        upgraded,
+        peer.front.limits.keepalive,
+    ));
     let mut response = empty(StatusCode::SWITCHING_PROTOCOLS);
     let headers = response.headers_mut();
     headers.insert(CONNECTION, http::HeaderValue::from_static("upgrade"));
@@ -180,7 +190,12 @@ fn check_handshake(req: &Request<Incoming>) -> Result<Handshake, Response<Body>>
 
 /// Serves the session on the upgraded connection, then ends it (calls in flight get
 /// ten seconds to finish).
-async fn serve_upgraded(gw: Arc<Gateway>, session: Arc<Session>, upgraded: OnUpgrade) {
+async fn serve_upgraded(
+    gw: Arc<Gateway>,
+    session: Arc<Session>,
+    upgraded: OnUpgrade,
+    keepalive: Option<Duration>,
+) {
     let io = match upgraded.await {
         Ok(io) => TokioIo::new(io),
         Err(e) => {
@@ -194,7 +209,7 @@ async fn serve_upgraded(gw: Arc<Gateway>, session: Arc<Session>, upgraded: OnUpg
     config.max_frame_size = Some(gw.max_message_bytes);
     let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
     tracing::info!(session = %short_id(&session.id), "WebSocket session opened");
-    serve_socket(&gw, &session, socket).await;
+    serve_socket(&gw, &session, socket, keepalive).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while session.in_flight() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -205,15 +220,24 @@ async fn serve_upgraded(gw: Arc<Gateway>, session: Arc<Session>, upgraded: OnUpg
 
 /// Reads messages from the socket into the session and writes what the session sends,
 /// until either side closes or the client stops answering pings.
-async fn serve_socket<S>(gw: &Arc<Gateway>, session: &Arc<Session>, socket: WebSocketStream<S>)
-where
+async fn serve_socket<S>(
+    gw: &Arc<Gateway>,
+    session: &Arc<Session>,
+    socket: WebSocketStream<S>,
+    keepalive: Option<Duration>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, mut frames) = socket.split();
     let (out, mut outgoing) = mpsc::channel::<Vec<u8>>(256);
     session.attach_stream(out.clone());
-    let mut ping = tokio::time::interval(PING_EVERY);
-    ping.tick().await;
+    // A ping every `keepalive` keeps load balancers from cutting an idle socket, and
+    // a client that answers none for three of them is gone.
+    let mut ping = keepalive.map(tokio::time::interval);
+    if let Some(ping) = ping.as_mut() {
+        ping.tick().await;
+    }
+    let pong_within = keepalive.map_or(Duration::MAX, |k| k * 3);
     let mut heard = tokio::time::Instant::now();
     let close = |code: CloseCode, reason: &'static str| {
         Frame::Close(Some(CloseFrame {
@@ -253,8 +277,8 @@ where
                     break;
                 }
             }
-            _ = ping.tick() => {
-                if heard.elapsed() > PONG_WITHIN {
+            () = next_ping(ping.as_mut()) => {
+                if heard.elapsed() > pong_within {
                     tracing::info!(session = %short_id(&session.id), "WebSocket client answered no ping; closing");
                     break;
                 }

@@ -79,6 +79,9 @@ pub struct DemoArgs {
     /// Fault: stop answering anything after `initialize`.
     #[arg(long)]
     pub hang: bool,
+    /// Fault: never answer anything, `initialize` included.
+    #[arg(long)]
+    pub hang_initialize: bool,
     /// Fault: write to stderr and exit with this code before reading anything.
     #[arg(long, value_name = "CODE")]
     pub exit_at_start: Option<u8>,
@@ -229,6 +232,7 @@ pub fn main() -> ExitCode {
             let faults = demo::Faults {
                 garbage: args.garbage,
                 hang: args.hang,
+                hang_initialize: args.hang_initialize,
                 stateless: args.stateless,
                 page_size: args.page_size,
                 linger: args.linger,

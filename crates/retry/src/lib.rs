@@ -88,6 +88,9 @@ pub fn verdict(request: &Request, outcome: &Result<Reply, UpstreamError>) -> Ver
         Err(UpstreamError::Unavailable { retry_in: None, .. }) => Verdict::Retry(None),
         Err(UpstreamError::Unavailable { .. }) => Verdict::Final,
         _ if !request.repeatable => Verdict::Final,
+        // Refused unread, but in a session whose state is gone: only what is safe to
+        // repeat is made again, in the new session.
+        Err(UpstreamError::SessionGone(_)) => Verdict::Retry(None),
         Err(UpstreamError::Status {
             status: 429 | 502 | 503 | 504,
             retry_after,
@@ -247,6 +250,9 @@ mod tests {
             Verdict::Retry(Some(Duration::from_secs(1)))
         );
         assert_eq!(verdict(&read, &Err(status(500, None))), Verdict::Final);
+        let gone = || Err(UpstreamError::SessionGone("404".into()));
+        assert_eq!(verdict(&read, &gone()), Verdict::Retry(None));
+        assert_eq!(verdict(&write, &gone()), Verdict::Final);
         assert_eq!(
             verdict(&read, &Err(UpstreamError::Protocol("x".into()))),
             Verdict::Final

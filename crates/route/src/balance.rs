@@ -131,6 +131,7 @@ impl Balanced {
             .collect();
         State {
             up: states.iter().any(|s| s.up),
+            starting: !states.iter().any(|s| s.up) && states.iter().any(|s| s.starting),
             pid: None,
             restarts: states.iter().map(|s| s.restarts).sum(),
             last_error: states

@@ -33,6 +33,9 @@ pub enum Connector {
 pub struct State {
     /// Connected (or the child running) and initialized.
     pub up: bool,
+    /// Not up, and a start or connection is under way (the tool server is being
+    /// initialized): a caller would wait for it.
+    pub starting: bool,
     /// The child's pid.
     pub pid: Option<u32>,
     /// Restarts or reconnections after the first.
@@ -47,6 +50,7 @@ impl From<HttpStatus> for State {
     fn from(s: HttpStatus) -> State {
         State {
             up: s.connected,
+            starting: s.connecting,
             pid: None,
             restarts: u64::from(s.failures),
             last_error: s.last_error,
@@ -63,6 +67,7 @@ impl Connector {
                 let s = stdio.status();
                 State {
                     up: s.phase == Phase::Ready,
+                    starting: s.phase == Phase::Starting,
                     pid: s.pid,
                     restarts: s.restarts,
                     last_error: s.last_error,
@@ -74,6 +79,7 @@ impl Connector {
                 let s = link.status();
                 State {
                     up: s.phase == Phase::Ready,
+                    starting: s.phase == Phase::Starting,
                     pid: None,
                     restarts: s.restarts,
                     last_error: s.last_error,

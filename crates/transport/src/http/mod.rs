@@ -232,11 +232,17 @@ pub struct HttpStatus {
     pub last_error: Option<(SystemTime, String)>,
     /// Consecutive failed attempts.
     pub failures: u32,
+    /// Not connected, and a connection (with its `initialize`) is under way.
+    pub connecting: bool,
 }
 
 /// How one exchange went wrong, before it becomes an [`UpstreamError`].
 enum Failure {
-    SessionGone,
+    /// 404 to the session: `made` when the request had been accepted before (a resumed
+    /// stream), so that it may have run.
+    SessionGone {
+        made: bool,
+    },
     Upstream(UpstreamError),
 }
 
@@ -342,14 +348,18 @@ impl Http {
             let status = link.status();
             return HttpStatus {
                 connected: status.info.is_some(),
+                connecting: status.phase == crate::Phase::Starting,
                 info: status.info,
                 last_error: status.last_error,
                 failures: u32::try_from(status.restarts).unwrap_or(u32::MAX),
             };
         }
+        // A connection under way holds `connecting` (see `remote`).
+        let connecting = self.shared.connecting.try_lock().is_err();
         let state = lock(&self.shared.state);
         HttpStatus {
             connected: state.remote.is_some(),
+            connecting: connecting && state.remote.is_none(),
             info: state.remote.as_ref().map(|r| r.info.clone()),
             last_error: state.last_error.clone(),
             failures: state.failures,
@@ -376,68 +386,72 @@ impl Http {
             None => mcp::routing_name(&call.method, call.params.as_deref()),
         };
         let name = call.name.as_deref().or(routed.as_deref());
-        for attempt in 0..2 {
-            let remote = match self.remote(call.deadline).await {
-                Ok(remote) => remote,
-                Err(e) => {
-                    if let Some(link) = self.shared.legacy.get() {
-                        return Box::pin(link.call(call)).await;
-                    }
-                    return Err(e);
+        let remote = match self.remote(call.deadline).await {
+            Ok(remote) => remote,
+            Err(e) => {
+                if let Some(link) = self.shared.legacy.get() {
+                    return Box::pin(link.call(call)).await;
                 }
-            };
-            let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-            // While it is in flight, the call can take requests that come on the GET
-            // stream (see `Remote::only_taker`).
-            let _taking = call
-                .events
-                .as_ref()
-                .filter(|_| !remote.stateless)
-                .map(|events| Taking::new(&remote, id, events));
-            let (body, token) = mcp_edge_upstream::params::request(
-                id,
-                &call.method,
-                call.params.as_deref(),
-                remote.stateless,
-            )?;
-            // Leaving before the answer cancels upstream: in the session era with a
-            // notification, in the stateless era by closing the stream (dropping it).
-            let mut guard = CancelOnDrop {
-                http: self.clone(),
-                remote: remote.clone(),
-                id,
-                armed: !remote.stateless,
-            };
-            let outcome = async {
-                let response = self
-                    .send_traced(
-                        &remote,
-                        body,
-                        Some(&call.method),
-                        name,
-                        call.traceparent.as_deref(),
-                    )
-                    .await?;
-                self.read_reply(&remote, response, id, token, call.events.as_ref())
-                    .await
+                return Err(e);
             }
-            .await;
-            guard.armed = false;
-            match outcome {
-                Ok(reply) => return Ok(reply),
-                Err(Failure::SessionGone) if attempt == 0 => {
-                    tracing::info!(route = %self.shared.cfg.route, "upstream session ended (404); initializing a new one");
-                    self.forget(&remote);
-                }
-                Err(Failure::SessionGone) => {
-                    return Err(UpstreamError::Protocol(
-                        "the upstream ended the new session at once".into(),
-                    ));
-                }
-                Err(Failure::Upstream(e)) => return Err(e),
-            }
+        };
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        // While it is in flight, the call can take requests that come on the GET
+        // stream (see `Remote::only_taker`).
+        let _taking = call
+            .events
+            .as_ref()
+            .filter(|_| !remote.stateless)
+            .map(|events| Taking::new(&remote, id, events));
+        let (body, token) = mcp_edge_upstream::params::request(
+            id,
+            &call.method,
+            call.params.as_deref(),
+            remote.stateless,
+        )?;
+        // Leaving before the answer cancels upstream: in the session era with a
+        // notification, in the stateless era by closing the stream (dropping it).
+        let mut guard = CancelOnDrop {
+            http: self.clone(),
+            remote: remote.clone(),
+            id,
+            armed: !remote.stateless,
+        };
+        let outcome = async {
+            let response = self
+                .send_traced(
+                    &remote,
+                    body,
+                    Some(&call.method),
+                    name,
+                    call.traceparent.as_deref(),
+                )
+                .await?;
+            self.read_reply(&remote, response, id, token, call.events.as_ref())
+                .await
         }
-        Err(UpstreamError::Protocol("unreachable".into()))
+        .await;
+        guard.armed = false;
+        match outcome {
+            Ok(reply) => Ok(reply),
+            Err(Failure::SessionGone { made }) => {
+                // The next call opens a new session; this one is not made again here:
+                // the retry policy repeats only what is safe to (the new session has
+                // none of the old one's state), and says why otherwise.
+                tracing::info!(route = %self.shared.cfg.route, made, "upstream session ended (404); the next call opens a new one");
+                self.forget(&remote);
+                Err(if made {
+                    UpstreamError::Interrupted(
+                        "the tool server ended its session while the call was in flight (404 when resuming its stream): it may have run".into(),
+                    )
+                } else {
+                    UpstreamError::SessionGone(
+                        "it answered 404, so the call was not made; the next call opens a new session".into(),
+                    )
+                })
+            }
+            Err(Failure::Upstream(e)) => Err(e),
+        }
     }
 
     /// Answers a request the tool server made during a call.
@@ -745,7 +759,7 @@ impl Http {
         let response = match self.send(remote, body, Some(method), None).await {
             Ok(response) => response,
             Err(Failure::Upstream(e)) => return Err(e),
-            Err(Failure::SessionGone) => {
+            Err(Failure::SessionGone { .. }) => {
                 return Err(UpstreamError::Protocol("session refused".into()));
             }
         };
@@ -753,7 +767,9 @@ impl Http {
         match self.read_reply(remote, response, 0, None, None).await {
             Ok(reply) => Ok((reply, session)),
             Err(Failure::Upstream(e)) => Err(e),
-            Err(Failure::SessionGone) => Err(UpstreamError::Protocol("session refused".into())),
+            Err(Failure::SessionGone { .. }) => {
+                Err(UpstreamError::Protocol("session refused".into()))
+            }
         }
     }
 
@@ -808,7 +824,7 @@ impl Http {
                 connect_error(&e, self.shared.cfg.url.scheme_str() == Some("https"))
             })?;
         if response.status() == StatusCode::NOT_FOUND && remote.session.is_some() {
-            return Err(Failure::SessionGone);
+            return Err(Failure::SessionGone { made: false });
         }
         Ok(response)
     }
@@ -954,7 +970,7 @@ impl Http {
             match response.status() {
                 StatusCode::OK if sse => body = response.into_body(),
                 StatusCode::NOT_FOUND if remote.session.is_some() => {
-                    return Err(Failure::SessionGone);
+                    return Err(Failure::SessionGone { made: true });
                 }
                 status => {
                     return Err(Failure::Upstream(UpstreamError::Protocol(format!(
