@@ -178,6 +178,23 @@ def build(stateless: bool = False, json_response: bool = False, resumable: bool 
         return ",".join(written)
 
     @mcp.tool()
+    async def add_tool(name: str, ctx: Context) -> str:
+        """Add a tool called `name` (it echoes), then say the tool list changed."""
+
+        def added(message: str) -> str:
+            return message
+
+        mcp.add_tool(added, name=name, description=f"added at run time as {name}")
+        await ctx.session.send_tool_list_changed()
+        return f"added {name}"
+
+    @mcp.tool()
+    async def announce_tools(ctx: Context) -> str:
+        """Say the tool list changed, without changing it."""
+        await ctx.session.send_tool_list_changed()
+        return "announced"
+
+    @mcp.tool()
     def forget_sessions() -> str:
         """Forget every session, as a restarted server would: the SDK then answers 404 to their ids."""
         instances = mcp.session_manager._server_instances

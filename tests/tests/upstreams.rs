@@ -237,3 +237,91 @@ async fn a_stale_upstream_session_is_reopened_and_only_safe_calls_are_repeated()
         gw.logs()
     );
 }
+
+/// The calls of `method` the route made through its policies, from `/metrics`.
+async fn list_calls(gw: &Gateway, route: &str, method: &str) -> u64 {
+    let metrics = mcp_edge_tests::http(gw.admin, "GET", "/metrics", &[], b"").await;
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    let prefix =
+        format!("mcp_edge_calls_total{{route=\"{route}\",method=\"{method}\",outcome=\"ok\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// A route's list is asked once and kept for every client; a `list_changed` from the
+/// tool server (even on a call's own stream) has it asked again, and clients are told
+/// only when what they see changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_are_kept_and_clients_hear_list_changed_only_when_the_list_changed() {
+    let py1 = peer("py1/bin/python");
+    let server = ServerProc::start(&py1, &["tests/peers/fastmcp_server.py", "--http", "0"], &[]);
+    let routes = format!(
+        "[[route]]\nname = \"fast\"\nurl = \"http://127.0.0.1:{}/mcp\"\nprotocol = \"streamable-http\"\n",
+        server.port
+    );
+    let gw = Gateway::start("kept-lists", &routes);
+    let mut a = gw.client("/mcp");
+    a.initialize().await;
+    let mut b = gw.client("/mcp");
+    b.initialize().await;
+    let session = a.session.clone().unwrap();
+    let mut stream = mcp_edge_tests::open_stream(
+        gw.addr,
+        "GET",
+        "/mcp",
+        &[
+            ("accept", "text/event-stream"),
+            ("mcp-session-id", &session),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(stream.status, 200);
+
+    let before = list_calls(&gw, "fast", "tools/list").await;
+    for _ in 0..3 {
+        assert!(a.tool_names().await.contains(&"fast__echo".to_owned()));
+        assert!(b.tool_names().await.contains(&"fast__echo".to_owned()));
+    }
+    assert_eq!(
+        list_calls(&gw, "fast", "tools/list").await,
+        before.max(1),
+        "six lists, at most one asked of the tool server"
+    );
+
+    // list_changed with nothing changed: asked again, nobody told.
+    let r = a
+        .call(
+            "tools/call",
+            json!({ "name": "fast__announce_tools", "arguments": {} }),
+        )
+        .await;
+    assert_eq!(text(&r), "announced");
+    let told = stream
+        .next_json(std::time::Duration::from_millis(1500))
+        .await;
+    assert!(told.is_none(), "told of a change that was none: {told:?}");
+
+    // A real change: the client's GET stream hears it, and the list has the new tool.
+    let r = a
+        .call(
+            "tools/call",
+            json!({ "name": "fast__add_tool", "arguments": { "name": "extra" } }),
+        )
+        .await;
+    assert_eq!(text(&r), "added extra");
+    let told = stream
+        .next_json(std::time::Duration::from_secs(10))
+        .await
+        .expect("told that the tool list changed");
+    assert_eq!(told["method"], "notifications/tools/list_changed", "{told}");
+    assert!(b.tool_names().await.contains(&"fast__extra".to_owned()));
+    let r = b
+        .call(
+            "tools/call",
+            json!({ "name": "fast__extra", "arguments": { "message": "new" } }),
+        )
+        .await;
+    assert_eq!(text(&r), "new");
+}

@@ -394,6 +394,46 @@ struct Page {
     next: Option<String>,
 }
 
+/// The items and `nextCursor` of a list's result; learns the tools' hints.
+fn list_page(route: &RouteRt, method: &str, key: &str, result: &RawValue) -> Option<Page> {
+    let object = RawObject::parse(result.get()).ok()?;
+    let items = object
+        .get(key)
+        .and_then(|v| serde_json::from_str::<Vec<Box<RawValue>>>(v.get()).ok())
+        .unwrap_or_default();
+    if method == mcp::TOOLS_LIST {
+        route.policy.learn_tools(&items);
+    }
+    Some(Page {
+        items,
+        next: object.get_str("nextCursor"),
+    })
+}
+
+/// The key a list's result holds its items under.
+fn list_key(method: &str) -> &'static str {
+    match method {
+        mcp::TOOLS_LIST => "tools",
+        mcp::PROMPTS_LIST => "prompts",
+        mcp::RESOURCES_LIST => "resources",
+        _ => "resourceTemplates",
+    }
+}
+
+/// What of a route's list its clients can see, to compare two lists by.
+fn exposed<'a>(route: &RouteRt, items: &'a [Box<RawValue>]) -> Vec<&'a str> {
+    items
+        .iter()
+        .filter(|item| {
+            RawObject::parse(item.get())
+                .ok()
+                .and_then(|o| o.get_str("name"))
+                .is_none_or(|name| route.naming.exposes(&name))
+        })
+        .map(|item| item.get())
+        .collect()
+}
+
 impl Gateway {
     /// A gateway over these routes.
     pub fn new(
@@ -1366,7 +1406,9 @@ impl Gateway {
         Ok(jsonrpc::raw(&result))
     }
 
-    /// One page of one route's list; `None` (logged) when the route fails.
+    /// One page of one route's list; `None` (logged) when the route fails. A first page
+    /// comes from the route's kept lists when they have it (see
+    /// [`mcp_edge_route::lists`]).
     async fn page(
         &self,
         ctx: &Ctx,
@@ -1375,6 +1417,18 @@ impl Gateway {
         key: &str,
         cursor: Option<String>,
     ) -> Option<Page> {
+        let generation = match cursor {
+            Some(_) => None,
+            None => match route.lists.get(method) {
+                Ok(kept) => {
+                    return Some(Page {
+                        items: kept.items.as_ref().clone(),
+                        next: kept.next,
+                    });
+                }
+                Err(generation) => Some(generation),
+            },
+        };
         let params = cursor.map(|c| jsonrpc::raw(&json!({ "cursor": c })));
         let deadline = Instant::now() + route.timeout.min(LIST_DEADLINE);
         let result = match self
@@ -1387,18 +1441,73 @@ impl Gateway {
                 return None;
             }
         };
-        let object = RawObject::parse(result.get()).ok()?;
-        let items = object
-            .get(key)
-            .and_then(|v| serde_json::from_str::<Vec<Box<RawValue>>>(v.get()).ok())
-            .unwrap_or_default();
-        if method == mcp::TOOLS_LIST {
-            route.policy.learn_tools(&items);
+        let page = list_page(route, method, key, &result)?;
+        if let Some(generation) = generation {
+            route.lists.put(
+                method,
+                generation,
+                mcp_edge_route::lists::Page {
+                    items: Arc::new(page.items.clone()),
+                    next: page.next.clone(),
+                },
+            );
         }
-        Some(Page {
-            items,
-            next: object.get_str("nextCursor"),
-        })
+        Some(page)
+    }
+
+    /// After a tool server's `list_changed`: its first page of `method` is asked again,
+    /// and clients are told only when what they would see changed (or when nothing was
+    /// kept to compare with).
+    fn list_changed(self: &Arc<Self>, route: &str, method: &'static str, changed: &'static str) {
+        let Some(rt) = self
+            .table()
+            .routes
+            .iter()
+            .find(|r| r.name == route)
+            .cloned()
+        else {
+            return;
+        };
+        let before = rt.lists.invalidate(method);
+        let gw = self.clone();
+        let route = route.to_owned();
+        tokio::spawn(async move {
+            let generation = rt.lists.get(method).err().unwrap_or_default();
+            let call = Call {
+                method: method.to_owned(),
+                params: None,
+                deadline: Instant::now() + rt.timeout.min(LIST_DEADLINE),
+                events: None,
+                traceparent: None,
+                name: None,
+            };
+            let after = match rt.upstream.call(call).await {
+                Ok(Reply::Result(result)) => list_page(&rt, method, list_key(method), &result),
+                _ => None,
+            };
+            let same = match (&before, &after) {
+                (Some(before), Some(after)) => {
+                    exposed(&rt, before.items.as_ref()) == exposed(&rt, &after.items)
+                        && before.next == after.next
+                }
+                _ => false,
+            };
+            if let Some(after) = after {
+                rt.lists.put(
+                    method,
+                    generation,
+                    mcp_edge_route::lists::Page {
+                        items: Arc::new(after.items),
+                        next: after.next,
+                    },
+                );
+            }
+            if same {
+                tracing::debug!(route = %route, method, "list_changed, but the list is the same: clients not told");
+                return;
+            }
+            gw.broadcast(&route, &jsonrpc::notification(changed, None), |_| true);
+        });
     }
 
     /// Renames and filters one route's items for the client, and learns resource URIs.
@@ -1470,11 +1579,14 @@ impl Gateway {
     }
 
     /// Handles what a route reports outside any call.
-    pub fn route_event(&self, event: RouteEvent) {
+    pub fn route_event(self: &Arc<Self>, event: RouteEvent) {
         match event {
             RouteEvent::Request { route, message } => self.unrelated_request(&route, message),
             RouteEvent::Availability { route, up } => {
                 self.forget_resources(&route);
+                if let Some(rt) = self.table().routes.iter().find(|r| r.name == route) {
+                    rt.lists.invalidate_all();
+                }
                 tracing::info!(route = %route, up, "route availability changed; telling clients their lists changed");
                 for method in [
                     mcp::TOOLS_LIST_CHANGED,
@@ -1485,17 +1597,18 @@ impl Gateway {
                 }
             }
             RouteEvent::Notification { route, message } => match message.method() {
-                mcp::TOOLS_LIST_CHANGED
-                | mcp::PROMPTS_LIST_CHANGED
-                | mcp::RESOURCES_LIST_CHANGED => {
-                    if message.method() == mcp::RESOURCES_LIST_CHANGED {
-                        self.forget_resources(&route);
+                mcp::TOOLS_LIST_CHANGED => {
+                    self.list_changed(&route, mcp::TOOLS_LIST, mcp::TOOLS_LIST_CHANGED);
+                }
+                mcp::PROMPTS_LIST_CHANGED => {
+                    self.list_changed(&route, mcp::PROMPTS_LIST, mcp::PROMPTS_LIST_CHANGED);
+                }
+                mcp::RESOURCES_LIST_CHANGED => {
+                    self.forget_resources(&route);
+                    if let Some(rt) = self.table().routes.iter().find(|r| r.name == route) {
+                        rt.lists.invalidate(mcp::RESOURCE_TEMPLATES_LIST);
                     }
-                    self.broadcast(
-                        &route,
-                        &jsonrpc::notification(message.method(), None),
-                        |_| true,
-                    );
+                    self.list_changed(&route, mcp::RESOURCES_LIST, mcp::RESOURCES_LIST_CHANGED);
                 }
                 mcp::RESOURCES_UPDATED => {
                     let uri = message

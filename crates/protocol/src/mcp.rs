@@ -49,6 +49,15 @@ pub const RESOURCES_UPDATED: &str = "notifications/resources/updated";
 /// `notifications/prompts/list_changed`.
 pub const PROMPTS_LIST_CHANGED: &str = "notifications/prompts/list_changed";
 
+/// Whether a tool server's notification concerns every client of its route (a list or
+/// a resource changed), whichever call's stream it came on.
+pub fn is_route_wide(method: &str) -> bool {
+    matches!(
+        method,
+        TOOLS_LIST_CHANGED | PROMPTS_LIST_CHANGED | RESOURCES_LIST_CHANGED | RESOURCES_UPDATED
+    )
+}
+
 /// What a request names for routing: the `Mcp-Name` of the stateless era.
 ///
 /// `tools/call` and `prompts/get` name a tool or prompt (`params.name`);

@@ -255,6 +255,7 @@ pub fn build_route(
         required: route.required,
         probe_interval: route.probe_interval,
         key: RouteKey::new(route, planned),
+        lists: crate::lists::Lists::default(),
     }))
 }
 

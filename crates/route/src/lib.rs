@@ -23,6 +23,7 @@ use mcp_edge_transport::{Reply, ServerInfo, UpstreamError};
 
 pub mod assemble;
 pub mod balance;
+pub mod lists;
 pub mod scope;
 pub mod stack;
 pub mod stats;
@@ -91,6 +92,8 @@ pub struct RouteRt {
     pub probe_interval: Option<Duration>,
     /// What decides how it runs: unchanged on reload means kept as is.
     pub key: RouteKey,
+    /// Its lists, kept between clients until they change.
+    pub lists: lists::Lists,
 }
 
 impl RouteRt {

@@ -1042,11 +1042,14 @@ impl Http {
                         None => return None,
                     }
                 }
+                // A list or a resource changed: news for every client of the route, not
+                // only for the call whose stream it came on.
+                let route_wide = mcp::is_route_wide(message.method());
                 match events {
-                    Some(events) => {
+                    Some(events) if !route_wide => {
                         let _ = events.try_send(CallEvent::Notification(Box::new(message)));
                     }
-                    None => self
+                    _ => self
                         .shared
                         .sink
                         .notification(&self.shared.cfg.route, message),
