@@ -1202,13 +1202,7 @@ impl Gateway {
             .collect();
         for (route, uri) in orphans {
             lock(&self.upstream_subs).remove(&(route.clone(), uri.clone()));
-            let Some(rt) = self
-                .table()
-                .routes
-                .iter()
-                .find(|r| r.name == route)
-                .cloned()
-            else {
+            let Some(rt) = self.route_named(&route) else {
                 continue;
             };
             let params = jsonrpc::raw(&json!({ "uri": uri }));
@@ -1455,17 +1449,16 @@ impl Gateway {
         Some(page)
     }
 
+    /// The route called `name` in the table in force.
+    fn route_named(&self, name: &str) -> Option<Arc<RouteRt>> {
+        self.table().routes.iter().find(|r| r.name == name).cloned()
+    }
+
     /// After a tool server's `list_changed`: its first page of `method` is asked again,
     /// and clients are told only when what they would see changed (or when nothing was
     /// kept to compare with).
     fn list_changed(self: &Arc<Self>, route: &str, method: &'static str, changed: &'static str) {
-        let Some(rt) = self
-            .table()
-            .routes
-            .iter()
-            .find(|r| r.name == route)
-            .cloned()
-        else {
+        let Some(rt) = self.route_named(route) else {
             return;
         };
         let before = rt.lists.invalidate(method);
@@ -1584,7 +1577,7 @@ impl Gateway {
             RouteEvent::Request { route, message } => self.unrelated_request(&route, message),
             RouteEvent::Availability { route, up } => {
                 self.forget_resources(&route);
-                if let Some(rt) = self.table().routes.iter().find(|r| r.name == route) {
+                if let Some(rt) = self.route_named(&route) {
                     rt.lists.invalidate_all();
                 }
                 tracing::info!(route = %route, up, "route availability changed; telling clients their lists changed");
@@ -1605,7 +1598,7 @@ impl Gateway {
                 }
                 mcp::RESOURCES_LIST_CHANGED => {
                     self.forget_resources(&route);
-                    if let Some(rt) = self.table().routes.iter().find(|r| r.name == route) {
+                    if let Some(rt) = self.route_named(&route) {
                         rt.lists.invalidate(mcp::RESOURCE_TEMPLATES_LIST);
                     }
                     self.list_changed(&route, mcp::RESOURCES_LIST, mcp::RESOURCES_LIST_CHANGED);
