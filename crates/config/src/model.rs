@@ -219,6 +219,9 @@ pub struct Client {
     pub token_span: Span,
     /// The routes it may use.
     pub routes: Grant,
+    /// Of those routes' tools, only these (globs over `route__tool` names); `None`:
+    /// all.
+    pub tools: Option<Vec<Glob>>,
 }
 
 /// How a client proves who it is.
@@ -436,14 +439,63 @@ pub struct Naming {
     pub include: Vec<Glob>,
     /// Tools matching one of these are hidden.
     pub exclude: Vec<Glob>,
+    /// How tools are shown, by their name at the tool server.
+    pub overrides: BTreeMap<String, ToolOverride>,
 }
 
 impl Naming {
-    /// Whether a tool of this route is exposed.
+    /// Whether a tool of this route is exposed (by its name at the tool server).
     pub fn exposes(&self, tool: &str) -> bool {
         (self.include.is_empty() || self.include.iter().any(|g| g.matches(tool)))
             && !self.exclude.iter().any(|g| g.matches(tool))
     }
+
+    /// The name clients see for a tool (before the route's prefix).
+    pub fn shown<'a>(&'a self, tool: &'a str) -> &'a str {
+        self.overrides
+            .get(tool)
+            .and_then(|o| o.name.as_deref())
+            .unwrap_or(tool)
+    }
+
+    /// The tool server's name behind a name a client used (before the route's
+    /// prefix); `None` when no exposed tool is shown by that name.
+    pub fn upstream<'a>(&'a self, shown: &'a str) -> Option<&'a str> {
+        let renamed = self
+            .overrides
+            .iter()
+            .find(|(_, o)| o.name.as_deref() == Some(shown))
+            .map(|(tool, _)| tool.as_str());
+        let tool = match renamed {
+            Some(tool) => tool,
+            // A tool renamed away is not reachable by its old name.
+            None if self.shown(shown) != shown => return None,
+            None => shown,
+        };
+        self.exposes(tool).then_some(tool)
+    }
+}
+
+/// How one tool is shown to clients (`[route.tools.override.NAME]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ToolOverride {
+    /// The name clients see, instead of the tool server's.
+    pub name: Option<String>,
+    /// The description clients see.
+    pub description: Option<String>,
+    /// Annotations set whatever the tool server says: `title` as a string, the hints
+    /// (`readOnlyHint`, `destructiveHint`, `idempotentHint`, `openWorldHint`) as
+    /// booleans, in that order of keys.
+    pub annotations: Vec<(&'static str, AnnotationValue)>,
+}
+
+/// An annotation's value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AnnotationValue {
+    /// `title`.
+    Text(String),
+    /// A hint.
+    Flag(bool),
 }
 
 /// A glob where `*` matches any run of characters.
@@ -1541,12 +1593,81 @@ impl Validator<'_> {
             ),
             None => (Vec::new(), Vec::new()),
         };
+        let overrides = spec
+            .tools
+            .as_ref()
+            .map(|tools| self.tool_overrides(&tools.overrides, separator))
+            .unwrap_or_default();
         Naming {
             prefix,
             prefix_span: Written(prefix_span),
             include,
             exclude,
+            overrides,
         }
+    }
+
+    /// `[route.tools.override.NAME]` tables: names a client can use, told apart.
+    fn tool_overrides(
+        &mut self,
+        specs: &BTreeMap<String, Spanned<spec::ToolOverrideSpec>>,
+        separator: &str,
+    ) -> BTreeMap<String, ToolOverride> {
+        let mut out = BTreeMap::new();
+        let mut shown: HashMap<String, String> = HashMap::new();
+        for (tool, spec) in specs {
+            let span = spec.span();
+            let spec = spec.get_ref();
+            if let Some(name) = &spec.name {
+                let new = name.get_ref();
+                if new.is_empty() || !new.chars().all(is_name_char) || new.contains(separator) {
+                    self.error(
+                        name.span(),
+                        format!("`{new}` cannot be a tool name here"),
+                        &format!("use letters, digits, '_', '-' and '.', without `{separator}`"),
+                    );
+                } else if let Some(other) = shown.insert(new.clone(), tool.clone()) {
+                    self.error(
+                        name.span(),
+                        format!("`{tool}` and `{other}` would both be shown as `{new}`"),
+                        "give each its own name",
+                    );
+                }
+            }
+            if spec.name.is_none() && spec.description.is_none() && spec.annotations.is_none() {
+                self.warning(
+                    span,
+                    format!("the override of `{tool}` changes nothing"),
+                    "set name, description or annotations, or remove it",
+                );
+                continue;
+            }
+            let mut annotations = Vec::new();
+            if let Some(a) = &spec.annotations {
+                if let Some(title) = &a.title {
+                    annotations.push(("title", AnnotationValue::Text(title.clone())));
+                }
+                for (key, value) in [
+                    ("readOnlyHint", a.read_only_hint),
+                    ("destructiveHint", a.destructive_hint),
+                    ("idempotentHint", a.idempotent_hint),
+                    ("openWorldHint", a.open_world_hint),
+                ] {
+                    if let Some(value) = value {
+                        annotations.push((key, AnnotationValue::Flag(value)));
+                    }
+                }
+            }
+            out.insert(
+                tool.clone(),
+                ToolOverride {
+                    name: spec.name.as_ref().map(|n| n.get_ref().clone()),
+                    description: spec.description.as_ref().map(|d| d.get_ref().clone()),
+                    annotations,
+                },
+            );
+        }
+        out
     }
 
     fn cert_expiry(&mut self, spec: Option<&spec::CertExpirySpec>) -> CertExpiry {
@@ -2043,6 +2164,21 @@ impl Validator<'_> {
                 credential,
                 token_span,
                 routes: if all { Grant::All } else { Grant::Only(grant) },
+                tools: spec.tools.as_ref().map(|tools| {
+                    tools
+                        .iter()
+                        .map(|pattern| {
+                            if pattern.get_ref().is_empty() {
+                                self.error(
+                                    pattern.span(),
+                                    "an empty tool pattern matches nothing",
+                                    "remove it, or write a pattern such as \"docs__read_*\"",
+                                );
+                            }
+                            Glob(pattern.get_ref().clone())
+                        })
+                        .collect()
+                }),
             });
         }
         clients

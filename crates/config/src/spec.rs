@@ -224,6 +224,9 @@ pub struct ClientSpec {
     /// The routes it may use; `"*"` means all.
     #[serde(default)]
     pub routes: Vec<Spanned<String>>,
+    /// Of those routes' tools, only these (globs over `route__tool` names); all when
+    /// absent.
+    pub tools: Option<Vec<Spanned<String>>>,
 }
 
 /// Policies, in `[defaults]` or on a route. Every key is optional; a route's keys
@@ -414,6 +417,37 @@ pub struct ToolFilterSpec {
     /// Tools matching one of these are hidden.
     #[serde(default)]
     pub exclude: Vec<Spanned<String>>,
+    /// Per tool, by its name at the tool server: `[route.tools.override.NAME]`.
+    #[serde(default, rename = "override")]
+    pub overrides: BTreeMap<String, Spanned<ToolOverrideSpec>>,
+}
+
+/// `[route.tools.override.NAME]`: how one tool is shown to clients.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolOverrideSpec {
+    /// The name clients see (before the route's prefix).
+    pub name: Option<Spanned<String>>,
+    /// The description clients see.
+    pub description: Option<Spanned<String>>,
+    /// Hints set whatever the tool server says.
+    pub annotations: Option<AnnotationsSpec>,
+}
+
+/// Tool annotations an override may set (the MCP `ToolAnnotations` hints).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AnnotationsSpec {
+    /// A human-readable title.
+    pub title: Option<String>,
+    /// The tool does not change its environment.
+    pub read_only_hint: Option<bool>,
+    /// The tool may make destructive updates.
+    pub destructive_hint: Option<bool>,
+    /// Calling it again with the same arguments has no further effect.
+    pub idempotent_hint: Option<bool>,
+    /// The tool reaches an open world (the internet, say).
+    pub open_world_hint: Option<bool>,
 }
 
 /// `cert_expiry = { warn = "30d", critical = "7d" }`.

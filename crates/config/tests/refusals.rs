@@ -442,3 +442,62 @@ fn busy_poll_takes_microseconds_and_warns_without_one_worker() {
         "{diags:#?}"
     );
 }
+
+#[test]
+fn tool_overrides_must_leave_every_name_usable() {
+    let text = "[[route]]\nname = \"a\"\ncommand = \"s\"\n[route.tools]\nexclude = [\"x_*\"]\n\
+                [route.tools.override.lookup]\nname = \"find\"\ndescription = \"Find\"\n\
+                annotations = { readOnlyHint = true, title = \"Find a key\" }\n";
+    let (config, diags) = parse(&Source::new("routes.toml", text));
+    assert!(diags.is_empty(), "{diags:?}");
+    let naming = &config.unwrap().routes[0].naming;
+    assert_eq!(naming.shown("lookup"), "find");
+    assert_eq!(naming.upstream("find"), Some("lookup"));
+    assert_eq!(naming.upstream("lookup"), None, "renamed away");
+    assert_eq!(naming.upstream("x_y"), None, "excluded");
+    assert_eq!(naming.upstream("other"), Some("other"));
+
+    refused(
+        "[[route]]\nname = \"a\"\ncommand = \"s\"\n[route.tools.override.one]\nname = \"same\"\n\
+         [route.tools.override.two]\nname = \"same\"\n",
+        "7:8",
+        &["`two` and `one` would both be shown as `same`"],
+    );
+    refused(
+        "[[route]]\nname = \"a\"\ncommand = \"s\"\n[route.tools.override.one]\nname = \"a__b\"\n",
+        "5:8",
+        &["`a__b` cannot be a tool name here"],
+    );
+    refused(
+        "[[route]]\nname = \"a\"\ncommand = \"s\"\n[route.tools.override.one]\nannotations = { readOnly = true }\n",
+        "5:17",
+        &["readOnly"],
+    );
+    let (ok, diags) =
+        diagnostics("[[route]]\nname = \"a\"\ncommand = \"s\"\n[route.tools.override.one]\n");
+    assert!(ok);
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.contains("warning: the override of `one` changes nothing")),
+        "{diags:?}"
+    );
+}
+
+#[test]
+fn client_tool_grants_are_globs_over_prefixed_names() {
+    let text = format!(
+        "[[clients]]\nname = \"c\"\ntoken = {{ env = \"T\" }}\nroutes = [\"a\"]\ntools = [\"a__read_*\"]\n{ROUTE}"
+    );
+    let (config, diags) = parse(&Source::new("routes.toml", &text));
+    assert!(diags.is_empty(), "{diags:?}");
+    let tools = config.unwrap().clients[0].tools.clone().unwrap();
+    assert!(tools[0].matches("a__read_file"));
+    refused(
+        &format!(
+            "[[clients]]\nname = \"c\"\ntoken = {{ env = \"T\" }}\nroutes = [\"a\"]\ntools = [\"\"]\n{ROUTE}"
+        ),
+        "5:10",
+        &["an empty tool pattern matches nothing"],
+    );
+}

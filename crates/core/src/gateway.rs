@@ -15,7 +15,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::future::join_all;
 use mcp_edge_config::Secret;
-use mcp_edge_config::model::Grant;
+use mcp_edge_config::model::{AnnotationValue, Grant};
 use mcp_edge_policy::{Activity, Request};
 use mcp_edge_protocol::jsonrpc::{self, code};
 use mcp_edge_protocol::version::{self, Era};
@@ -43,6 +43,8 @@ pub struct ClientRt {
     pub credential: ClientCredential,
     /// The routes it may use.
     pub grant: Grant,
+    /// Of their tools, only these (`route__tool` globs); `None`: all.
+    pub tools: Option<Arc<[mcp_edge_config::model::Glob]>>,
 }
 
 /// A client's credential, resolved.
@@ -401,13 +403,70 @@ fn list_page(route: &RouteRt, method: &str, key: &str, result: &RawValue) -> Opt
         .get(key)
         .and_then(|v| serde_json::from_str::<Vec<Box<RawValue>>>(v.get()).ok())
         .unwrap_or_default();
-    if method == mcp::TOOLS_LIST {
-        route.policy.learn_tools(&items);
-    }
+    let items = if method == mcp::TOOLS_LIST {
+        curate(route, items)
+    } else {
+        items
+    };
     Some(Page {
         items,
         next: object.get_str("nextCursor"),
     })
+}
+
+/// A route's tools as its clients see them: those its `tools.include`/`exclude` expose,
+/// with its overrides (description, annotations, then name) applied. The retry policy
+/// learns the hints from the tools as overridden, by their names at the tool server.
+fn curate(route: &RouteRt, items: Vec<Box<RawValue>>) -> Vec<Box<RawValue>> {
+    let naming = &route.naming;
+    let mut renames = Vec::new();
+    let kept: Vec<Box<RawValue>> = items
+        .into_iter()
+        .filter_map(|item| {
+            let mut object = RawObject::parse(item.get()).ok()?;
+            let name = object.get_str("name")?;
+            if !naming.exposes(&name) {
+                return None;
+            }
+            let Some(over) = naming.overrides.get(&name) else {
+                renames.push(None);
+                return Some(item);
+            };
+            if let Some(description) = &over.description {
+                object.set_value("description", description);
+            }
+            if !over.annotations.is_empty() {
+                let mut annotations: serde_json::Map<String, Value> = object
+                    .get("annotations")
+                    .and_then(|a| serde_json::from_str(a.get()).ok())
+                    .unwrap_or_default();
+                for (key, value) in &over.annotations {
+                    let value = match value {
+                        AnnotationValue::Text(text) => json!(text),
+                        AnnotationValue::Flag(flag) => json!(flag),
+                    };
+                    annotations.insert((*key).to_owned(), value);
+                }
+                object.set_value("annotations", &annotations);
+            }
+            renames.push(over.name.clone());
+            Some(object.to_raw())
+        })
+        .collect();
+    route.policy.learn_tools(&kept);
+    kept.into_iter()
+        .zip(renames)
+        .map(|(item, rename)| match rename {
+            Some(name) => match RawObject::parse(item.get()) {
+                Ok(mut object) => {
+                    object.set_value("name", &name);
+                    object.to_raw()
+                }
+                Err(_) => item,
+            },
+            None => item,
+        })
+        .collect()
 }
 
 /// The key a list's result holds its items under.
@@ -420,18 +479,9 @@ fn list_key(method: &str) -> &'static str {
     }
 }
 
-/// What of a route's list its clients can see, to compare two lists by.
-fn exposed<'a>(route: &RouteRt, items: &'a [Box<RawValue>]) -> Vec<&'a str> {
-    items
-        .iter()
-        .filter(|item| {
-            RawObject::parse(item.get())
-                .ok()
-                .and_then(|o| o.get_str("name"))
-                .is_none_or(|name| route.naming.exposes(&name))
-        })
-        .map(|item| item.get())
-        .collect()
+/// A list's items as text, to compare two lists by (both already curated).
+fn exposed(items: &[Box<RawValue>]) -> Vec<&str> {
+    items.iter().map(|item| item.get()).collect()
 }
 
 impl Gateway {
@@ -531,9 +581,8 @@ impl Gateway {
         target: Option<&str>,
     ) -> Result<Scope, ScopeError> {
         let table = self.table();
-        let grant = principal
-            .and_then(|p| table.clients.iter().find(|c| &*c.name == p))
-            .map(|c| &c.grant);
+        let client = principal.and_then(|p| table.clients.iter().find(|c| &*c.name == p));
+        let grant = client.map(|c| &c.grant);
         let allowed = |r: &RouteRt| grant.is_none_or(|g| g.allows(&r.name));
         let (routes, single): (Vec<Arc<RouteRt>>, bool) = match target {
             None => (
@@ -561,6 +610,7 @@ impl Gateway {
             routes: routes.into(),
             single,
             separator: self.separator.clone(),
+            tools: client.and_then(|c| c.tools.clone()),
         })
     }
 
@@ -1087,10 +1137,19 @@ impl Gateway {
             "prompt"
         };
         let unknown = || invalid_params(&format!("Unknown {kind}: {name}"));
-        let (route, upstream_name) = ctx.scope.resolve(&name).ok_or_else(unknown)?;
-        if method == mcp::TOOLS_CALL && !route.naming.exposes(upstream_name) {
-            return Err(unknown());
-        }
+        let (route, shown) = ctx.scope.resolve(&name).ok_or_else(unknown)?;
+        let upstream_name = if method == mcp::TOOLS_CALL {
+            let upstream_name = route.naming.upstream(shown).ok_or_else(unknown)?;
+            if !ctx.scope.allows_tool(route, shown) {
+                return Err(invalid_params(&format!(
+                    "Tool {name} is not granted to client {}: its `tools` in routes.toml do not include it",
+                    ctx.principal
+                )));
+            }
+            upstream_name
+        } else {
+            shown
+        };
         // Forwarded as it came unless the name is the route's own, not the client's.
         let params = if upstream_name == name {
             params.to_owned()
@@ -1480,7 +1539,7 @@ impl Gateway {
             };
             let same = match (&before, &after) {
                 (Some(before), Some(after)) => {
-                    exposed(&rt, before.items.as_ref()) == exposed(&rt, &after.items)
+                    exposed(before.items.as_ref()) == exposed(&after.items)
                         && before.next == after.next
                 }
                 _ => false,
@@ -1517,7 +1576,7 @@ impl Gateway {
                 .filter_map(|item| {
                     let mut object = RawObject::parse(item.get()).ok()?;
                     let name = object.get_str("name")?;
-                    if method == mcp::TOOLS_LIST && !route.naming.exposes(&name) {
+                    if method == mcp::TOOLS_LIST && !ctx.scope.allows_tool(route, &name) {
                         return None;
                     }
                     let exposed = ctx.scope.exposed(route, &name);

@@ -121,6 +121,7 @@ pub fn build_clients(config: &Config) -> Result<Vec<ClientRt>, String> {
             name: client.name.as_str().into(),
             credential,
             grant: client.routes.clone(),
+            tools: client.tools.clone().map(Arc::from),
         });
     }
     Ok(clients)

@@ -326,6 +326,7 @@ impl Reloader {
                     routes: Arc::from(Vec::new()),
                     single: old.single,
                     separator: old.separator.clone(),
+                    tools: None,
                 });
             session.set_scope(scope);
         }

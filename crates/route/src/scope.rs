@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use mcp_edge_config::model::Glob;
+
 use crate::RouteRt;
 
 /// The routes a client sees and how names map.
@@ -16,6 +18,9 @@ pub struct Scope {
     pub single: bool,
     /// Between a prefix and a name.
     pub separator: Arc<str>,
+    /// Of the routes' tools, only those matching one of these (by `route__tool` name,
+    /// whatever the endpoint); `None`: all.
+    pub tools: Option<Arc<[Glob]>>,
 }
 
 impl Scope {
@@ -26,6 +31,20 @@ impl Scope {
         } else {
             format!("{}{}{name}", route.prefix, self.separator)
         }
+    }
+
+    /// Whether the client may see and call a route's tool shown as `name` (before the
+    /// prefix).
+    pub fn allows_tool(&self, route: &RouteRt, name: &str) -> bool {
+        let Some(globs) = &self.tools else {
+            return true;
+        };
+        let full = if route.prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}{}{name}", route.prefix, self.separator)
+        };
+        globs.iter().any(|g| g.matches(&full))
     }
 
     /// The route and upstream name behind a name the client used.

@@ -1,0 +1,183 @@
+//! Shaping what agents see, against the official Python SDK's FastMCP server: a route's
+//! tools filtered, renamed, described and annotated by the platform team
+//! (`[route.tools]`, `[route.tools.override.NAME]`), and each client held to the tools
+//! its `[[clients]] tools` name: absent from its list, refused on call with a message
+//! that says why.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use mcp_edge_tests::{Gateway, Mcp, ServerProc, peer, text};
+use serde_json::{Value, json};
+
+async fn client_of(gw: &Gateway, token: &str) -> Mcp {
+    let mut mcp = gw.client("/mcp");
+    mcp.headers
+        .push(("authorization".into(), format!("Bearer {token}")));
+    mcp.initialize().await;
+    mcp
+}
+
+async fn tools(mcp: &mut Mcp) -> Vec<Value> {
+    let answer = mcp.call("tools/list", json!({})).await;
+    answer["tools"].as_array().unwrap().clone()
+}
+
+fn named<'a>(tools: &'a [Value], name: &str) -> &'a Value {
+    tools
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {tools:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_are_filtered_renamed_described_annotated_and_granted_per_client() {
+    let py1 = peer("py1/bin/python");
+    let dir = mcp_edge_tests::scratch_dir("curation-files");
+    let failing = dir.join("fail");
+    let fail_while = failing.display().to_string();
+    let server = ServerProc::start(
+        &py1,
+        &[
+            "tests/peers/fastmcp_server.py",
+            "--http",
+            "0",
+            "--fail-while",
+            &fail_while,
+        ],
+        &[],
+    );
+    let routes = format!(
+        "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n\
+         [[clients]]\nname = \"ops\"\ntoken = {{ env = \"CURATION_OPS\" }}\nroutes = [\"*\"]\n\n\
+         [[clients]]\nname = \"reader\"\ntoken = {{ env = \"CURATION_READER\" }}\nroutes = [\"fast\"]\n\
+         tools = [\"fast__find\", \"fast__add\"]\n\n\
+         [[route]]\nname = \"fast\"\nurl = \"http://127.0.0.1:{}/mcp\"\nprotocol = \"streamable-http\"\n\n\
+         [route.tools]\nexclude = [\"forget_sessions\", \"add_tool\", \"announce_tools\"]\n\n\
+         [route.tools.override.lookup]\nname = \"find\"\ndescription = \"Find a value by its key\"\n\n\
+         [route.tools.override.write]\nannotations = {{ destructiveHint = true, title = \"Write a key\" }}\n\n\
+         [route.tools.override.echo]\nannotations = {{ readOnlyHint = true }}\n",
+        server.port
+    );
+    let gw = Gateway::start_with_env(
+        "curation",
+        &routes,
+        &[
+            ("CURATION_OPS", "ops-token-3"),
+            ("CURATION_READER", "reader-token-4"),
+        ],
+    );
+
+    // The platform team's view of the route.
+    let mut ops = client_of(&gw, "ops-token-3").await;
+    let listed = tools(&mut ops).await;
+    let names: Vec<&str> = listed.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    for gone in [
+        "fast__lookup",
+        "fast__forget_sessions",
+        "fast__add_tool",
+        "fast__announce_tools",
+    ] {
+        assert!(!names.contains(&gone), "{gone} is listed: {names:?}");
+    }
+    let find = named(&listed, "fast__find");
+    assert_eq!(find["description"], "Find a value by its key", "{find}");
+    // What the server said and the override did not touch stays.
+    assert_eq!(find["annotations"]["readOnlyHint"], true, "{find}");
+    let write = named(&listed, "fast__write");
+    assert_eq!(write["annotations"]["destructiveHint"], true, "{write}");
+    assert_eq!(write["annotations"]["title"], "Write a key", "{write}");
+    assert_eq!(write["annotations"]["readOnlyHint"], false, "{write}");
+
+    // A renamed tool is called by its new name, and only by it.
+    let r = ops
+        .call(
+            "tools/call",
+            json!({ "name": "fast__find", "arguments": { "key": "k" } }),
+        )
+        .await;
+    assert_eq!(text(&r), "value of k");
+    let error = ops
+        .error(
+            "tools/call",
+            json!({ "name": "fast__lookup", "arguments": { "key": "k" } }),
+        )
+        .await;
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("Unknown tool: fast__lookup"),
+        "{error}"
+    );
+    let error = ops
+        .error(
+            "tools/call",
+            json!({ "name": "fast__forget_sessions", "arguments": {} }),
+        )
+        .await;
+    assert!(
+        error["message"].as_str().unwrap().contains("Unknown tool"),
+        "{error}"
+    );
+
+    // The reader sees and calls only its two tools.
+    let mut reader = client_of(&gw, "reader-token-4").await;
+    let listed = tools(&mut reader).await;
+    let mut names: Vec<&str> = listed.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["fast__add", "fast__find"]);
+    let r = reader
+        .call(
+            "tools/call",
+            json!({ "name": "fast__add", "arguments": { "a": 2, "b": 3 } }),
+        )
+        .await;
+    assert_eq!(text(&r), "5");
+    let error = reader
+        .error(
+            "tools/call",
+            json!({ "name": "fast__write", "arguments": { "key": "x" } }),
+        )
+        .await;
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("fast__write is not granted to client reader"),
+        "{error}"
+    );
+    // The write was never made.
+    let r = ops
+        .call(
+            "tools/call",
+            json!({ "name": "fast__writes", "arguments": {} }),
+        )
+        .await;
+    assert_eq!(text(&r), "");
+
+    // The retry policy reads the annotations as overridden: while the server answers
+    // 503, `echo` (marked read-only here) is retried, `write` (not) is not.
+    std::fs::write(&failing, b"").unwrap();
+    let retries = |gw: &Gateway| {
+        let admin = gw.admin;
+        async move {
+            let metrics = mcp_edge_tests::http(admin, "GET", "/metrics", &[], b"").await;
+            let text = String::from_utf8_lossy(&metrics.body).into_owned();
+            text.lines()
+                .find_map(|l| l.strip_prefix("mcp_edge_retries_total{route=\"fast\"} "))
+                .map_or(0, |v| v.trim().parse::<u64>().unwrap())
+        }
+    };
+    let before = retries(&gw).await;
+    ops.error(
+        "tools/call",
+        json!({ "name": "fast__write", "arguments": { "key": "y" } }),
+    )
+    .await;
+    assert_eq!(retries(&gw).await, before, "a write is not retried");
+    ops.error(
+        "tools/call",
+        json!({ "name": "fast__echo", "arguments": { "message": "m" } }),
+    )
+    .await;
+    assert!(retries(&gw).await > before, "a read-only tool is retried");
+    std::fs::remove_dir_all(dir).ok();
+}
