@@ -181,3 +181,105 @@ async fn tools_are_filtered_renamed_described_annotated_and_granted_per_client()
     assert!(retries(&gw).await > before, "a read-only tool is retried");
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// A virtual server: `/mcp/{server}` shows its chosen tools, prompts and resources
+/// across routes, with its own instructions; everything else is unknown there, and
+/// `/mcp` still shows everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_virtual_server_shows_only_what_it_chose_across_routes() {
+    let py1 = peer("py1/bin/python");
+    let server = ServerProc::start(&py1, &["tests/peers/fastmcp_server.py", "--http", "0"], &[]);
+    let routes = format!(
+        "[[route]]\nname = \"fast\"\nurl = \"http://127.0.0.1:{}/mcp\"\nprotocol = \"streamable-http\"\n\n\
+         [route.tools.override.lookup]\nname = \"find\"\n\n\
+         [[route]]\nname = \"demo\"\ncommand = [\"{{mcp_edge}}\", \"demo-tools\", \"--stdio\"]\n\n\
+         [[server]]\nname = \"triage\"\ntools = [\"fast__find\", \"demo__echo\"]\nprompts = [\"demo__*\"]\n\
+         resources = [\"demo\"]\ninstructions = \"Triage: find values and echo them back.\"\n",
+        server.port
+    );
+    let gw = Gateway::start("virtual-server", &routes);
+    let mut triage = gw.client("/mcp/triage");
+    let init = triage.initialize().await;
+    assert_eq!(
+        init["instructions"], "Triage: find values and echo them back.",
+        "{init}"
+    );
+    let mut names = triage.tool_names().await;
+    names.sort_unstable();
+    assert_eq!(names, ["demo__echo", "fast__find"]);
+    let r = triage
+        .call(
+            "tools/call",
+            json!({ "name": "fast__find", "arguments": { "key": "k" } }),
+        )
+        .await;
+    assert_eq!(text(&r), "value of k");
+    for (name, arguments) in [
+        ("demo__add", json!({ "a": 1, "b": 2 })),
+        ("fast__echo", json!({ "message": "m" })),
+    ] {
+        let error = triage
+            .error(
+                "tools/call",
+                json!({ "name": name, "arguments": arguments }),
+            )
+            .await;
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("Unknown tool: {name}")),
+            "{error}"
+        );
+    }
+    let prompts = triage.call("prompts/list", json!({})).await;
+    let prompts: Vec<&str> = prompts["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(prompts, ["demo__greet"]);
+    let resources = triage.call("resources/list", json!({})).await;
+    let uris: Vec<&str> = resources["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["uri"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        uris,
+        ["demo://readme"],
+        "the FastMCP route's resources stay out"
+    );
+    let error = triage
+        .error("resources/read", json!({ "uri": "peer://note" }))
+        .await;
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("Resource not found"),
+        "{error}"
+    );
+
+    // /mcp shows everything still.
+    let mut all = gw.client("/mcp");
+    all.initialize().await;
+    let names = all.tool_names().await;
+    assert!(
+        names.contains(&"demo__add".to_owned()) && names.contains(&"fast__echo".to_owned()),
+        "{names:?}"
+    );
+    // An endpoint that is neither a route nor a server.
+    let resp = gw.client("/mcp/nothing").post(&json!({
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": { "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "t", "version": "0" } }
+    })).await;
+    assert_eq!(resp.status, 404);
+    assert!(
+        String::from_utf8_lossy(&resp.body).contains("no route or server named `nothing`"),
+        "{:?}",
+        resp.body
+    );
+}

@@ -42,12 +42,30 @@ pub struct Config {
     pub clients: Vec<Client>,
     /// The tool servers, in file order.
     pub routes: Vec<Route>,
+    /// Virtual servers, in file order.
+    pub servers: Vec<VirtualServer>,
     /// The routes file's directory; relative paths were resolved against it.
     pub base_dir: PathBuf,
     /// Where certificate alerts go.
     pub alerts: Alerts,
     /// Traces and logs.
     pub telemetry: Telemetry,
+}
+
+/// A virtual server (`[[server]]`): `/mcp/{name}` over chosen tools, prompts and
+/// resources across routes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualServer {
+    /// Its name and endpoint.
+    pub name: String,
+    /// The tools it exposes (globs over `route__tool` names).
+    pub tools: Vec<Glob>,
+    /// The prompts it exposes (globs over `route__prompt` names).
+    pub prompts: Vec<Glob>,
+    /// The routes whose resources it exposes.
+    pub resources: Vec<String>,
+    /// What `initialize` tells its clients.
+    pub instructions: Option<String>,
 }
 
 /// `[alerts]`.
@@ -672,6 +690,7 @@ pub fn validate(spec: RoutesSpec, base_dir: &Path) -> (Config, Vec<Diagnostic>) 
         .collect();
     let routes = v.unique_routes(routes);
     let clients = v.clients(spec.clients, &routes);
+    let servers = v.servers(spec.servers, &routes, &separator);
     let alerts = Alerts {
         webhook: spec
             .alerts
@@ -710,6 +729,7 @@ pub fn validate(spec: RoutesSpec, base_dir: &Path) -> (Config, Vec<Diagnostic>) 
         trust,
         clients,
         routes,
+        servers,
         base_dir: base_dir.to_path_buf(),
         alerts,
         telemetry,
@@ -2033,6 +2053,80 @@ impl Validator<'_> {
     }
 
     /// Refuses duplicate names and colliding prefixes; keeps the first of each.
+    /// `[[server]]` tables: names apart from the routes' and each other's, patterns
+    /// that can match, routes that exist.
+    fn servers(
+        &mut self,
+        specs: Vec<spec::ServerSpec>,
+        routes: &[Route],
+        separator: &str,
+    ) -> Vec<VirtualServer> {
+        let mut out: Vec<VirtualServer> = Vec::new();
+        for spec in specs {
+            let name = spec.name.get_ref().clone();
+            if name.is_empty() || !name.chars().all(is_name_char) {
+                self.error(
+                    spec.name.span(),
+                    format!("server name `{name}` cannot be a path segment"),
+                    "use letters, digits, '_', '-' and '.'",
+                );
+                continue;
+            }
+            if routes.iter().any(|r| r.name == name) || out.iter().any(|s| s.name == name) {
+                self.error(
+                    spec.name.span(),
+                    format!("`{name}` names a route or another server already: /mcp/{name} would be ambiguous"),
+                    "give the server a name of its own",
+                );
+                continue;
+            }
+            let mut globs = |patterns: &[Spanned<String>], what: &str| -> Vec<Glob> {
+                patterns
+                    .iter()
+                    .map(|p| {
+                        if !p.get_ref().contains(separator) && p.get_ref() != "*" {
+                            self.warning(
+                                p.span(),
+                                format!("the {what} pattern `{}` has no `{separator}`, so it matches only routes without a prefix", p.get_ref()),
+                                &format!("write it as it shows on /mcp: \"route{separator}name\""),
+                            );
+                        }
+                        Glob(p.get_ref().clone())
+                    })
+                    .collect()
+            };
+            let tools = globs(&spec.tools, "tool");
+            let prompts = globs(&spec.prompts, "prompt");
+            let mut resources = Vec::new();
+            for route in &spec.resources {
+                if routes.iter().any(|r| &r.name == route.get_ref()) {
+                    resources.push(route.get_ref().clone());
+                } else {
+                    self.error(
+                        route.span(),
+                        format!("no route is called `{}`", route.get_ref()),
+                        "resources names the routes whose resources the server shows",
+                    );
+                }
+            }
+            if tools.is_empty() && prompts.is_empty() && resources.is_empty() {
+                self.warning(
+                    spec.name.span(),
+                    format!("server `{name}` exposes nothing"),
+                    "set tools, prompts or resources",
+                );
+            }
+            out.push(VirtualServer {
+                name,
+                tools,
+                prompts,
+                resources,
+                instructions: spec.instructions,
+            });
+        }
+        out
+    }
+
     fn unique_routes(&mut self, routes: Vec<Route>) -> Vec<Route> {
         let mut names: HashSet<String> = HashSet::new();
         let mut prefixes: HashMap<String, String> = HashMap::new();

@@ -90,12 +90,35 @@ pub struct RoutesSpec {
     /// The tool servers.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteSpec>,
+    /// Virtual servers: named endpoints over chosen tools, prompts and resources.
+    #[serde(default, rename = "server")]
+    pub servers: Vec<ServerSpec>,
     /// Where certificate alerts go.
     #[serde(default)]
     pub alerts: AlertsSpec,
     /// Traces and logs.
     #[serde(default)]
     pub telemetry: TelemetrySpec,
+}
+
+/// `[[server]]`: a named endpoint (`/mcp/{name}`) exposing chosen tools, prompts and
+/// resources across routes, with instructions of its own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSpec {
+    /// Its name: the endpoint is `/mcp/{name}`.
+    pub name: Spanned<String>,
+    /// The tools it exposes: globs over `route__tool` names.
+    #[serde(default)]
+    pub tools: Vec<Spanned<String>>,
+    /// The prompts it exposes: globs over `route__prompt` names.
+    #[serde(default)]
+    pub prompts: Vec<Spanned<String>>,
+    /// The routes whose resources it exposes.
+    #[serde(default)]
+    pub resources: Vec<Spanned<String>>,
+    /// What `initialize` tells clients about it.
+    pub instructions: Option<String>,
 }
 
 /// `[alerts]`.

@@ -501,3 +501,32 @@ fn client_tool_grants_are_globs_over_prefixed_names() {
         &["an empty tool pattern matches nothing"],
     );
 }
+
+#[test]
+fn virtual_servers_have_names_of_their_own_and_real_routes() {
+    let text = format!(
+        "{ROUTE}[[server]]\nname = \"triage\"\ntools = [\"a__read_*\"]\nresources = [\"a\"]\ninstructions = \"hi\"\n"
+    );
+    let (config, diags) = parse(&Source::new("routes.toml", &text));
+    assert!(diags.is_empty(), "{diags:?}");
+    let server = &config.unwrap().servers[0];
+    assert_eq!(
+        (server.name.as_str(), server.resources.len()),
+        ("triage", 1)
+    );
+    refused(
+        &format!("{ROUTE}[[server]]\nname = \"a\"\ntools = [\"a__x\"]\n"),
+        "5:8",
+        &["`a` names a route or another server already"],
+    );
+    refused(
+        &format!("{ROUTE}[[server]]\nname = \"s\"\nresources = [\"nope\"]\n"),
+        "6:14",
+        &["no route is called `nope`"],
+    );
+    refused(
+        &format!("{ROUTE}[[server]]\nname = \"s/x\"\ntools = [\"a__x\"]\n"),
+        "5:8",
+        &["cannot be a path segment"],
+    );
+}

@@ -15,7 +15,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::future::join_all;
 use mcp_edge_config::Secret;
-use mcp_edge_config::model::{AnnotationValue, Grant};
+use mcp_edge_config::model::{AnnotationValue, Grant, VirtualServer};
 use mcp_edge_policy::{Activity, Request};
 use mcp_edge_protocol::jsonrpc::{self, code};
 use mcp_edge_protocol::version::{self, Era};
@@ -94,6 +94,8 @@ pub struct Table {
     pub routes: Vec<Arc<RouteRt>>,
     /// Clients.
     pub clients: Arc<[ClientRt]>,
+    /// Virtual servers (`[[server]]`).
+    pub servers: Arc<[Arc<VirtualServer>]>,
     /// Requests without credentials are admitted (with every route).
     pub allow_anonymous: bool,
 }
@@ -498,6 +500,7 @@ impl Gateway {
             table: ArcSwap::from_pointee(Table {
                 routes,
                 clients: clients.into(),
+                servers: Arc::from(Vec::new()),
                 allow_anonymous: false,
             }),
             separator: separator.into(),
@@ -528,7 +531,19 @@ impl Gateway {
         self.table.store(Arc::new(Table {
             routes: old.routes.clone(),
             clients: old.clients.clone(),
+            servers: old.servers.clone(),
             allow_anonymous: allow,
+        }));
+    }
+
+    /// Puts the virtual servers in force (from routes.toml at start).
+    pub fn set_servers(&self, servers: &[VirtualServer]) {
+        let old = self.table();
+        self.table.store(Arc::new(Table {
+            routes: old.routes.clone(),
+            clients: old.clients.clone(),
+            servers: servers.iter().cloned().map(Arc::new).collect(),
+            allow_anonymous: old.allow_anonymous,
         }));
     }
 
@@ -584,34 +599,48 @@ impl Gateway {
         let client = principal.and_then(|p| table.clients.iter().find(|c| &*c.name == p));
         let grant = client.map(|c| &c.grant);
         let allowed = |r: &RouteRt| grant.is_none_or(|g| g.allows(&r.name));
-        let (routes, single): (Vec<Arc<RouteRt>>, bool) = match target {
-            None => (
-                table
+        let tools = client.and_then(|c| c.tools.clone());
+        let mut scope = Scope {
+            routes: Arc::from(Vec::new()),
+            single: false,
+            separator: self.separator.clone(),
+            tools,
+            server: None,
+        };
+        match target {
+            None => {
+                scope.routes = table
                     .routes
                     .iter()
                     .filter(|r| allowed(r))
                     .cloned()
-                    .collect(),
-                false,
-            ),
-            Some(name) => {
-                let route = table
-                    .routes
-                    .iter()
-                    .find(|r| r.name == name)
-                    .ok_or(ScopeError::NotFound)?;
-                if !allowed(route) {
-                    return Err(ScopeError::Forbidden);
-                }
-                (vec![route.clone()], true)
+                    .collect();
             }
-        };
-        Ok(Scope {
-            routes: routes.into(),
-            single,
-            separator: self.separator.clone(),
-            tools: client.and_then(|c| c.tools.clone()),
-        })
+            Some(name) => {
+                if let Some(route) = table.routes.iter().find(|r| r.name == name) {
+                    if !allowed(route) {
+                        return Err(ScopeError::Forbidden);
+                    }
+                    scope.routes = Arc::from(vec![route.clone()]);
+                    scope.single = true;
+                } else {
+                    let server = table
+                        .servers
+                        .iter()
+                        .find(|s| s.name == name)
+                        .ok_or(ScopeError::NotFound)?;
+                    scope.server = Some(server.clone());
+                    let routes: Vec<Arc<RouteRt>> = table
+                        .routes
+                        .iter()
+                        .filter(|r| allowed(r) && scope.relevant(r))
+                        .cloned()
+                        .collect();
+                    scope.routes = routes.into();
+                }
+            }
+        }
+        Ok(scope)
     }
 
     /// What the client may use: for one route, what its tool server offers; for the
@@ -662,6 +691,9 @@ impl Gateway {
     }
 
     fn instructions(scope: &Scope) -> Option<String> {
+        if let Some(instructions) = scope.server.as_ref().and_then(|s| s.instructions.clone()) {
+            return Some(instructions);
+        }
         let parts: Vec<String> = scope
             .routes
             .iter()
@@ -1140,7 +1172,10 @@ impl Gateway {
         let (route, shown) = ctx.scope.resolve(&name).ok_or_else(unknown)?;
         let upstream_name = if method == mcp::TOOLS_CALL {
             let upstream_name = route.naming.upstream(shown).ok_or_else(unknown)?;
-            if !ctx.scope.allows_tool(route, shown) {
+            if !ctx.scope.serves_tool(route, shown) {
+                return Err(unknown());
+            }
+            if !ctx.scope.grants_tool(route, shown) {
                 return Err(invalid_params(&format!(
                     "Tool {name} is not granted to client {}: its `tools` in routes.toml do not include it",
                     ctx.principal
@@ -1148,6 +1183,9 @@ impl Gateway {
             }
             upstream_name
         } else {
+            if !ctx.scope.allows_prompt(route, shown) {
+                return Err(unknown());
+            }
             shown
         };
         // Forwarded as it came unless the name is the route's own, not the client's.
@@ -1185,13 +1223,17 @@ impl Gateway {
             .ok()
             .and_then(|p| p.get_str("uri"))
             .ok_or_else(|| invalid_params("params.uri must be a string"))?;
-        let route = self.resource_route(ctx, &uri).await.ok_or_else(|| {
-            error_object(
-                code::RESOURCE_NOT_FOUND,
-                &format!("Resource not found: {uri}"),
-                Some(&json!({ "uri": uri })),
-            )
-        })?;
+        let route = self
+            .resource_route(ctx, &uri)
+            .await
+            .filter(|route| ctx.scope.shows(route, mcp::RESOURCES_LIST))
+            .ok_or_else(|| {
+                error_object(
+                    code::RESOURCE_NOT_FOUND,
+                    &format!("Resource not found: {uri}"),
+                    Some(&json!({ "uri": uri })),
+                )
+            })?;
         let deadline = route.deadline();
         let forward = |method| {
             self.forward(
@@ -1428,7 +1470,7 @@ impl Gateway {
             .cloned()
             .enumerate()
             .skip(start)
-            .filter(|(_, r)| r.offers(capability))
+            .filter(|(_, r)| r.offers(capability) && ctx.scope.shows(r, method))
             // A tool server still being initialized is not waited for: the list holds
             // what is up now, and the route says `list_changed` once it is up.
             .filter(|(_, r)| !r.upstream.state().starting)
@@ -1576,7 +1618,9 @@ impl Gateway {
                 .filter_map(|item| {
                     let mut object = RawObject::parse(item.get()).ok()?;
                     let name = object.get_str("name")?;
-                    if method == mcp::TOOLS_LIST && !ctx.scope.allows_tool(route, &name) {
+                    if method == mcp::TOOLS_LIST && !ctx.scope.allows_tool(route, &name)
+                        || method == mcp::PROMPTS_LIST && !ctx.scope.allows_prompt(route, &name)
+                    {
                         return None;
                     }
                     let exposed = ctx.scope.exposed(route, &name);

@@ -323,7 +323,7 @@ pub(crate) fn admit(
             ScopeError::NotFound => refuse(
                 StatusCode::NOT_FOUND,
                 code::INVALID_REQUEST,
-                &format!("no route named `{}`", target.unwrap_or_default()),
+                &format!("no route or server named `{}`", target.unwrap_or_default()),
             ),
             ScopeError::Forbidden => refuse(
                 StatusCode::FORBIDDEN,

@@ -169,6 +169,7 @@ pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
     );
     gateway.loopback_listener = config.gateway.listen.addr.ip().is_loopback();
     gateway.set_allow_anonymous(config.gateway.allow_anonymous);
+    gateway.set_servers(&config.servers);
     gateway.sink = Some(sink);
     gateway.certs = certs;
     let gateway = Arc::new(gateway);

@@ -214,6 +214,7 @@ impl Reloader {
         self.gw.swap_table(Table {
             routes,
             clients: clients.into(),
+            servers: config.servers.iter().cloned().map(Arc::new).collect(),
             allow_anonymous: config.gateway.allow_anonymous,
         });
         self.renew_sessions();
@@ -327,6 +328,7 @@ impl Reloader {
                     single: old.single,
                     separator: old.separator.clone(),
                     tools: None,
+                    server: None,
                 });
             session.set_scope(scope);
         }
