@@ -283,3 +283,63 @@ async fn a_virtual_server_shows_only_what_it_chose_across_routes() {
         resp.body
     );
 }
+
+/// `mcp-edge check --tools`: per client and endpoint, the tools it will see, asked of
+/// the tool servers through the gateway's own code; a route that does not answer is
+/// described by its rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_shows_each_clients_tools() {
+    let py1 = peer("py1/bin/python");
+    let server = ServerProc::start(&py1, &["tests/peers/fastmcp_server.py", "--http", "0"], &[]);
+    let dir = mcp_edge_tests::scratch_dir("check-tools");
+    std::fs::write(
+        dir.join("routes.toml"),
+        format!(
+            "[[clients]]\nname = \"ops\"\ntoken = {{ env = \"CHECK_OPS\" }}\nroutes = [\"*\"]\n\n\
+             [[clients]]\nname = \"reader\"\ntoken = {{ env = \"CHECK_READER\" }}\nroutes = [\"fast\"]\n\
+             tools = [\"fast__find\", \"fast__add\"]\n\n\
+             [[route]]\nname = \"fast\"\nurl = \"http://127.0.0.1:{}/mcp\"\nprotocol = \"streamable-http\"\n\n\
+             [route.tools.override.lookup]\nname = \"find\"\n\n\
+             [[route]]\nname = \"gone\"\nurl = \"http://127.0.0.1:9/mcp\"\n\n\
+             [route.tools]\nexclude = [\"drop_*\"]\n\n\
+             [[server]]\nname = \"triage\"\ntools = [\"fast__find\"]\n",
+            server.port
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(mcp_edge_tests::mcp_edge())
+        .current_dir(&dir)
+        .env("CHECK_OPS", "ops-token")
+        .env("CHECK_READER", "reader-token")
+        .args(["check", "--tools", "routes.toml"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "reader on /mcp: 2 tools: fast__add, fast__find\n",
+        "reader on /mcp/triage: 1 tool: fast__find\n",
+        "ops on /mcp/triage: 1 tool: fast__find\n",
+        "route gone did not answer; by its rules: exclude drop_*; prefix `gone`\n",
+    ] {
+        assert!(
+            stdout.contains(line),
+            "{line:?} missing from:\n{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let ops = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("ops on /mcp:"))
+        .unwrap();
+    assert!(
+        ops.contains("fast__find") && ops.contains("fast__write") && !ops.contains("fast__lookup"),
+        "{ops}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -29,6 +29,11 @@ pub struct CheckArgs {
     /// not exist on this machine (which `serve` refuses).
     #[arg(long)]
     pub strict: bool,
+    /// Also start the routes (as `serve` would, for at most 10 s) and show, per client
+    /// and endpoint, the tools it will see; a route whose tool server does not answer
+    /// is described by its rules.
+    #[arg(long)]
+    pub tools: bool,
 }
 
 /// How `check` prints.
@@ -115,14 +120,32 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     };
     let report = check(source, true);
     let passes = report.passes(args.strict);
+    let views = match (&report.config, &report.plan) {
+        (Some(config), Some(plan)) if args.tools && passes => Some(tool_views(config, plan)),
+        _ => None,
+    };
     match args.format {
-        Format::Json => println!("{:#}", to_json(&report, passes)),
+        Format::Json => {
+            let mut out = to_json(&report, passes);
+            if let Some(views) = &views {
+                out["tools"] = match views {
+                    Ok(views) => crate::tools::to_json(views),
+                    Err(e) => json!({ "error": e }),
+                };
+            }
+            println!("{out:#}");
+        }
         Format::Text => {
             for d in &report.diagnostics {
                 eprintln!("{d}\n");
             }
             if report.plan.is_some() {
                 print!("{}", to_text(&report));
+            }
+            match &views {
+                Some(Ok(views)) => print!("{}", crate::tools::to_text(views)),
+                Some(Err(e)) => eprintln!("mcp-edge: cannot ask the tool servers: {e}"),
+                None => {}
             }
             eprintln!("{}", summary(&report, passes));
         }
@@ -132,6 +155,15 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Starts the routes on a runtime of their own and asks for every client's tools.
+fn tool_views(config: &Config, plan: &Plan) -> Result<crate::tools::Views, String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(crate::tools::views(config, plan))
 }
 
 fn summary(report: &Report, passes: bool) -> String {

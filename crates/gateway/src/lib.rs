@@ -19,3 +19,4 @@ pub mod health;
 pub mod reload;
 pub mod serve;
 pub mod telemetry;
+pub mod tools;
