@@ -194,6 +194,44 @@ def build(stateless: bool = False, json_response: bool = False, resumable: bool 
         await ctx.session.send_tool_list_changed()
         return "announced"
 
+    # State kept per upstream session, as a stateful server keeps it.
+    notes: dict[int, str] = {}
+    pending: set = set()
+
+    @mcp.tool()
+    def remember(value: str, ctx: Context) -> str:
+        """Keep `value` for this session."""
+        notes[id(ctx.session)] = value
+        return "remembered"
+
+    @mcp.tool()
+    def recall(ctx: Context) -> str:
+        """What this session kept, or `nothing`."""
+        return notes.get(id(ctx.session), "nothing")
+
+    @mcp.tool()
+    def open_sessions() -> str:
+        """How many sessions the server holds."""
+        return str(len(mcp.session_manager._server_instances))
+
+    @mcp.tool()
+    async def tell_me_later(message: str, ctx: Context) -> str:
+        """After the call, send `message` as a log notification to this session only (on its GET stream)."""
+        import anyio
+
+        session = ctx.session
+
+        async def later() -> None:
+            await anyio.sleep(0.3)
+            await session.send_log_message(level="info", data=message, logger="peer")
+
+        import asyncio
+
+        task = asyncio.get_running_loop().create_task(later())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+        return "will tell"
+
     @mcp.tool()
     def forget_sessions() -> str:
         """Forget every session, as a restarted server would: the SDK then answers 404 to their ids."""

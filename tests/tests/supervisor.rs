@@ -40,6 +40,7 @@ fn call(method: &str, params: &Value, within: Duration) -> Call {
         events: None,
         traceparent: None,
         name: None,
+        session: None,
     }
 }
 

@@ -481,6 +481,7 @@ pub async fn probe(route: &RouteRt) {
             events: None,
             traceparent: None,
             name: None,
+            session: None,
         })
         .await;
     let error = outcome.err().map(|e| e.to_string());

@@ -19,6 +19,7 @@
 //! ```
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mcp_edge_protocol::Message;
@@ -42,6 +43,9 @@ pub struct Call {
     /// The tool, prompt or resource the call names (`Mcp-Name`), when the caller has
     /// read it already; otherwise the connector reads it from the params if it needs it.
     pub name: Option<String>,
+    /// The client session the call is made for: a route with an upstream session per
+    /// client makes it in that client's own session (`None`: the route's shared one).
+    pub session: Option<Arc<str>>,
 }
 
 /// Something that happens during a call. The message is boxed: every call makes a

@@ -380,6 +380,9 @@ pub struct Route {
     pub required: bool,
     /// How often the tool server is probed (`ping`); `None`: never.
     pub probe_interval: Option<Duration>,
+    /// An upstream session per client session (`sessions = "per-client"`), rather
+    /// than one shared by every client.
+    pub per_client: bool,
 }
 
 /// Where a tool server is.
@@ -1209,6 +1212,34 @@ impl Validator<'_> {
             Some(p) => (*p.get_ref(), Some(p.span())),
             None => (Protocol::Auto, None),
         };
+        let per_client = match &spec.sessions {
+            None => false,
+            Some(mode) if mode.get_ref() == "shared" => false,
+            Some(mode) if mode.get_ref() == "per-client" => {
+                let streamable = match &endpoint {
+                    Endpoint::Url(url) => matches!(url.scheme(), "http" | "https"),
+                    Endpoint::Address { .. } => true,
+                    Endpoint::Command(_) => false,
+                } && matches!(protocol, Protocol::Auto | Protocol::StreamableHttp)
+                    && more_urls.is_empty();
+                if !streamable {
+                    self.error(
+                        mode.span(),
+                        "sessions = \"per-client\" is served for one Streamable HTTP tool server only (not yet for stdio children, legacy SSE, WebSocket or balanced replicas)",
+                        "remove it, or point the route at one Streamable HTTP server",
+                    );
+                }
+                true
+            }
+            Some(mode) => {
+                self.error(
+                    mode.span(),
+                    format!("sessions `{}` is not known", mode.get_ref()),
+                    "use \"per-client\" or \"shared\"",
+                );
+                false
+            }
+        };
         if self.error_count() > errors_before {
             return None;
         }
@@ -1228,6 +1259,7 @@ impl Validator<'_> {
             policies,
             required,
             probe_interval,
+            per_client,
         })
     }
 

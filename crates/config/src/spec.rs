@@ -387,6 +387,9 @@ pub struct RouteSpec {
     /// How often the tool server is pinged while nothing else shows it is alive;
     /// `"0s"` turns probing off.
     pub probe_interval: Option<Spanned<HumanDuration>>,
+    /// `"per-client"`: an upstream session of its own for each client session;
+    /// `"shared"`: one for all.
+    pub sessions: Option<Spanned<String>>,
     /// Per-call deadline (overrides `[defaults]`).
     pub timeout: Option<Spanned<HumanDuration>>,
     /// Each attempt's deadline (overrides `[defaults]`).

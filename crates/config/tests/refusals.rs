@@ -530,3 +530,27 @@ fn virtual_servers_have_names_of_their_own_and_real_routes() {
         &["cannot be a path segment"],
     );
 }
+
+#[test]
+fn per_client_sessions_are_for_one_streamable_http_server() {
+    let text =
+        "[[route]]\nname = \"a\"\nurl = \"http://127.0.0.1:9/mcp\"\nsessions = \"per-client\"\n";
+    let (config, diags) = parse(&Source::new("routes.toml", text));
+    assert!(diags.is_empty(), "{diags:?}");
+    assert!(config.unwrap().routes[0].per_client);
+    refused(
+        "[[route]]\nname = \"a\"\ncommand = \"s\"\nsessions = \"per-client\"\n",
+        "4:12",
+        &["not yet for stdio children"],
+    );
+    refused(
+        "[[route]]\nname = \"a\"\nurl = \"ws://127.0.0.1:9/ws\"\nsessions = \"per-client\"\n",
+        "4:12",
+        &["per-client"],
+    );
+    refused(
+        "[[route]]\nname = \"a\"\ncommand = \"s\"\nsessions = \"each\"\n",
+        "4:12",
+        &["sessions `each` is not known"],
+    );
+}

@@ -398,6 +398,18 @@ struct Page {
     next: Option<String>,
 }
 
+/// Whether `session` may hold one more subscription (to `uri`).
+fn may_subscribe(session: &Session, uri: &str) -> Result<(), ErrorObject> {
+    if !session.subscribed(uri) && session.subscriptions() >= MAX_SUBSCRIPTIONS {
+        return Err(error_object(
+            code::INVALID_REQUEST,
+            &format!("this session holds {MAX_SUBSCRIPTIONS} subscriptions already"),
+            None,
+        ));
+    }
+    Ok(())
+}
+
 /// The items and `nextCursor` of a list's result; learns the tools' hints.
 fn list_page(route: &RouteRt, method: &str, key: &str, result: &RawValue) -> Option<Page> {
     let object = RawObject::parse(result.get()).ok()?;
@@ -982,6 +994,14 @@ impl Gateway {
                         stdio
                             .notify(message.method(), message.params.as_deref())
                             .await;
+                    } else if route.per_client
+                        && let Some(session) = &ctx.session
+                    {
+                        // The client's own upstream session: its roots are its own.
+                        let key: Arc<str> = Arc::from(session.id.as_str());
+                        route
+                            .notify(Some(&key), message.method(), message.params.as_deref())
+                            .await;
                     }
                 }
             }
@@ -1003,7 +1023,10 @@ impl Gateway {
             (None, Some(error)) => Reply::Error(error),
             (None, None) => return,
         };
-        ask.route.respond(&ask.upstream_id, reply).await;
+        let key = ask.route.per_client.then(|| Arc::from(session.id.as_str()));
+        ask.route
+            .respond(key.as_ref(), &ask.upstream_id, reply)
+            .await;
     }
 
     /// Forwards one call to a route, relaying its events to the client.
@@ -1041,6 +1064,11 @@ impl Gateway {
                 events: events.is_some().then_some(tx),
                 traceparent: ctx.traceparent.clone(),
                 name: tool.map(str::to_owned),
+                session: ctx
+                    .session
+                    .as_ref()
+                    .filter(|_| route.per_client)
+                    .map(|s| Arc::from(s.id.as_str())),
             },
             principal: ctx.principal.clone(),
             repeatable,
@@ -1142,7 +1170,14 @@ impl Gateway {
                             "the client cannot answer requests from the tool server on this connection",
                             None,
                         );
-                        route.respond(&upstream_id, Reply::Error(refusal)).await;
+                        let key = ctx
+                            .session
+                            .as_ref()
+                            .filter(|_| route.per_client)
+                            .map(|s| Arc::from(s.id.as_str()));
+                        route
+                            .respond(key.as_ref(), &upstream_id, Reply::Error(refusal))
+                            .await;
                     }
                 }
             }
@@ -1253,18 +1288,21 @@ impl Gateway {
         else {
             return forward(method).await;
         };
+        if route.per_client {
+            // The client's own upstream session holds its own subscriptions.
+            if method == mcp::RESOURCES_SUBSCRIBE {
+                may_subscribe(session, &uri)?;
+            }
+            let result = forward(method).await?;
+            session.subscribe(&uri, method == mcp::RESOURCES_SUBSCRIBE);
+            return Ok(result);
+        }
         // One upstream subscription per route and URI, however many clients hold it:
         // the first subscriber makes it, the last one to leave ends it, and one client's
         // unsubscribe never ends another's.
         let key = (route.name.clone(), uri.clone());
         if method == mcp::RESOURCES_SUBSCRIBE {
-            if !session.subscribed(&uri) && session.subscriptions() >= MAX_SUBSCRIPTIONS {
-                return Err(error_object(
-                    code::INVALID_REQUEST,
-                    &format!("this session holds {MAX_SUBSCRIPTIONS} subscriptions already"),
-                    None,
-                ));
-            }
+            may_subscribe(session, &uri)?;
             if lock(&self.upstream_subs).contains(&key) {
                 session.subscribe(&uri, true);
                 return Ok(jsonrpc::empty_object());
@@ -1315,6 +1353,7 @@ impl Gateway {
                     events: None,
                     traceparent: None,
                     name: None,
+                    session: None,
                 };
                 if let Err(e) = rt.upstream.call(call).await {
                     tracing::debug!(route = %rt.name, "unsubscribing an orphaned subscription failed: {e}");
@@ -1574,6 +1613,7 @@ impl Gateway {
                 events: None,
                 traceparent: None,
                 name: None,
+                session: None,
             };
             let after = match rt.upstream.call(call).await {
                 Ok(Reply::Result(result)) => list_page(&rt, method, list_key(method), &result),
@@ -1677,7 +1717,11 @@ impl Gateway {
     /// Handles what a route reports outside any call.
     pub fn route_event(self: &Arc<Self>, event: RouteEvent) {
         match event {
-            RouteEvent::Request { route, message } => self.unrelated_request(&route, message),
+            RouteEvent::Request {
+                route,
+                session,
+                message,
+            } => self.unrelated_request(&route, session.as_deref(), message),
             RouteEvent::Availability { route, up } => {
                 self.forget_resources(&route);
                 if let Some(rt) = self.route_named(&route) {
@@ -1692,7 +1736,16 @@ impl Gateway {
                     self.broadcast(&route, &jsonrpc::notification(method, None), |_| true);
                 }
             }
-            RouteEvent::Notification { route, message } => match message.method() {
+            RouteEvent::Notification {
+                route,
+                session: Some(session),
+                message,
+            } if !mcp::is_route_wide(message.method())
+                || message.method() == mcp::RESOURCES_UPDATED =>
+            {
+                self.to_owner(&route, &session, &message);
+            }
+            RouteEvent::Notification { route, message, .. } => match message.method() {
                 mcp::TOOLS_LIST_CHANGED => {
                     self.list_changed(&route, mcp::TOOLS_LIST, mcp::TOOLS_LIST_CHANGED);
                 }
@@ -1728,13 +1781,38 @@ impl Gateway {
         }
     }
 
+    /// A notification from one client's own upstream session: to that client alone
+    /// (a resource update only if it subscribed; a log message, which on a shared
+    /// session could be anyone's, is surely its own).
+    fn to_owner(&self, route: &str, session: &str, message: &Message) {
+        let Some(owner) = self.sessions.by_id(session) else {
+            return;
+        };
+        if !owner.is_initialized() || !owner.scope().contains(route) {
+            return;
+        }
+        let wanted = match message.method() {
+            mcp::RESOURCES_UPDATED => message
+                .params
+                .as_ref()
+                .and_then(|p| RawObject::parse(p.get()).ok())
+                .and_then(|p| p.get_str("uri"))
+                .is_some_and(|uri| owner.subscribed(&uri)),
+            mcp::LOG_MESSAGE | mcp::CANCELLED => true,
+            _ => false,
+        };
+        if wanted {
+            owner.push(message.to_bytes());
+        }
+    }
+
     /// A tool server's request that names no call (or that several calls could take):
     /// asked of one client of the route that can hear it (session era, initialized, a
     /// stream open: the GET stream, a legacy SSE or WebSocket stream, stdout), the one
     /// heard from last; refused when there is none. The answer goes back through
     /// [`Gateway::client_response`] like any other; unanswered, it is withdrawn after
     /// [`UNRELATED_ASK_TIMEOUT`] so that the ask does not outlive its use.
-    fn unrelated_request(&self, route: &str, mut message: Message) {
+    fn unrelated_request(&self, route: &str, owner: Option<&str>, mut message: Message) {
         let Some(upstream_id) = message.id.clone() else {
             return;
         };
@@ -1747,9 +1825,12 @@ impl Gateway {
         else {
             return;
         };
-        let client = self
-            .sessions
-            .all()
+        // From a client's own upstream session: that client, or no one.
+        let candidates = match owner {
+            Some(owner) => self.sessions.by_id(owner).into_iter().collect(),
+            None => self.sessions.all(),
+        };
+        let client = candidates
             .into_iter()
             .filter(|s| {
                 s.is_initialized()
@@ -1758,6 +1839,7 @@ impl Gateway {
                     && s.scope().contains(route)
             })
             .max_by_key(|s| s.last_seen());
+        let key: Option<Arc<str>> = owner.map(Arc::from);
         let Some(session) = client else {
             tracing::warn!(
                 route,
@@ -1769,7 +1851,10 @@ impl Gateway {
                 "no client of mcp-edge can answer this request: none has a call in flight on this route that can take it, nor an open stream",
                 None,
             );
-            tokio::spawn(async move { rt.respond(&upstream_id, Reply::Error(refusal)).await });
+            tokio::spawn(async move {
+                rt.respond(key.as_ref(), &upstream_id, Reply::Error(refusal))
+                    .await;
+            });
             return;
         };
         let client_id = session.ask(Ask {
@@ -1787,8 +1872,9 @@ impl Gateway {
             if let Some(ask) = session.answer(&client_id) {
                 let refusal =
                     error_object(code::TIMEOUT, "the client did not answer in time", None);
+                let key = ask.route.per_client.then(|| Arc::from(session.id.as_str()));
                 ask.route
-                    .respond(&ask.upstream_id, Reply::Error(refusal))
+                    .respond(key.as_ref(), &ask.upstream_id, Reply::Error(refusal))
                     .await;
             }
         });
@@ -1842,6 +1928,8 @@ pub enum RouteEvent {
     Notification {
         /// The route.
         route: String,
+        /// The client session whose own upstream session it came on, if any.
+        session: Option<Arc<str>>,
         /// The notification.
         message: Message,
     },
@@ -1849,6 +1937,8 @@ pub enum RouteEvent {
     Request {
         /// The route.
         route: String,
+        /// The client session whose own upstream session it came on, if any.
+        session: Option<Arc<str>>,
         /// The request.
         message: Message,
     },

@@ -320,7 +320,13 @@ pub struct Sessions {
     /// Sessions opened and not yet initialized, oldest first: the first to go when the
     /// process is full (entries of sessions since initialized or ended are skipped).
     unfinished: Mutex<VecDeque<String>>,
+    /// Told the id of every session that ends (DELETE, its stream gone, or swept), so
+    /// that what was opened for it upstream ends too.
+    on_end: std::sync::OnceLock<EndHook>,
 }
+
+/// What [`Sessions::on_end`] calls.
+type EndHook = Box<dyn Fn(&str) + Send + Sync>;
 
 impl Sessions {
     /// A store for at most `max` sessions, each swept after `idle` without activity.
@@ -343,7 +349,24 @@ impl Sessions {
             ended: Mutex::new(HashMap::new()),
             owners: Mutex::new(HashMap::new()),
             unfinished: Mutex::new(VecDeque::new()),
+            on_end: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Calls `hook` with the id of every session that ends from now on (once set).
+    pub fn on_end(&self, hook: impl Fn(&str) + Send + Sync + 'static) {
+        let _ = self.on_end.set(Box::new(hook));
+    }
+
+    fn ended_now(&self, id: &str) {
+        if let Some(hook) = self.on_end.get() {
+            hook(id);
+        }
+    }
+
+    /// The session with this id, whoever it belongs to, without counting as activity.
+    pub fn by_id(&self, id: &str) -> Option<Arc<Session>> {
+        lock(&self.map).get(id).cloned()
     }
 
     /// Takes one new session from `owner`'s bucket and one place from its quota.
@@ -570,6 +593,7 @@ impl Sessions {
         match removed {
             Some(session) => {
                 session.close();
+                self.ended_now(id);
                 true
             }
             None => false,
@@ -598,6 +622,7 @@ impl Sessions {
         let max_age = Duration::from_secs(crate::seal::MAX_AGE_SECS);
         lock(&self.ended).retain(|_, at| now.saturating_duration_since(*at) < max_age);
         let mut gone = Vec::new();
+        let mut ids = Vec::new();
         let swept = {
             let mut map = lock(&self.map);
             let before = map.len();
@@ -609,6 +634,7 @@ impl Sessions {
                 if !keep {
                     s.close();
                     gone.push(s.owner.clone());
+                    ids.push(s.id.clone());
                 }
                 keep
             });
@@ -617,6 +643,9 @@ impl Sessions {
         };
         for owner in &gone {
             self.give_back(owner);
+        }
+        for id in &ids {
+            self.ended_now(id);
         }
         // A client with no session and a full bucket leaves no trace.
         lock(&self.owners).retain(|_, share| {

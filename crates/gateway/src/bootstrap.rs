@@ -83,6 +83,7 @@ impl Sink for ChannelSink {
     fn notification(&self, route: &str, message: Message) {
         let _ = self.0.try_send(RouteEvent::Notification {
             route: route.to_owned(),
+            session: None,
             message,
         });
     }
@@ -91,6 +92,25 @@ impl Sink for ChannelSink {
         self.0
             .try_send(RouteEvent::Request {
                 route: route.to_owned(),
+                session: None,
+                message,
+            })
+            .is_ok()
+    }
+
+    fn notification_for(&self, route: &str, session: &Arc<str>, message: Message) {
+        let _ = self.0.try_send(RouteEvent::Notification {
+            route: route.to_owned(),
+            session: Some(session.clone()),
+            message,
+        });
+    }
+
+    fn request_for(&self, route: &str, session: &Arc<str>, message: Message) -> bool {
+        self.0
+            .try_send(RouteEvent::Request {
+                route: route.to_owned(),
+                session: Some(session.clone()),
                 message,
             })
             .is_ok()
@@ -173,6 +193,15 @@ pub fn build(config: &Config, plan: &Plan) -> Result<Arc<Gateway>, String> {
     gateway.sink = Some(sink);
     gateway.certs = certs;
     let gateway = Arc::new(gateway);
+    // A client session that ends takes its own upstream sessions with it.
+    let ending = Arc::downgrade(&gateway);
+    gateway.sessions.on_end(move |id| {
+        if let Some(gw) = ending.upgrade() {
+            for route in gw.table().routes.iter().filter(|r| r.per_client) {
+                route.end_session(id);
+            }
+        }
+    });
     let gw = Arc::downgrade(&gateway);
     tokio::spawn(async move {
         while let Some(event) = events_rx.recv().await {

@@ -206,6 +206,7 @@ pub mod testing {
                 events: None,
                 traceparent: None,
                 name: None,
+                session: None,
             },
             principal: "tester".into(),
             repeatable,

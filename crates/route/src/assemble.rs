@@ -140,6 +140,7 @@ fn http_config(
         .map_err(|e| format!("route `{}`: {e}", route.name))?;
     let mut cfg = HttpConfig::new(&route.name, uri);
     cfg.fallback_to_sse = route.protocol == Protocol::Auto;
+    cfg.per_client = route.per_client;
     cfg.headers = route_headers(route)?;
     cfg.max_message_bytes = config.gateway.max_message_bytes;
     if url.scheme() == "https" {
@@ -256,6 +257,7 @@ pub fn build_route(
         probe_interval: route.probe_interval,
         key: RouteKey::new(route, planned),
         lists: crate::lists::Lists::default(),
+        per_client: route.per_client,
     }))
 }
 

@@ -225,8 +225,12 @@ impl Balanced {
 
     /// Sends a notification to every replica.
     pub async fn notify(&self, method: &str, params: Option<&serde_json::value::RawValue>) {
-        futures_util::future::join_all(self.replicas.iter().map(|r| r.http.notify(method, params)))
-            .await;
+        futures_util::future::join_all(
+            self.replicas
+                .iter()
+                .map(|r| r.http.notify(None, method, params)),
+        )
+        .await;
     }
 
     /// Answers a request one replica made, by the id [`Balanced::call`] gave it.
@@ -234,7 +238,7 @@ impl Balanced {
         if let Some((index, original)) = untag(id)
             && let Some(replica) = self.replicas.get(index)
         {
-            replica.http.respond(&original, reply).await;
+            replica.http.respond(None, &original, reply).await;
         }
     }
 

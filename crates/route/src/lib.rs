@@ -94,6 +94,9 @@ pub struct RouteRt {
     pub key: RouteKey,
     /// Its lists, kept between clients until they change.
     pub lists: lists::Lists,
+    /// Each client session has an upstream session of its own (`sessions =
+    /// "per-client"`).
+    pub per_client: bool,
 }
 
 impl RouteRt {
@@ -135,19 +138,32 @@ impl RouteRt {
         }
     }
 
-    /// Sends a notification to the tool server.
-    pub async fn notify(&self, method: &str, params: Option<&serde_json::value::RawValue>) {
+    /// Sends a notification to the tool server (in the client's own session, on a route
+    /// with one per client).
+    pub async fn notify(
+        &self,
+        session: Option<&Arc<str>>,
+        method: &str,
+        params: Option<&serde_json::value::RawValue>,
+    ) {
         match &self.upstream {
-            Upstream::One(connector) => connector.notify(method, params).await,
+            Upstream::One(connector) => connector.notify(session, method, params).await,
             Upstream::Balanced(balanced) => balanced.notify(method, params).await,
         }
     }
 
-    /// Answers a request the tool server made.
-    pub async fn respond(&self, id: &Id, reply: Reply) {
+    /// Answers a request the tool server made, in the session it came from.
+    pub async fn respond(&self, session: Option<&Arc<str>>, id: &Id, reply: Reply) {
         match &self.upstream {
-            Upstream::One(connector) => connector.respond(id, reply).await,
+            Upstream::One(connector) => connector.respond(session, id, reply).await,
             Upstream::Balanced(balanced) => balanced.respond(id, reply).await,
+        }
+    }
+
+    /// A client session ended: its own upstream session on this route, if any, ends.
+    pub fn end_session(&self, session: &str) {
+        if let Upstream::One(connector) = &self.upstream {
+            connector.end_session(session);
         }
     }
 

@@ -126,23 +126,44 @@ impl Connector {
         }
     }
 
-    /// Sends a notification to the tool server.
-    pub async fn notify(&self, method: &str, params: Option<&RawValue>) {
+    /// Sends a notification to the tool server (in the client's own session, on a route
+    /// with one per client).
+    pub async fn notify(
+        &self,
+        session: Option<&Arc<str>>,
+        method: &str,
+        params: Option<&RawValue>,
+    ) {
         match self {
             Connector::Stdio(stdio) => stdio.notify(method, params).await,
-            Connector::Http(http) => http.notify(method, params).await,
+            Connector::Http(http) => http.notify(session, method, params).await,
             Connector::Link(link) => link.notify(method, params).await,
             Connector::Unserved(_) => {}
         }
     }
 
-    /// Answers a request the tool server made.
-    pub async fn respond(&self, id: &Id, reply: Reply) {
+    /// Answers a request the tool server made (in the session it came from).
+    pub async fn respond(&self, session: Option<&Arc<str>>, id: &Id, reply: Reply) {
         match self {
             Connector::Stdio(stdio) => stdio.respond(id, reply).await,
-            Connector::Http(http) => http.respond(id, reply).await,
+            Connector::Http(http) => http.respond(session, id, reply).await,
             Connector::Link(link) => link.respond(id, reply).await,
             Connector::Unserved(_) => {}
+        }
+    }
+
+    /// A client session ended: its own upstream session, if any, ends too.
+    pub fn end_session(&self, session: &str) {
+        if let Connector::Http(http) = self {
+            http.end_session(session);
+        }
+    }
+
+    /// Client sessions with an upstream session of their own.
+    pub fn client_sessions(&self) -> usize {
+        match self {
+            Connector::Http(http) => http.client_sessions(),
+            _ => 0,
         }
     }
 

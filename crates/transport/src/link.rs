@@ -357,6 +357,7 @@ async fn open(conn: &Arc<Conn>, cfg: &LinkConfig) -> Result<Arc<ServerInfo>, Str
             events: None,
             traceparent: None,
             name: None,
+            session: None,
         })
         .await
         .map_err(|e| format!("initialize failed: {e}"))?;

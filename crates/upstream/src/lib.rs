@@ -99,6 +99,18 @@ pub trait Sink: Send + Sync + 'static {
     }
     /// The route came up (with what it said about itself) or went down.
     fn availability(&self, route: &str, info: Option<Arc<ServerInfo>>);
+    /// A notification from one client's own upstream session (a route with a session
+    /// per client): it concerns that client only, unless it is route-wide news.
+    fn notification_for(&self, route: &str, session: &Arc<str>, message: Message) {
+        let _ = session;
+        self.notification(route, message);
+    }
+    /// A request from one client's own upstream session that no call in flight can
+    /// take: that client is asked.
+    fn request_for(&self, route: &str, session: &Arc<str>, message: Message) -> bool {
+        let _ = session;
+        self.request(route, message)
+    }
 }
 
 /// Which calls in flight could take a tool server's request that names none.

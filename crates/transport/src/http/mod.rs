@@ -14,6 +14,7 @@
 
 /// The HTTP/1.1 response parser, driven over a real loopback connection, for the fuzz
 /// target under `fuzz/` (not an API).
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
@@ -86,6 +87,11 @@ pub struct HttpConfig {
     /// When `initialize` is answered 400, 404 or 405, try the legacy HTTP+SSE
     /// transport at the same URL (the spec's back-compatibility rule; `protocol = "auto"`).
     pub fallback_to_sse: bool,
+    /// A session of its own for each client session a call names ([`Call::session`]),
+    /// opened at its first call and ended (DELETE) with the client's.
+    pub per_client: bool,
+    /// The most client sessions held at once; past it a new client's call is refused.
+    pub max_client_sessions: usize,
 }
 
 impl std::fmt::Debug for HttpConfig {
@@ -118,12 +124,22 @@ impl HttpConfig {
             backoff_max: Duration::from_secs(30),
             max_idle_connections: 256,
             fallback_to_sse: false,
+            per_client: false,
+            max_client_sessions: MAX_CLIENT_SESSIONS,
         }
     }
 }
 
+/// The default of [`HttpConfig::max_client_sessions`].
+pub const MAX_CLIENT_SESSIONS: usize = 1024;
+
+/// A client's own upstream session, once opened (see [`Http::client_remote`]).
+type ClientSlot = Arc<tokio::sync::Mutex<Option<Arc<Remote>>>>;
+
 /// The upstream MCP connection: era, session and what the server said.
 struct Remote {
+    /// The client session it serves alone (a route with a session per client).
+    owner: Option<Arc<str>>,
     stateless: bool,
     session: Option<HeaderValue>,
     version: HeaderValue,
@@ -213,6 +229,9 @@ struct Shared {
     closed: AtomicBool,
     /// The legacy HTTP+SSE link this server turned out to need, once it did.
     legacy: std::sync::OnceLock<crate::link::Link>,
+    /// Per client session, its own upstream session (see [`HttpConfig::per_client`]):
+    /// each slot is opened once, by its first call.
+    clients: Mutex<HashMap<Arc<str>, ClientSlot>>,
 }
 
 /// A Streamable HTTP tool server. Cheap to clone.
@@ -261,6 +280,7 @@ fn remote(
     info: Option<ServerInfo>,
 ) -> Remote {
     Remote {
+        owner: None,
         stateless,
         session,
         version,
@@ -317,6 +337,7 @@ impl Http {
                 attempted: watch::Sender::new(false),
                 closed: AtomicBool::new(false),
                 legacy: std::sync::OnceLock::new(),
+                clients: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -386,7 +407,11 @@ impl Http {
             None => mcp::routing_name(&call.method, call.params.as_deref()),
         };
         let name = call.name.as_deref().or(routed.as_deref());
-        let remote = match self.remote(call.deadline).await {
+        let remote = match &call.session {
+            Some(key) if self.shared.cfg.per_client => self.client_remote(key, call.deadline).await,
+            _ => self.remote(call.deadline).await,
+        };
+        let remote = match remote {
             Ok(remote) => remote,
             Err(e) => {
                 if let Some(link) = self.shared.legacy.get() {
@@ -454,12 +479,13 @@ impl Http {
         }
     }
 
-    /// Answers a request the tool server made during a call.
-    pub async fn respond(&self, id: &Id, reply: Reply) {
+    /// Answers a request the tool server made, in the session it came from: the
+    /// client's own for a route with a session per client, else the shared one.
+    pub async fn respond(&self, session: Option<&Arc<str>>, id: &Id, reply: Reply) {
         if let Some(link) = self.shared.legacy.get() {
             return link.respond(id, reply).await;
         }
-        let Some(remote) = lock(&self.shared.state).remote.clone() else {
+        let Some(remote) = self.current(session) else {
             return;
         };
         let message = reply.to_message(id);
@@ -470,12 +496,18 @@ impl Http {
         .await;
     }
 
-    /// Sends a notification to the tool server.
-    pub async fn notify(&self, method: &str, params: Option<&serde_json::value::RawValue>) {
+    /// Sends a notification to the tool server, in the client's own session when it
+    /// has one.
+    pub async fn notify(
+        &self,
+        session: Option<&Arc<str>>,
+        method: &str,
+        params: Option<&serde_json::value::RawValue>,
+    ) {
         if let Some(link) = self.shared.legacy.get() {
             return link.notify(method, params).await;
         }
-        let Some(remote) = lock(&self.shared.state).remote.clone() else {
+        let Some(remote) = self.current(session) else {
             return;
         };
         let message = jsonrpc::notification(method, params);
@@ -486,31 +518,92 @@ impl Http {
         .await;
     }
 
-    /// Ends the upstream session (DELETE, as the spec asks) and stops.
+    /// The session in force for a client: its own (a route with a session per client,
+    /// once its first call opened one), else the shared one.
+    fn current(&self, session: Option<&Arc<str>>) -> Option<Arc<Remote>> {
+        let own = session
+            .filter(|_| self.shared.cfg.per_client)
+            .and_then(|key| self.clients().get(key).cloned())
+            .and_then(|slot| slot.try_lock().ok().and_then(|held| held.clone()));
+        own.or_else(|| lock(&self.shared.state).remote.clone())
+    }
+
+    fn clients(&self) -> MutexGuard<'_, HashMap<Arc<str>, ClientSlot>> {
+        self.shared
+            .clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A client session ended: its own upstream session, if it had one, is ended too
+    /// (DELETE), in the background.
+    pub fn end_session(&self, session: &str) {
+        let Some(slot) = self.clients().remove(session) else {
+            return;
+        };
+        let http = self.clone();
+        tokio::spawn(async move {
+            let remote = slot.lock().await.take();
+            if let Some(remote) = remote {
+                tracing::debug!(route = %http.shared.cfg.route, "client session ended: ending its upstream session");
+                http.delete(&remote).await;
+            }
+        });
+    }
+
+    /// How many client sessions hold an upstream session of their own.
+    pub fn client_sessions(&self) -> usize {
+        self.clients().len()
+    }
+
+    /// Ends every upstream session (DELETE, as the spec asks) and stops.
     pub async fn shutdown(&self) {
         if let Some(link) = self.shared.legacy.get() {
             link.shutdown().await;
         }
         self.shared.closed.store(true, Ordering::Release);
-        let remote = lock(&self.shared.state).remote.take();
-        if let Some(remote) = remote
-            && let Some(session) = &remote.session
-        {
-            let mut request = Request::builder()
-                .method(Method::DELETE)
-                .uri(self.shared.cfg.url.clone());
-            for (k, v) in &self.shared.cfg.headers {
-                request = request.header(k, v);
+        let slots: Vec<ClientSlot> = self.clients().drain().map(|(_, slot)| slot).collect();
+        let mut remotes: Vec<Arc<Remote>> =
+            lock(&self.shared.state).remote.take().into_iter().collect();
+        for slot in slots {
+            if let Some(remote) = slot.lock().await.take() {
+                remotes.push(remote);
             }
-            if let Ok(request) = request.header(SESSION_HEADER, session).body(Bytes::new()) {
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(2), self.shared.pool.request(request))
-                        .await;
-            }
+        }
+        futures_util::future::join_all(remotes.iter().map(|r| self.delete(r))).await;
+    }
+
+    /// DELETEs a session, waiting at most 2 s.
+    async fn delete(&self, remote: &Remote) {
+        let Some(session) = &remote.session else {
+            return;
+        };
+        let mut request = Request::builder()
+            .method(Method::DELETE)
+            .uri(self.shared.cfg.url.clone());
+        for (k, v) in &self.shared.cfg.headers {
+            request = request.header(k, v);
+        }
+        if let Ok(request) = request.header(SESSION_HEADER, session).body(Bytes::new()) {
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.shared.pool.request(request))
+                .await;
         }
     }
 
     fn forget(&self, remote: &Arc<Remote>) {
+        if let Some(owner) = &remote.owner {
+            // A client's own session: the next call of that client opens a new one.
+            let mut clients = self.clients();
+            let same = clients.get(owner).is_some_and(|slot| {
+                slot.try_lock()
+                    .ok()
+                    .is_some_and(|held| held.as_ref().is_some_and(|r| Arc::ptr_eq(r, remote)))
+            });
+            if same {
+                clients.remove(owner);
+            }
+            return;
+        }
         let mut state = lock(&self.shared.state);
         if state
             .remote
@@ -521,6 +614,66 @@ impl Http {
         }
         drop(state);
         self.shared.sink.availability(&self.shared.cfg.route, None);
+    }
+
+    /// A client's own upstream session, opened by its first call (after the shared one:
+    /// a server without sessions needs none per client).
+    async fn client_remote(
+        &self,
+        key: &Arc<str>,
+        deadline: Instant,
+    ) -> Result<Arc<Remote>, UpstreamError> {
+        let shared = self.remote(deadline).await?;
+        if shared.stateless || shared.session.is_none() {
+            return Ok(shared);
+        }
+        let slot = {
+            let mut clients = self.clients();
+            match clients.get(key) {
+                Some(slot) => slot.clone(),
+                None => {
+                    let max = self.shared.cfg.max_client_sessions;
+                    if clients.len() >= max {
+                        return Err(UpstreamError::Unavailable {
+                            reason: format!(
+                                "the route holds {max} upstream sessions, one per client, its most; a new client's opens when one ends"
+                            ),
+                            retry_in: Some(Duration::from_secs(1)),
+                        });
+                    }
+                    let slot: ClientSlot = Arc::new(tokio::sync::Mutex::new(None));
+                    clients.insert(key.clone(), slot.clone());
+                    slot
+                }
+            }
+        };
+        let mut held = slot.lock().await;
+        if let Some(remote) = held.as_ref() {
+            return Ok(remote.clone());
+        }
+        let limit = deadline.min(Instant::now() + self.shared.cfg.init_timeout);
+        let opened = match tokio::time::timeout_at(limit, self.initialize(Some(key.clone()))).await
+        {
+            Ok(opened) => opened,
+            Err(_) => Err(UpstreamError::Unavailable {
+                reason: "no answer to initialize in time".into(),
+                retry_in: None,
+            }),
+        };
+        match opened {
+            Ok(remote) => {
+                *held = Some(remote.clone());
+                Ok(remote)
+            }
+            Err(e) => {
+                drop(held);
+                let mut clients = self.clients();
+                if clients.get(key).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                    clients.remove(key);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// The open connection, opening one if needed (one attempt at a time, with backoff
@@ -629,7 +782,7 @@ impl Http {
         if let Some(remote) = self.discover().await? {
             return Ok(remote);
         }
-        self.initialize().await
+        self.initialize(None).await
     }
 
     /// `server/discover`: the connection, when the server speaks 2026-07-28; `None`
@@ -671,7 +824,7 @@ impl Http {
 
     /// `initialize` and `notifications/initialized` (the session era), then the
     /// session's GET stream in a task of its own.
-    async fn initialize(&self) -> Result<Arc<Remote>, UpstreamError> {
+    async fn initialize(&self, owner: Option<Arc<str>>) -> Result<Arc<Remote>, UpstreamError> {
         let start = remote(
             false,
             None,
@@ -705,7 +858,9 @@ impl Http {
             mcp_edge_upstream::handshake::session_info(&result).map_err(UpstreamError::Protocol)?;
         let version = HeaderValue::from_str(&info.protocol_version)
             .map_err(|_| UpstreamError::Protocol("bad protocol version".into()))?;
-        let remote = Arc::new(remote(false, session, version, Some(info)));
+        let mut opened = remote(false, session, version, Some(info));
+        opened.owner = owner;
+        let remote = Arc::new(opened);
         let initialized = jsonrpc::notification(mcp::INITIALIZED, None);
         if let Err(Failure::Upstream(e)) = self
             .send(&remote, initialized, Some(mcp::INITIALIZED), None)
@@ -1012,6 +1167,22 @@ impl Http {
             .map_err(|e| connect_error(&e, self.shared.cfg.url.scheme_str() == Some("https")))
     }
 
+    /// A notification no call takes: to the client whose own session it came on, or to
+    /// the route.
+    fn hand_on(&self, remote: &Remote, message: Message) {
+        match &remote.owner {
+            Some(owner) => {
+                self.shared
+                    .sink
+                    .notification_for(&self.shared.cfg.route, owner, message);
+            }
+            None => self
+                .shared
+                .sink
+                .notification(&self.shared.cfg.route, message),
+        }
+    }
+
     /// Handles one message on a request's stream; the answer, when it is the answer.
     fn on_stream_message(
         &self,
@@ -1049,10 +1220,7 @@ impl Http {
                     Some(events) if !route_wide => {
                         let _ = events.try_send(CallEvent::Notification(Box::new(message)));
                     }
-                    _ => self
-                        .shared
-                        .sink
-                        .notification(&self.shared.cfg.route, message),
+                    _ => self.hand_on(remote, message),
                 }
                 None
             }
@@ -1079,6 +1247,7 @@ impl Http {
         );
         let this = self.clone();
         let remote = Remote {
+            owner: None,
             stateless: remote.stateless,
             session: remote.session.clone(),
             version: remote.version.clone(),
@@ -1140,10 +1309,7 @@ async fn listen(shared: Weak<Shared>, remote: Weak<Remote>) {
                             continue;
                         };
                         match message.kind() {
-                            Kind::Notification => http
-                                .shared
-                                .sink
-                                .notification(&http.shared.cfg.route, message),
+                            Kind::Notification => http.hand_on(&remote, message),
                             Kind::Request => {
                                 let id = message.id.clone();
                                 let relayed = match remote.only_taker() {
@@ -1152,9 +1318,17 @@ async fn listen(shared: Weak<Shared>, remote: Weak<Remote>) {
                                         .is_ok(),
                                     // No call to tie it to: a client of the route may
                                     // still answer it.
-                                    Taker::None => {
-                                        http.shared.sink.request(&http.shared.cfg.route, message)
-                                    }
+                                    Taker::None => match &remote.owner {
+                                        Some(owner) => http.shared.sink.request_for(
+                                            &http.shared.cfg.route,
+                                            owner,
+                                            message,
+                                        ),
+                                        None => http
+                                            .shared
+                                            .sink
+                                            .request(&http.shared.cfg.route, message),
+                                    },
                                     Taker::Several => false,
                                 };
                                 if !relayed {

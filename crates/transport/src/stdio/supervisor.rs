@@ -365,6 +365,7 @@ async fn handshake(
         events: None,
         traceparent: None,
         name: None,
+        session: None,
     });
     tokio::select! {
         reply = call => reply.map_err(|e| match e {
@@ -398,7 +399,7 @@ async fn serve(shared: &Shared, running: &mut Running) -> End {
                 let conn = running.conn.clone();
                 let deadline = Instant::now() + cfg.ping_timeout;
                 ping = Some(Box::pin(async move {
-                    conn.call(Call { method: mcp::PING.to_owned(), params: None, deadline, events: None, traceparent: None, name: None }).await
+                    conn.call(Call { method: mcp::PING.to_owned(), params: None, deadline, events: None, traceparent: None, name: None, session: None }).await
                 }));
             }
             result = async {

@@ -1,0 +1,147 @@
+//! Upstream sessions per client (`sessions = "per-client"`), against the official
+//! Python SDK's FastMCP server, which keeps state per session: two clients of one
+//! route see only their own state, subscriptions and notifications, and a client's
+//! upstream session ends with its own; under `sessions = "shared"` (one upstream
+//! session for all) the documented sharing holds.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::time::{Duration, Instant};
+
+use mcp_edge_tests::{EventStream, Gateway, Mcp, ServerProc, http, open_stream, peer, text};
+use serde_json::json;
+
+async fn tool(mcp: &mut Mcp, name: &str, arguments: serde_json::Value) -> String {
+    text(
+        &mcp.call(
+            "tools/call",
+            json!({ "name": name, "arguments": arguments }),
+        )
+        .await,
+    )
+}
+
+async fn get_stream(gw: &Gateway, mcp: &Mcp) -> EventStream {
+    let session = mcp.session.clone().unwrap();
+    let stream = open_stream(
+        gw.addr,
+        "GET",
+        "/mcp",
+        &[
+            ("accept", "text/event-stream"),
+            ("mcp-session-id", &session),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(stream.status, 200);
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_client_has_its_own_upstream_session_and_shared_routes_share_one() {
+    let py1 = peer("py1/bin/python");
+    let server = ServerProc::start(&py1, &["tests/peers/fastmcp_server.py", "--http", "0"], &[]);
+    let routes = format!(
+        "[[route]]\nname = \"mine\"\nurl = \"http://127.0.0.1:{port}/mcp\"\nprotocol = \"streamable-http\"\n\
+         sessions = \"per-client\"\n\n\
+         [[route]]\nname = \"ours\"\nurl = \"http://127.0.0.1:{port}/mcp\"\nprotocol = \"streamable-http\"\n\
+         sessions = \"shared\"\n",
+        port = server.port
+    );
+    let gw = Gateway::start("per-client-sessions", &routes);
+    let mut a = gw.client("/mcp");
+    a.initialize().await;
+    let mut b = gw.client("/mcp");
+    b.initialize().await;
+
+    // State: each client's own on `mine`, everyone's on `ours`.
+    assert_eq!(
+        tool(&mut a, "mine__remember", json!({ "value": "a" })).await,
+        "remembered"
+    );
+    assert_eq!(
+        tool(&mut b, "mine__remember", json!({ "value": "b" })).await,
+        "remembered"
+    );
+    assert_eq!(tool(&mut a, "mine__recall", json!({})).await, "a");
+    assert_eq!(tool(&mut b, "mine__recall", json!({})).await, "b");
+    assert_eq!(
+        tool(&mut a, "ours__remember", json!({ "value": "a" })).await,
+        "remembered"
+    );
+    assert_eq!(
+        tool(&mut b, "ours__remember", json!({ "value": "b" })).await,
+        "remembered"
+    );
+    assert_eq!(
+        tool(&mut a, "ours__recall", json!({})).await,
+        "b",
+        "one shared upstream session: the last writer wins for everyone"
+    );
+
+    // Notifications from a client's own session reach that client alone.
+    let mut a_stream = get_stream(&gw, &a).await;
+    let mut b_stream = get_stream(&gw, &b).await;
+    assert_eq!(
+        tool(&mut a, "mine__tell_me_later", json!({ "message": "for a" })).await,
+        "will tell"
+    );
+    let told = a_stream
+        .next_json(Duration::from_secs(10))
+        .await
+        .expect("a hears its own session's log message");
+    assert_eq!(told["method"], "notifications/message", "{told}");
+    assert_eq!(told["params"]["data"], "for a", "{told}");
+    assert!(
+        b_stream
+            .next_json(Duration::from_millis(800))
+            .await
+            .is_none(),
+        "b hears nothing of a's session"
+    );
+
+    // A subscription lives in the client's own upstream session.
+    let subscribed = a
+        .call("resources/subscribe", json!({ "uri": "peer://note" }))
+        .await;
+    assert_eq!(subscribed, json!({}), "{subscribed}");
+    assert_eq!(
+        tool(&mut b, "mine__touch", json!({ "uri": "peer://note" })).await,
+        "not subscribed"
+    );
+    assert_eq!(
+        tool(&mut a, "mine__touch", json!({ "uri": "peer://note" })).await,
+        "notified"
+    );
+
+    // The server holds the shared session plus one per client; a client that ends its
+    // session ends its upstream one.
+    let open = |s: String| s.parse::<u32>().unwrap();
+    let before = open(tool(&mut b, "mine__open_sessions", json!({})).await);
+    assert!(before >= 3, "{before}");
+    let session = a.session.clone().unwrap();
+    let deleted = http(
+        gw.addr,
+        "DELETE",
+        "/mcp",
+        &[("mcp-session-id", &session)],
+        b"",
+    )
+    .await;
+    assert!(deleted.status < 300, "{}", deleted.status);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = open(tool(&mut b, "mine__open_sessions", json!({})).await);
+        if now == before - 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {now} sessions upstream (was {before})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // b's own session is untouched.
+    assert_eq!(tool(&mut b, "mine__recall", json!({})).await, "b");
+}
