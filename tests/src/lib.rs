@@ -505,6 +505,24 @@ impl Mcp {
         headers
     }
 
+    /// Opens the session's GET stream (after [`Mcp::initialize`]); it must answer 200.
+    pub async fn get_stream(&self) -> EventStream {
+        let session = self.session.clone().unwrap_or_default();
+        let stream = open_stream(
+            self.addr,
+            "GET",
+            &self.path,
+            &[
+                ("accept", "text/event-stream"),
+                ("mcp-session-id", &session),
+            ],
+            b"",
+        )
+        .await;
+        assert_eq!(stream.status, 200, "the GET stream was refused");
+        stream
+    }
+
     /// POSTs one message; the raw response.
     pub async fn post(&self, message: &serde_json::Value) -> Resp {
         let headers = self.all_headers();

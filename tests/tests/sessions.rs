@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use mcp_edge_tests::{EventStream, Gateway, Mcp, ServerProc, http, open_stream, peer, text};
+use mcp_edge_tests::{Gateway, Mcp, ServerProc, http, peer, text};
 use serde_json::json;
 
 async fn tool(mcp: &mut Mcp, name: &str, arguments: serde_json::Value) -> String {
@@ -19,23 +19,6 @@ async fn tool(mcp: &mut Mcp, name: &str, arguments: serde_json::Value) -> String
         )
         .await,
     )
-}
-
-async fn get_stream(gw: &Gateway, mcp: &Mcp) -> EventStream {
-    let session = mcp.session.clone().unwrap();
-    let stream = open_stream(
-        gw.addr,
-        "GET",
-        "/mcp",
-        &[
-            ("accept", "text/event-stream"),
-            ("mcp-session-id", &session),
-        ],
-        b"",
-    )
-    .await;
-    assert_eq!(stream.status, 200);
-    stream
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,8 +64,8 @@ async fn each_client_has_its_own_upstream_session_and_shared_routes_share_one() 
     );
 
     // Notifications from a client's own session reach that client alone.
-    let mut a_stream = get_stream(&gw, &a).await;
-    let mut b_stream = get_stream(&gw, &b).await;
+    let mut a_stream = a.get_stream().await;
+    let mut b_stream = b.get_stream().await;
     assert_eq!(
         tool(&mut a, "mine__tell_me_later", json!({ "message": "for a" })).await,
         "will tell"

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use mcp_edge_tests::{Gateway, http, open_stream, text};
+use mcp_edge_tests::{Gateway, http, text};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,19 +22,7 @@ async fn sigterm_lets_calls_in_flight_finish_and_exits_zero() {
     // A session with an open GET stream, and a slow call in flight on another.
     let mut listener = gw.client("/mcp");
     listener.initialize().await;
-    let session = listener.session.clone().unwrap();
-    let mut stream = open_stream(
-        gw.addr,
-        "GET",
-        "/mcp",
-        &[
-            ("accept", "text/event-stream"),
-            ("mcp-session-id", &session),
-        ],
-        b"",
-    )
-    .await;
-    assert_eq!(stream.status, 200);
+    let mut stream = listener.get_stream().await;
     let mut caller = gw.client("/mcp");
     caller.initialize().await;
     let slow = tokio::spawn(async move {

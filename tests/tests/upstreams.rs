@@ -265,19 +265,7 @@ async fn lists_are_kept_and_clients_hear_list_changed_only_when_the_list_changed
     a.initialize().await;
     let mut b = gw.client("/mcp");
     b.initialize().await;
-    let session = a.session.clone().unwrap();
-    let mut stream = mcp_edge_tests::open_stream(
-        gw.addr,
-        "GET",
-        "/mcp",
-        &[
-            ("accept", "text/event-stream"),
-            ("mcp-session-id", &session),
-        ],
-        b"",
-    )
-    .await;
-    assert_eq!(stream.status, 200);
+    let mut stream = a.get_stream().await;
 
     let before = list_calls(&gw, "fast", "tools/list").await;
     for _ in 0..3 {
