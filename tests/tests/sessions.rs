@@ -128,3 +128,37 @@ async fn each_client_has_its_own_upstream_session_and_shared_routes_share_one() 
     // b's own session is untouched.
     assert_eq!(tool(&mut b, "mine__recall", json!({})).await, "b");
 }
+
+/// A client whose session moves to another replica (they share the session key) gets
+/// an upstream session of its own there at its next call, without noticing; the state
+/// it left on the first replica's upstream session does not move with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_moving_to_another_replica_gets_its_own_upstream_session_there() {
+    const KEY: &str = "8f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    let py1 = peer("py1/bin/python");
+    let server = ServerProc::start(&py1, &["tests/peers/fastmcp_server.py", "--http", "0"], &[]);
+    let routes = format!(
+        "[[route]]\nname = \"mine\"\nurl = \"http://127.0.0.1:{}/mcp\"\nprotocol = \"streamable-http\"\n",
+        server.port
+    );
+    let a = Gateway::start_with_env("moving-a", &routes, &[("MCP_EDGE_SESSION_KEY", KEY)]);
+    let b = Gateway::start_with_env("moving-b", &routes, &[("MCP_EDGE_SESSION_KEY", KEY)]);
+    let mut client = a.client("/mcp");
+    client.initialize().await;
+    assert_eq!(
+        tool(&mut client, "mine__remember", json!({ "value": "on a" })).await,
+        "remembered"
+    );
+    assert_eq!(tool(&mut client, "mine__recall", json!({})).await, "on a");
+    // The same session, now at replica b.
+    client.addr = b.addr;
+    assert_eq!(
+        tool(&mut client, "mine__recall", json!({})).await,
+        "nothing"
+    );
+    assert_eq!(
+        tool(&mut client, "mine__remember", json!({ "value": "on b" })).await,
+        "remembered"
+    );
+    assert_eq!(tool(&mut client, "mine__recall", json!({})).await, "on b");
+}

