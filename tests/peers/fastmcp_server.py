@@ -209,6 +209,17 @@ def build(stateless: bool = False, json_response: bool = False, resumable: bool 
         """What this session kept, or `nothing`."""
         return notes.get(id(ctx.session), "nothing")
 
+    levels: dict[int, str] = {}
+
+    @mcp._mcp_server.set_logging_level()
+    async def on_set_level(level) -> None:
+        levels[id(mcp._mcp_server.request_context.session)] = str(level)
+
+    @mcp.tool()
+    def my_level(ctx: Context) -> str:
+        """The log level this session set with logging/setLevel, or `unset`."""
+        return levels.get(id(ctx.session), "unset")
+
     @mcp.tool()
     def open_sessions() -> str:
         """How many sessions the server holds."""

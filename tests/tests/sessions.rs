@@ -1,6 +1,6 @@
 //! Upstream sessions per client (`sessions = "per-client"`), against the official
 //! Python SDK's FastMCP server, which keeps state per session: two clients of one
-//! route see only their own state, subscriptions and notifications, and a client's
+//! route see only their own state, log level, subscriptions and notifications, and a client's
 //! upstream session ends with its own; under `sessions = "shared"` (one upstream
 //! session for all) the documented sharing holds.
 
@@ -61,6 +61,21 @@ async fn each_client_has_its_own_upstream_session_and_shared_routes_share_one() 
         tool(&mut a, "ours__recall", json!({})).await,
         "b",
         "one shared upstream session: the last writer wins for everyone"
+    );
+
+    // Log levels: each client's own (logging/setLevel goes to its own session).
+    for (mcp, level) in [(&mut a, "debug"), (&mut b, "error")] {
+        let set = mcp
+            .call("logging/setLevel", json!({ "level": level }))
+            .await;
+        assert_eq!(set, json!({}), "{set}");
+    }
+    assert_eq!(tool(&mut a, "mine__my_level", json!({})).await, "debug");
+    assert_eq!(tool(&mut b, "mine__my_level", json!({})).await, "error");
+    assert_eq!(
+        tool(&mut a, "ours__my_level", json!({})).await,
+        "error",
+        "on the shared session the last level set is everyone's"
     );
 
     // Notifications from a client's own session reach that client alone.

@@ -101,6 +101,9 @@ enum Cmd {
         /// Serve Streamable HTTP (JSON responses) on this address.
         #[arg(long)]
         http: Option<std::net::SocketAddr>,
+        /// With `--http`: a session per `initialize` (a stateful server), not none.
+        #[arg(long, requires = "http")]
+        sessions: bool,
     },
     /// A byte relay to ADDR on an ephemeral loopback port: one more process, no parsing.
     Relay {
@@ -123,8 +126,10 @@ fn main() -> Result<(), Failure> {
         match args.command {
             Some(Cmd::ToolServer { stdio: true, .. }) => tool_server::stdio().await,
             Some(Cmd::ToolServer {
-                http: Some(addr), ..
-            }) => tool_server::http(addr).await,
+                http: Some(addr),
+                sessions,
+                ..
+            }) => tool_server::http(addr, sessions).await,
             Some(Cmd::ToolServer { .. }) => Err("tool-server needs --stdio or --http ADDR".into()),
             Some(Cmd::Relay { .. }) => Ok(()),
             Some(Cmd::Sessions(s)) => {
@@ -380,6 +385,7 @@ async fn run(mcp_edge: &Path, args: &RunArgs, tuning: procs::Tuning) -> Result<(
         }
     }
     let status_page = status_page_under_load(&gateway, args.rounds, warmup, duration).await?;
+    let per_client = per_client_costs(mcp_edge, args, tuning).await?;
     let reloads = if args.reloads > 0 {
         Some(reloads_under_load(&gateway, &url, args.reloads, tuning, warmup, duration).await?)
     } else {
@@ -417,6 +423,19 @@ async fn run(mcp_edge: &Path, args: &RunArgs, tuning: procs::Tuning) -> Result<(
         quiet.quantile(0.5),
     );
     found.status_page_ratio = Some(page_ratio);
+    let [shared, own] = &per_client.at_16;
+    println!(
+        "per-client upstream sessions (the default) at 16 connections: {:.0} calls/s, {:.1}us CPU/call, against {:.0} calls/s, {:.1}us on one shared session ({:.2}x); a new client's first call {:.3} ms (it opens the upstream session) against {:.3} ms for its next; {:.1} KB more in mcp-edge per client session with one open",
+        own.stats.rate(),
+        cpu_per_call(own),
+        shared.stats.rate(),
+        cpu_per_call(shared),
+        own.stats.rate() / shared.stats.rate(),
+        per_client.first_ms,
+        per_client.next_ms,
+        per_client.kb_per_session,
+    );
+    found.failed_calls += shared.stats.errors + own.stats.errors + per_client.failed;
     found.failed_calls += quiet.errors + polled.errors;
     summary(&found, &gateway, idle_rss_kb, reloads.as_ref(), tuning);
     gateway.stop().await;
@@ -446,6 +465,83 @@ async fn side_by_side<C: load::Caller, const N: usize>(
     measured
         .try_into()
         .map_err(|_| "a side-by-side measurement lost a target".into())
+}
+
+/// What upstream sessions per client cost.
+struct PerClient {
+    /// 16 connections on a shared upstream session, then on their own.
+    at_16: [Measured; 2],
+    /// Median latency of a new client's first call, which opens its upstream session.
+    first_ms: f64,
+    /// Median latency of its next call.
+    next_ms: f64,
+    /// mcp-edge's resident memory per client session holding an upstream session.
+    kb_per_session: f64,
+    /// Calls that failed.
+    failed: usize,
+}
+
+/// CPU time per call of a measurement, in microseconds.
+fn cpu_per_call(m: &Measured) -> f64 {
+    m.cpu.as_secs_f64() * 1e6 / m.stats.calls.max(1) as f64
+}
+
+/// Per-client upstream sessions against one shared session, on a tool server with
+/// sessions (the main one has none, so a session per client costs nothing there), behind
+/// a gateway of its own: 16 connections in turns on the `shared` route and on `http`
+/// (one upstream session each); then 200 new clients, each making two calls on `http`,
+/// for what opening an upstream session costs.
+async fn per_client_costs(
+    mcp_edge: &Path,
+    args: &RunArgs,
+    tuning: procs::Tuning,
+) -> Result<PerClient, Failure> {
+    let (_server, addr) = procs::http_tool_server_with_sessions().await?;
+    let routes = procs::routes_toml(&format!("http://{addr}/mcp"), false, tuning)?;
+    let gateway = Gateway::start(mcp_edge, &routes).await?;
+    let shared = sessions(gateway.addr, "shared__echo", 16).await?;
+    let own = sessions(gateway.addr, "http__echo", 16).await?;
+    let targets = vec![
+        Target {
+            workers: shared.into_iter().map(AnyCaller::Http).collect(),
+            pid: Some(gateway.pid),
+        },
+        Target {
+            workers: own.into_iter().map(AnyCaller::Http).collect(),
+            pid: Some(gateway.pid),
+        },
+    ];
+    let at_16: [Measured; 2] = side_by_side(targets, args).await?;
+    const NEW: usize = 200;
+    let before = usage::memory_kb(gateway.pid, "VmRSS");
+    let (mut first, mut next, mut failed) = (Vec::new(), Vec::new(), 0);
+    let mut held = Vec::with_capacity(NEW);
+    for _ in 0..NEW {
+        let mut session = HttpSession::open(gateway.addr, "/mcp", "http__echo").await?;
+        for latencies in [&mut first, &mut next] {
+            let started = std::time::Instant::now();
+            let id = load::IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if !load::Caller::call(&mut session, id).await {
+                failed += 1;
+            }
+            latencies.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+        held.push(session);
+    }
+    let after = usage::memory_kb(gateway.pid, "VmRSS");
+    drop(held);
+    gateway.stop().await;
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Ok(PerClient {
+        at_16,
+        first_ms: median(&mut first),
+        next_ms: median(&mut next),
+        kb_per_session: after.saturating_sub(before) as f64 / NEW as f64,
+        failed,
+    })
 }
 
 struct StatusPage {

@@ -25,6 +25,18 @@ pub(crate) async fn http_tool_server() -> Result<(Child, SocketAddr), Failure> {
     .await
 }
 
+/// The same tool server with a session per `initialize`, as a stateful server has.
+pub(crate) async fn http_tool_server_with_sessions() -> Result<(Child, SocketAddr), Failure> {
+    announced(
+        &["tool-server", "--http", "127.0.0.1:0", "--sessions"],
+        |line| {
+            line.strip_prefix("listening on http://")?
+                .strip_suffix("/mcp")
+        },
+    )
+    .await
+}
+
 /// A byte relay (`mcp-edge-bench relay`) to `to`, on an ephemeral loopback port.
 pub(crate) async fn relay(to: SocketAddr) -> Result<(Child, SocketAddr), Failure> {
     let to = to.to_string();
@@ -156,6 +168,13 @@ url = "{tool_server_url}"
 [[route]]
 name = "stdio"
 command = ["{}", "tool-server", "--stdio"]
+
+# The same tool server in one upstream session shared by every client (`http` has one
+# per client, the default): what per-client sessions cost, side by side.
+[[route]]
+name = "shared"
+url = "{tool_server_url}"
+sessions = "shared"
 "#,
         me.display()
     );

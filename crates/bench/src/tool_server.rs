@@ -93,11 +93,12 @@ pub(crate) async fn stdio() -> Result<(), Failure> {
     Ok(())
 }
 
-/// Serves `echo` over Streamable HTTP at `/mcp` with JSON responses and no sessions;
-/// prints `listening on http://ADDR/mcp` once bound.
-pub(crate) async fn http(bind: SocketAddr) -> Result<(), Failure> {
+/// Serves `echo` over Streamable HTTP at `/mcp` with JSON responses, without sessions or
+/// (`sessions`) with one per `initialize`; prints `listening on http://ADDR/mcp` once
+/// bound.
+pub(crate) async fn http(bind: SocketAddr, sessions: bool) -> Result<(), Failure> {
     let config = StreamableHttpServerConfig::default()
-        .with_legacy_session_mode(false)
+        .with_legacy_session_mode(sessions)
         .with_json_response(true);
     let service: StreamableHttpService<Echo, LocalSessionManager> =
         StreamableHttpService::new(|| Ok(Echo::new()), Arc::default(), config);
