@@ -177,3 +177,75 @@ async fn a_client_moving_to_another_replica_gets_its_own_upstream_session_there(
     );
     assert_eq!(tool(&mut client, "mine__recall", json!({})).await, "on b");
 }
+
+/// A stdio route with `sessions = "per-client"` runs a child per client session: each
+/// client's state is its own process's, at most `per_client_max` run at once (past it
+/// a new client's call is refused, saying why), and a child ends with its session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdio_route_runs_a_child_per_client_bounded_and_ended_with_its_session() {
+    let py1 = peer("py1/bin/python");
+    let routes = format!(
+        "[[route]]\nname = \"kid\"\ncommand = [\"{py1}\", \"{{repo}}/tests/peers/fastmcp_server.py\"]\n\
+         sessions = \"per-client\"\nper_client_max = 2\n"
+    );
+    let gw = Gateway::start("per-client-children", &routes);
+    let children = |gw: &Gateway| {
+        let admin = gw.admin;
+        async move {
+            let h = http(admin, "GET", "/health", &[], b"").await.json();
+            h["routes"][0]["client_sessions"].as_u64().unwrap()
+        }
+    };
+    let mut a = gw.client("/mcp");
+    a.initialize().await;
+    let mut b = gw.client("/mcp");
+    b.initialize().await;
+    let mut c = gw.client("/mcp");
+    c.initialize().await;
+    assert_eq!(
+        tool(&mut a, "kid__remember", json!({ "value": "a" })).await,
+        "remembered"
+    );
+    assert_eq!(
+        tool(&mut b, "kid__remember", json!({ "value": "b" })).await,
+        "remembered"
+    );
+    assert_eq!(tool(&mut a, "kid__recall", json!({})).await, "a");
+    assert_eq!(tool(&mut b, "kid__recall", json!({})).await, "b");
+    assert_eq!(children(&gw).await, 2);
+
+    // A third client finds the pool full.
+    let error = c
+        .error(
+            "tools/call",
+            json!({ "name": "kid__recall", "arguments": {} }),
+        )
+        .await;
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("the route runs 2 children, one per client, its most"),
+        "{error}"
+    );
+    assert!(
+        error["data"]["retry_after_ms"].as_u64().is_some(),
+        "{error}"
+    );
+
+    // a's session ends, and its child with it: c gets one.
+    let session = a.session.clone().unwrap();
+    let deleted = http(
+        gw.addr,
+        "DELETE",
+        "/mcp",
+        &[("mcp-session-id", &session)],
+        b"",
+    )
+    .await;
+    assert!(deleted.status < 300, "{}", deleted.status);
+    assert_eq!(children(&gw).await, 1);
+    assert_eq!(tool(&mut c, "kid__recall", json!({})).await, "nothing");
+    assert_eq!(tool(&mut b, "kid__recall", json!({})).await, "b");
+    assert_eq!(children(&gw).await, 2);
+}

@@ -210,6 +210,8 @@ fn route_json(route: &RouteRt, certs: &Watcher) -> Value {
         "in_flight": route.policy.bulkhead.in_flight(),
         "queue": route.policy.bulkhead.waiting(),
         "restarts": state.restarts,
+        "sessions": if route.per_client { "per-client" } else { "shared" },
+        "client_sessions": route.client_sessions(),
         "pid": state.pid,
         "protocol_version": state.protocol_version,
         "last_error": last_error,

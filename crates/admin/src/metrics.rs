@@ -307,6 +307,12 @@ fn route_gauges(admin: &Admin, e: &mut DescriptorEncoder<'_>) -> std::fmt::Resul
     )?;
     gauge(
         e,
+        "mcp_edge_client_upstream_sessions",
+        "Client sessions holding an upstream session (a child, on a stdio route) of their own (sessions = \"per-client\").",
+        per_route(admin, |r| r.client_sessions() as i64),
+    )?;
+    gauge(
+        e,
         "mcp_edge_breaker_state",
         "0 closed, 1 half-open, 2 open.",
         per_route(admin, |r| breaker_value(r.policy.breaker.snapshot().state)),

@@ -381,8 +381,11 @@ pub struct Route {
     /// How often the tool server is probed (`ping`); `None`: never.
     pub probe_interval: Option<Duration>,
     /// An upstream session per client session (`sessions = "per-client"`), rather
-    /// than one shared by every client.
+    /// than one shared by every client: for a stdio route, a child per client.
     pub per_client: bool,
+    /// The most upstream sessions (children, for a stdio route) held for clients at
+    /// once.
+    pub per_client_max: usize,
 }
 
 /// Where a tool server is.
@@ -1223,10 +1226,11 @@ impl Validator<'_> {
             None => streamable,
             Some(mode) if mode.get_ref() == "shared" => false,
             Some(mode) if mode.get_ref() == "per-client" => {
-                if !streamable {
+                let child = matches!(endpoint, Endpoint::Command(_));
+                if !streamable && !child {
                     self.error(
                         mode.span(),
-                        "sessions = \"per-client\" is served for one Streamable HTTP tool server only (not yet for stdio children, legacy SSE, WebSocket or balanced replicas)",
+                        "sessions = \"per-client\" is served for stdio routes and for one Streamable HTTP tool server (not yet for legacy SSE, WebSocket or balanced replicas)",
                         "remove it, or point the route at one Streamable HTTP server",
                     );
                 }
@@ -1241,6 +1245,18 @@ impl Validator<'_> {
                 false
             }
         };
+        let child_default = if matches!(endpoint, Endpoint::Command(_)) {
+            64
+        } else {
+            1024
+        };
+        let per_client_max = self.int(
+            spec.per_client_max.as_ref(),
+            child_default,
+            1,
+            100_000,
+            "per_client_max",
+        ) as usize;
         if self.error_count() > errors_before {
             return None;
         }
@@ -1261,6 +1277,7 @@ impl Validator<'_> {
             required,
             probe_interval,
             per_client,
+            per_client_max,
         })
     }
 

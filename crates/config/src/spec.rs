@@ -390,6 +390,8 @@ pub struct RouteSpec {
     /// `"per-client"`: an upstream session of its own for each client session;
     /// `"shared"`: one for all.
     pub sessions: Option<Spanned<String>>,
+    /// The most upstream sessions (children, for a stdio route) held for clients.
+    pub per_client_max: Option<Spanned<i64>>,
     /// Per-call deadline (overrides `[defaults]`).
     pub timeout: Option<Spanned<HumanDuration>>,
     /// Each attempt's deadline (overrides `[defaults]`).

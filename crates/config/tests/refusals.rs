@@ -538,10 +538,16 @@ fn per_client_sessions_are_for_one_streamable_http_server() {
     let (config, diags) = parse(&Source::new("routes.toml", text));
     assert!(diags.is_empty(), "{diags:?}");
     assert!(config.unwrap().routes[0].per_client);
+    let text =
+        "[[route]]\nname = \"a\"\ncommand = \"s\"\nsessions = \"per-client\"\nper_client_max = 3\n";
+    let (config, diags) = parse(&Source::new("routes.toml", text));
+    assert!(diags.is_empty(), "{diags:?}");
+    let route = &config.unwrap().routes[0];
+    assert!(route.per_client && route.per_client_max == 3);
     refused(
-        "[[route]]\nname = \"a\"\ncommand = \"s\"\nsessions = \"per-client\"\n",
-        "4:12",
-        &["not yet for stdio children"],
+        "[[route]]\nname = \"a\"\ncommand = \"s\"\nper_client_max = 0\n",
+        "4:18",
+        &["per_client_max = 0 is out of range"],
     );
     refused(
         "[[route]]\nname = \"a\"\nurl = \"ws://127.0.0.1:9/ws\"\nsessions = \"per-client\"\n",

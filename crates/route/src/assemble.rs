@@ -14,7 +14,7 @@ use mcp_edge_config::Protocol;
 use mcp_edge_config::model::{Config, Endpoint};
 use mcp_edge_router::Transport;
 use mcp_edge_transport::{
-    Connector, Http, HttpConfig, Link, LinkConfig, LinkKind, Sink, Stdio, StdioConfig,
+    Connector, Http, HttpConfig, Link, LinkConfig, LinkKind, Sink, Stdio, StdioConfig, StdioPool,
 };
 
 use crate::Upstream;
@@ -141,6 +141,7 @@ fn http_config(
     let mut cfg = HttpConfig::new(&route.name, uri);
     cfg.fallback_to_sse = route.protocol == Protocol::Auto;
     cfg.per_client = route.per_client;
+    cfg.max_client_sessions = route.per_client_max;
     cfg.headers = route_headers(route)?;
     cfg.max_message_bytes = config.gateway.max_message_bytes;
     if url.scheme() == "https" {
@@ -213,7 +214,12 @@ pub fn build_route(
     let upstream = match (&planned.transport, &route.endpoint) {
         (Transport::Stdio(command), Endpoint::Command(_)) => {
             let cfg = stdio_config(config, route, command)?;
-            Upstream::One(Connector::Stdio(Stdio::spawn(cfg, sink.clone())))
+            if route.per_client {
+                let pool = StdioPool::spawn(cfg, sink.clone(), route.per_client_max);
+                Upstream::One(Connector::StdioPool(pool))
+            } else {
+                Upstream::One(Connector::Stdio(Stdio::spawn(cfg, sink.clone())))
+            }
         }
         (Transport::Network { url, .. }, _) if !planned.more_urls.is_empty() => {
             balanced_upstream(config, route, url, &planned.more_urls, sink, &hook)

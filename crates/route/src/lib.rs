@@ -160,6 +160,14 @@ impl RouteRt {
         }
     }
 
+    /// Client sessions holding an upstream session (or a child) of their own here.
+    pub fn client_sessions(&self) -> usize {
+        match &self.upstream {
+            Upstream::One(connector) => connector.client_sessions(),
+            Upstream::Balanced(_) => 0,
+        }
+    }
+
     /// A client session ended: its own upstream session on this route, if any, ends.
     pub fn end_session(&self, session: &str) {
         if let Upstream::One(connector) = &self.upstream {

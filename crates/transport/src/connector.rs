@@ -13,13 +13,15 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 
 use crate::http::HttpStatus;
-use crate::{Call, Http, Link, Phase, Reply, ServerInfo, Stdio, UpstreamError};
+use crate::{Call, Http, Link, Phase, Reply, ServerInfo, Stdio, StdioPool, UpstreamError};
 
 /// How a route reaches its tool server. Cheap to clone: clones share the connection.
 #[derive(Clone)]
 pub enum Connector {
     /// A supervised child process.
     Stdio(Stdio),
+    /// A supervised child process per client session (and the route's own).
+    StdioPool(StdioPool),
     /// A Streamable HTTP server.
     Http(Http),
     /// A legacy HTTP+SSE or WebSocket server.
@@ -59,21 +61,24 @@ impl From<HttpStatus> for State {
     }
 }
 
+/// A child's state.
+fn stdio_state(s: crate::stdio::Status) -> State {
+    State {
+        up: s.phase == Phase::Ready,
+        starting: s.phase == Phase::Starting,
+        pid: s.pid,
+        restarts: s.restarts,
+        last_error: s.last_error,
+        protocol_version: s.info.map(|i| i.protocol_version.clone()),
+    }
+}
+
 impl Connector {
     /// The connector's state.
     pub fn state(&self) -> State {
         match self {
-            Connector::Stdio(stdio) => {
-                let s = stdio.status();
-                State {
-                    up: s.phase == Phase::Ready,
-                    starting: s.phase == Phase::Starting,
-                    pid: s.pid,
-                    restarts: s.restarts,
-                    last_error: s.last_error,
-                    protocol_version: s.info.map(|i| i.protocol_version.clone()),
-                }
-            }
+            Connector::Stdio(stdio) => stdio_state(stdio.status()),
+            Connector::StdioPool(pool) => stdio_state(pool.status()),
             Connector::Http(http) => http.status().into(),
             Connector::Link(link) => {
                 let s = link.status();
@@ -97,6 +102,7 @@ impl Connector {
     pub fn info(&self) -> Option<Arc<ServerInfo>> {
         match self {
             Connector::Stdio(stdio) => stdio.status().info,
+            Connector::StdioPool(pool) => pool.info(),
             Connector::Http(http) => http.status().info,
             Connector::Link(link) => link.status().info,
             Connector::Unserved(_) => None,
@@ -107,6 +113,7 @@ impl Connector {
     pub async fn call(&self, call: Call) -> Result<Reply, UpstreamError> {
         match self {
             Connector::Stdio(stdio) => stdio.call(call).await,
+            Connector::StdioPool(pool) => pool.call(call).await,
             Connector::Http(http) => http.call(call).await,
             Connector::Link(link) => link.call(call).await,
             Connector::Unserved(why) => Err(UpstreamError::Unavailable {
@@ -120,6 +127,7 @@ impl Connector {
     pub async fn first_attempt(&self, deadline: Instant) {
         match self {
             Connector::Stdio(stdio) => stdio.first_attempt(deadline).await,
+            Connector::StdioPool(pool) => pool.base().first_attempt(deadline).await,
             Connector::Http(http) => http.first_attempt(deadline).await,
             Connector::Link(link) => link.first_attempt(deadline).await,
             Connector::Unserved(_) => {}
@@ -136,6 +144,7 @@ impl Connector {
     ) {
         match self {
             Connector::Stdio(stdio) => stdio.notify(method, params).await,
+            Connector::StdioPool(pool) => pool.notify(session, method, params).await,
             Connector::Http(http) => http.notify(session, method, params).await,
             Connector::Link(link) => link.notify(method, params).await,
             Connector::Unserved(_) => {}
@@ -146,6 +155,7 @@ impl Connector {
     pub async fn respond(&self, session: Option<&Arc<str>>, id: &Id, reply: Reply) {
         match self {
             Connector::Stdio(stdio) => stdio.respond(id, reply).await,
+            Connector::StdioPool(pool) => pool.respond(session, id, reply).await,
             Connector::Http(http) => http.respond(session, id, reply).await,
             Connector::Link(link) => link.respond(id, reply).await,
             Connector::Unserved(_) => {}
@@ -154,8 +164,10 @@ impl Connector {
 
     /// A client session ended: its own upstream session, if any, ends too.
     pub fn end_session(&self, session: &str) {
-        if let Connector::Http(http) = self {
-            http.end_session(session);
+        match self {
+            Connector::Http(http) => http.end_session(session),
+            Connector::StdioPool(pool) => pool.end_session(session),
+            _ => {}
         }
     }
 
@@ -163,6 +175,7 @@ impl Connector {
     pub fn client_sessions(&self) -> usize {
         match self {
             Connector::Http(http) => http.client_sessions(),
+            Connector::StdioPool(pool) => pool.client_sessions(),
             _ => 0,
         }
     }
@@ -171,6 +184,7 @@ impl Connector {
     pub async fn shutdown(&self) {
         match self {
             Connector::Stdio(stdio) => stdio.shutdown().await,
+            Connector::StdioPool(pool) => pool.shutdown().await,
             Connector::Http(http) => http.shutdown().await,
             Connector::Link(link) => link.shutdown().await,
             Connector::Unserved(_) => {}
