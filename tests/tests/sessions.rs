@@ -249,3 +249,61 @@ async fn a_stdio_route_runs_a_child_per_client_bounded_and_ended_with_its_sessio
     assert_eq!(tool(&mut b, "kid__recall", json!({})).await, "b");
     assert_eq!(children(&gw).await, 2);
 }
+
+/// Legacy HTTP+SSE and WebSocket routes (FastMCP over both): by default each client gets
+/// a connection of its own, so each its own session and state; it ends with the
+/// client's session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_sse_and_websocket_routes_give_each_client_its_own_connection() {
+    let py1 = peer("py1/bin/python");
+    let sse = ServerProc::start(&py1, &["tests/peers/fastmcp_server.py", "--sse", "0"], &[]);
+    let ws = ServerProc::start(&py1, &["tests/peers/fastmcp_server.py", "--ws", "0"], &[]);
+    let routes = format!(
+        "[[route]]\nname = \"sse\"\nurl = \"http://127.0.0.1:{}/sse\"\nprotocol = \"sse\"\n\n\
+         [[route]]\nname = \"ws\"\nurl = \"ws://127.0.0.1:{}/ws\"\n",
+        sse.port, ws.port
+    );
+    let gw = Gateway::start("per-client-links", &routes);
+    let mut a = gw.client("/mcp");
+    a.initialize().await;
+    let mut b = gw.client("/mcp");
+    b.initialize().await;
+    for route in ["sse", "ws"] {
+        let (remember, recall) = (format!("{route}__remember"), format!("{route}__recall"));
+        assert_eq!(
+            tool(&mut a, &remember, json!({ "value": "a" })).await,
+            "remembered"
+        );
+        assert_eq!(
+            tool(&mut b, &remember, json!({ "value": "b" })).await,
+            "remembered"
+        );
+        assert_eq!(tool(&mut a, &recall, json!({})).await, "a", "{route}");
+        assert_eq!(tool(&mut b, &recall, json!({})).await, "b", "{route}");
+    }
+    let held = |gw: &Gateway| {
+        let admin = gw.admin;
+        async move {
+            let h = http(admin, "GET", "/health", &[], b"").await.json();
+            h["routes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["client_sessions"].as_u64().unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(held(&gw).await, [2, 2]);
+    let session = a.session.clone().unwrap();
+    let deleted = http(
+        gw.addr,
+        "DELETE",
+        "/mcp",
+        &[("mcp-session-id", &session)],
+        b"",
+    )
+    .await;
+    assert!(deleted.status < 300, "{}", deleted.status);
+    assert_eq!(held(&gw).await, [1, 1]);
+    assert_eq!(tool(&mut b, "ws__recall", json!({})).await, "b");
+}

@@ -1215,23 +1215,18 @@ impl Validator<'_> {
             Some(p) => (*p.get_ref(), Some(p.span())),
             None => (Protocol::Auto, None),
         };
-        // Per client is served for one Streamable HTTP server, and the default there.
-        let streamable = match &endpoint {
-            Endpoint::Url(url) => matches!(url.scheme(), "http" | "https"),
-            Endpoint::Address { .. } => true,
-            Endpoint::Command(_) => false,
-        } && matches!(protocol, Protocol::Auto | Protocol::StreamableHttp)
-            && more_urls.is_empty();
+        // Per client is the default for a network route to one server; for a stdio
+        // route (a process per client) it is a choice.
+        let network = !matches!(endpoint, Endpoint::Command(_)) && more_urls.is_empty();
         let per_client = match &spec.sessions {
-            None => streamable,
+            None => network,
             Some(mode) if mode.get_ref() == "shared" => false,
             Some(mode) if mode.get_ref() == "per-client" => {
-                let child = matches!(endpoint, Endpoint::Command(_));
-                if !streamable && !child {
+                if !network && !matches!(endpoint, Endpoint::Command(_)) {
                     self.error(
                         mode.span(),
-                        "sessions = \"per-client\" is served for stdio routes and for one Streamable HTTP tool server (not yet for legacy SSE, WebSocket or balanced replicas)",
-                        "remove it, or point the route at one Streamable HTTP server",
+                        "sessions = \"per-client\" is not served for balanced replicas (`urls`) yet",
+                        "remove it, or point the route at one server",
                     );
                 }
                 true

@@ -549,10 +549,17 @@ fn per_client_sessions_are_for_one_streamable_http_server() {
         "4:18",
         &["per_client_max = 0 is out of range"],
     );
+    let text = "[[route]]\nname = \"a\"\nurl = \"ws://127.0.0.1:9/ws\"\n";
+    let (config, diags) = parse(&Source::new("routes.toml", text));
+    assert!(diags.is_empty(), "{diags:?}");
+    assert!(
+        config.unwrap().routes[0].per_client,
+        "the default for a network route"
+    );
     refused(
-        "[[route]]\nname = \"a\"\nurl = \"ws://127.0.0.1:9/ws\"\nsessions = \"per-client\"\n",
+        "[[route]]\nname = \"a\"\nurls = [\"http://127.0.0.1:9/mcp\", \"http://127.0.0.1:10/mcp\"]\nsessions = \"per-client\"\n",
         "4:12",
-        &["per-client"],
+        &["not served for balanced replicas"],
     );
     refused(
         "[[route]]\nname = \"a\"\ncommand = \"s\"\nsessions = \"each\"\n",

@@ -14,7 +14,8 @@ use mcp_edge_config::Protocol;
 use mcp_edge_config::model::{Config, Endpoint};
 use mcp_edge_router::Transport;
 use mcp_edge_transport::{
-    Connector, Http, HttpConfig, Link, LinkConfig, LinkKind, Sink, Stdio, StdioConfig, StdioPool,
+    Connector, Http, HttpConfig, Link, LinkConfig, LinkKind, LinkPool, Sink, Stdio, StdioConfig,
+    StdioPool,
 };
 
 use crate::Upstream;
@@ -177,14 +178,13 @@ fn balanced_upstream(
     Ok(Balanced { replicas })
 }
 
-fn link_upstream(
+fn link_config(
     config: &Config,
     route: &mcp_edge_config::Route,
     url: &url::Url,
     kind: LinkKind,
-    sink: Arc<dyn Sink>,
     hook: &OnHandshake,
-) -> Result<Link, String> {
+) -> Result<LinkConfig, String> {
     let uri: http::Uri = url
         .as_str()
         .parse()
@@ -198,7 +198,7 @@ fn link_upstream(
         cfg.server_name = route.tls.as_ref().and_then(|t| t.server_name.clone());
         cfg.on_handshake = Some(hook.clone());
     }
-    Ok(Link::spawn(cfg, sink))
+    Ok(cfg)
 }
 
 /// Starts one route: its connector and its policies. Must run inside tokio.
@@ -215,7 +215,7 @@ pub fn build_route(
         (Transport::Stdio(command), Endpoint::Command(_)) => {
             let cfg = stdio_config(config, route, command)?;
             if route.per_client {
-                let pool = StdioPool::spawn(cfg, sink.clone(), route.per_client_max);
+                let pool = StdioPool::spawn(&route.name, cfg, sink.clone(), route.per_client_max);
                 Upstream::One(Connector::StdioPool(pool))
             } else {
                 Upstream::One(Connector::Stdio(Stdio::spawn(cfg, sink.clone())))
@@ -240,8 +240,15 @@ pub fn build_route(
             } else {
                 LinkKind::Sse
             };
-            link_upstream(config, route, url, kind, sink.clone(), &hook)
-                .map(|link| Upstream::One(Connector::Link(link)))
+            link_config(config, route, url, kind, &hook)
+                .map(|cfg| {
+                    Upstream::One(if route.per_client {
+                        let max = route.per_client_max;
+                        Connector::LinkPool(LinkPool::spawn(&route.name, cfg, sink.clone(), max))
+                    } else {
+                        Connector::Link(Link::spawn(cfg, sink.clone()))
+                    })
+                })
                 .unwrap_or_else(|why| unserved(route, why))
         }
         (Transport::Stdio(_), _) => unserved(route, "a command route without a command".into()),

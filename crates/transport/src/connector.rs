@@ -13,7 +13,10 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 
 use crate::http::HttpStatus;
-use crate::{Call, Http, Link, Phase, Reply, ServerInfo, Stdio, StdioPool, UpstreamError};
+use crate::link::LinkStatus;
+use crate::{
+    Call, Http, Link, LinkPool, Phase, Reply, ServerInfo, Stdio, StdioPool, UpstreamError,
+};
 
 /// How a route reaches its tool server. Cheap to clone: clones share the connection.
 #[derive(Clone)]
@@ -22,6 +25,9 @@ pub enum Connector {
     Stdio(Stdio),
     /// A supervised child process per client session (and the route's own).
     StdioPool(StdioPool),
+    /// A legacy HTTP+SSE or WebSocket connection per client session (and the route's
+    /// own).
+    LinkPool(LinkPool),
     /// A Streamable HTTP server.
     Http(Http),
     /// A legacy HTTP+SSE or WebSocket server.
@@ -61,6 +67,18 @@ impl From<HttpStatus> for State {
     }
 }
 
+/// A link's state.
+fn link_state(s: LinkStatus) -> State {
+    State {
+        up: s.phase == Phase::Ready,
+        starting: s.phase == Phase::Starting,
+        pid: None,
+        restarts: s.restarts,
+        last_error: s.last_error,
+        protocol_version: s.info.map(|i| i.protocol_version.clone()),
+    }
+}
+
 /// A child's state.
 fn stdio_state(s: crate::stdio::Status) -> State {
     State {
@@ -78,19 +96,10 @@ impl Connector {
     pub fn state(&self) -> State {
         match self {
             Connector::Stdio(stdio) => stdio_state(stdio.status()),
-            Connector::StdioPool(pool) => stdio_state(pool.status()),
+            Connector::StdioPool(pool) => stdio_state(pool.base().status()),
+            Connector::LinkPool(pool) => link_state(pool.base().status()),
             Connector::Http(http) => http.status().into(),
-            Connector::Link(link) => {
-                let s = link.status();
-                State {
-                    up: s.phase == Phase::Ready,
-                    starting: s.phase == Phase::Starting,
-                    pid: None,
-                    restarts: s.restarts,
-                    last_error: s.last_error,
-                    protocol_version: s.info.map(|i| i.protocol_version.clone()),
-                }
-            }
+            Connector::Link(link) => link_state(link.status()),
             Connector::Unserved(why) => State {
                 last_error: Some((SystemTime::now(), why.to_string())),
                 ..State::default()
@@ -102,7 +111,8 @@ impl Connector {
     pub fn info(&self) -> Option<Arc<ServerInfo>> {
         match self {
             Connector::Stdio(stdio) => stdio.status().info,
-            Connector::StdioPool(pool) => pool.info(),
+            Connector::StdioPool(pool) => pool.base().status().info,
+            Connector::LinkPool(pool) => pool.base().status().info,
             Connector::Http(http) => http.status().info,
             Connector::Link(link) => link.status().info,
             Connector::Unserved(_) => None,
@@ -114,6 +124,7 @@ impl Connector {
         match self {
             Connector::Stdio(stdio) => stdio.call(call).await,
             Connector::StdioPool(pool) => pool.call(call).await,
+            Connector::LinkPool(pool) => pool.call(call).await,
             Connector::Http(http) => http.call(call).await,
             Connector::Link(link) => link.call(call).await,
             Connector::Unserved(why) => Err(UpstreamError::Unavailable {
@@ -128,6 +139,7 @@ impl Connector {
         match self {
             Connector::Stdio(stdio) => stdio.first_attempt(deadline).await,
             Connector::StdioPool(pool) => pool.base().first_attempt(deadline).await,
+            Connector::LinkPool(pool) => pool.base().first_attempt(deadline).await,
             Connector::Http(http) => http.first_attempt(deadline).await,
             Connector::Link(link) => link.first_attempt(deadline).await,
             Connector::Unserved(_) => {}
@@ -145,6 +157,7 @@ impl Connector {
         match self {
             Connector::Stdio(stdio) => stdio.notify(method, params).await,
             Connector::StdioPool(pool) => pool.notify(session, method, params).await,
+            Connector::LinkPool(pool) => pool.notify(session, method, params).await,
             Connector::Http(http) => http.notify(session, method, params).await,
             Connector::Link(link) => link.notify(method, params).await,
             Connector::Unserved(_) => {}
@@ -156,6 +169,7 @@ impl Connector {
         match self {
             Connector::Stdio(stdio) => stdio.respond(id, reply).await,
             Connector::StdioPool(pool) => pool.respond(session, id, reply).await,
+            Connector::LinkPool(pool) => pool.respond(session, id, reply).await,
             Connector::Http(http) => http.respond(session, id, reply).await,
             Connector::Link(link) => link.respond(id, reply).await,
             Connector::Unserved(_) => {}
@@ -167,6 +181,7 @@ impl Connector {
         match self {
             Connector::Http(http) => http.end_session(session),
             Connector::StdioPool(pool) => pool.end_session(session),
+            Connector::LinkPool(pool) => pool.end_session(session),
             _ => {}
         }
     }
@@ -176,6 +191,7 @@ impl Connector {
         match self {
             Connector::Http(http) => http.client_sessions(),
             Connector::StdioPool(pool) => pool.client_sessions(),
+            Connector::LinkPool(pool) => pool.client_sessions(),
             _ => 0,
         }
     }
@@ -185,6 +201,7 @@ impl Connector {
         match self {
             Connector::Stdio(stdio) => stdio.shutdown().await,
             Connector::StdioPool(pool) => pool.shutdown().await,
+            Connector::LinkPool(pool) => pool.shutdown().await,
             Connector::Http(http) => http.shutdown().await,
             Connector::Link(link) => link.shutdown().await,
             Connector::Unserved(_) => {}

@@ -27,5 +27,6 @@ pub use http::{Http, HttpConfig};
 pub use link::{Link, LinkConfig, LinkKind};
 pub use mcp_edge_call::{Call, CallEvent, Reply, UpstreamError};
 pub use mcp_edge_upstream::{NoSink, Phase, ServerInfo, Sink, redact};
-pub use stdio::pool::StdioPool;
+pub mod pool;
+pub use pool::{LinkPool, StdioPool};
 pub use stdio::{Stdio, StdioConfig};

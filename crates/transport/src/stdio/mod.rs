@@ -16,7 +16,6 @@
 //! - stderr is logged line by line with the route and the ids in flight;
 //! - shutdown closes stdin, waits, then sends SIGTERM, then SIGKILL.
 
-pub mod pool;
 mod supervisor;
 
 use std::path::PathBuf;
