@@ -307,3 +307,39 @@ async fn legacy_sse_and_websocket_routes_give_each_client_its_own_connection() {
     assert_eq!(held(&gw).await, [1, 1]);
     assert_eq!(tool(&mut b, "ws__recall", json!({})).await, "b");
 }
+
+/// A route balanced over two FastMCP replicas: each client sticks to one replica, where
+/// its own upstream session is, so its state is always there; another client's state is
+/// its own, wherever it landed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_balanced_replicas_each_client_sticks_to_its_own_session() {
+    let py1 = peer("py1/bin/python");
+    let one = ServerProc::start(&py1, &["tests/peers/fastmcp_server.py", "--http", "0"], &[]);
+    let two = ServerProc::start(&py1, &["tests/peers/fastmcp_server.py", "--http", "0"], &[]);
+    let routes = format!(
+        "[[route]]\nname = \"pair\"\nurls = [\"http://127.0.0.1:{}/mcp\", \"http://127.0.0.1:{}/mcp\"]\n\
+         sessions = \"per-client\"\n",
+        one.port, two.port
+    );
+    let gw = Gateway::start("per-client-balanced", &routes);
+    let mut clients = Vec::new();
+    for i in 0..6 {
+        let mut mcp = gw.client("/mcp");
+        mcp.initialize().await;
+        let value = format!("client {i}");
+        assert_eq!(
+            tool(&mut mcp, "pair__remember", json!({ "value": value })).await,
+            "remembered"
+        );
+        clients.push((mcp, value));
+    }
+    // Many calls each, spread by the balancer but for the client's session: always its
+    // own state.
+    for _ in 0..5 {
+        for (mcp, value) in &mut clients {
+            assert_eq!(tool(mcp, "pair__recall", json!({})).await, *value);
+        }
+    }
+    let h = http(gw.admin, "GET", "/health", &[], b"").await.json();
+    assert_eq!(h["routes"][0]["client_sessions"], 6, "{h:#}");
+}

@@ -1216,21 +1216,14 @@ impl Validator<'_> {
             None => (Protocol::Auto, None),
         };
         // Per client is the default for a network route to one server; for a stdio
-        // route (a process per client) it is a choice.
+        // route (a process per client) and balanced replicas (a client stuck to one
+        // replica keeps calling it while it fails, until its breaker opens) it is a
+        // choice.
         let network = !matches!(endpoint, Endpoint::Command(_)) && more_urls.is_empty();
         let per_client = match &spec.sessions {
             None => network,
             Some(mode) if mode.get_ref() == "shared" => false,
-            Some(mode) if mode.get_ref() == "per-client" => {
-                if !network && !matches!(endpoint, Endpoint::Command(_)) {
-                    self.error(
-                        mode.span(),
-                        "sessions = \"per-client\" is not served for balanced replicas (`urls`) yet",
-                        "remove it, or point the route at one server",
-                    );
-                }
-                true
-            }
+            Some(mode) if mode.get_ref() == "per-client" => true,
             Some(mode) => {
                 self.error(
                     mode.span(),

@@ -556,10 +556,20 @@ fn per_client_sessions_are_for_one_streamable_http_server() {
         config.unwrap().routes[0].per_client,
         "the default for a network route"
     );
-    refused(
-        "[[route]]\nname = \"a\"\nurls = [\"http://127.0.0.1:9/mcp\", \"http://127.0.0.1:10/mcp\"]\nsessions = \"per-client\"\n",
-        "4:12",
-        &["not served for balanced replicas"],
+    let urls = "urls = [\"http://127.0.0.1:9/mcp\", \"http://127.0.0.1:10/mcp\"]";
+    let text = format!("[[route]]\nname = \"a\"\n{urls}\n");
+    let (config, diags) = parse(&Source::new("routes.toml", &text));
+    assert!(diags.is_empty(), "{diags:?}");
+    assert!(
+        !config.unwrap().routes[0].per_client,
+        "balanced: shared by default"
+    );
+    let text = format!("[[route]]\nname = \"a\"\n{urls}\nsessions = \"per-client\"\n");
+    let (config, diags) = parse(&Source::new("routes.toml", &text));
+    assert!(diags.is_empty(), "{diags:?}");
+    assert!(
+        config.unwrap().routes[0].per_client,
+        "and per client when asked"
     );
     refused(
         "[[route]]\nname = \"a\"\ncommand = \"s\"\nsessions = \"each\"\n",

@@ -175,7 +175,10 @@ fn balanced_upstream(
         );
         replicas.push(Replica::new(http, breaker, shown));
     }
-    Ok(Balanced { replicas })
+    Ok(Balanced {
+        replicas,
+        per_client: route.per_client,
+    })
 }
 
 fn link_config(

@@ -119,6 +119,9 @@ impl Drop for InFlight<'_> {
 pub struct Balanced {
     /// The replicas, in `urls` order.
     pub replicas: Vec<Replica>,
+    /// Each client session has an upstream session of its own, on the replica it
+    /// sticks to (see [`Balanced::pick_for`]).
+    pub per_client: bool,
 }
 
 impl Balanced {
@@ -144,7 +147,10 @@ impl Balanced {
 
     /// Makes one call on the replica the balancer picks.
     pub async fn call(&self, mut call: Call) -> Result<Reply, UpstreamError> {
-        let (index, permit) = self.pick()?;
+        let (index, permit) = match &call.session {
+            Some(key) if self.per_client => self.pick_for(key)?,
+            _ => self.pick()?,
+        };
         let replica = &self.replicas[index];
         let events = call.events.take();
         replica.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -210,6 +216,41 @@ impl Balanced {
         Err(refusal.unwrap_or(UpstreamError::Closed))
     }
 
+    /// The replica a client session sticks to (its session lives there): the same one
+    /// for every call while its breaker lets calls through, the next ones in turn while
+    /// it does not (the client then gets a new upstream session there, without the old
+    /// one's state, as when it moves to another gateway replica).
+    fn pick_for(&self, key: &str) -> Result<(usize, Permit), UpstreamError> {
+        let n = self.replicas.len();
+        // FNV-1a: stable across processes, so every gateway replica agrees.
+        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let first = (hash % n as u64) as usize;
+        let mut refusal: Option<UpstreamError> = None;
+        for index in (0..n).map(|i| (first + i) % n) {
+            match self.replicas[index].breaker.try_acquire() {
+                Ok(permit) => return Ok((index, permit)),
+                Err(e) => {
+                    refusal.get_or_insert(e);
+                }
+            }
+        }
+        Err(refusal.unwrap_or(UpstreamError::Closed))
+    }
+
+    /// A client session ended: its upstream sessions end on every replica.
+    pub fn end_session(&self, session: &str) {
+        for replica in &self.replicas {
+            replica.http.end_session(session);
+        }
+    }
+
+    /// Client sessions with an upstream session of their own, over all replicas.
+    pub fn client_sessions(&self) -> usize {
+        self.replicas.iter().map(|r| r.http.client_sessions()).sum()
+    }
+
     /// What the first replica that is up said about itself.
     pub fn info(&self) -> Option<Arc<ServerInfo>> {
         self.replicas.iter().find_map(|r| r.http.status().info)
@@ -223,22 +264,29 @@ impl Balanced {
         .await;
     }
 
-    /// Sends a notification to every replica.
-    pub async fn notify(&self, method: &str, params: Option<&serde_json::value::RawValue>) {
+    /// Sends a notification: a client's to the replicas holding its own session,
+    /// anything else to every replica.
+    pub async fn notify(
+        &self,
+        session: Option<&Arc<str>>,
+        method: &str,
+        params: Option<&serde_json::value::RawValue>,
+    ) {
         futures_util::future::join_all(
             self.replicas
                 .iter()
-                .map(|r| r.http.notify(None, method, params)),
+                .filter(|r| session.is_none_or(|key| r.http.holds(key)))
+                .map(|r| r.http.notify(session, method, params)),
         )
         .await;
     }
 
     /// Answers a request one replica made, by the id [`Balanced::call`] gave it.
-    pub async fn respond(&self, id: &Id, reply: Reply) {
+    pub async fn respond(&self, session: Option<&Arc<str>>, id: &Id, reply: Reply) {
         if let Some((index, original)) = untag(id)
             && let Some(replica) = self.replicas.get(index)
         {
-            replica.http.respond(None, &original, reply).await;
+            replica.http.respond(session, &original, reply).await;
         }
     }
 

@@ -148,7 +148,7 @@ impl RouteRt {
     ) {
         match &self.upstream {
             Upstream::One(connector) => connector.notify(session, method, params).await,
-            Upstream::Balanced(balanced) => balanced.notify(method, params).await,
+            Upstream::Balanced(balanced) => balanced.notify(session, method, params).await,
         }
     }
 
@@ -156,7 +156,7 @@ impl RouteRt {
     pub async fn respond(&self, session: Option<&Arc<str>>, id: &Id, reply: Reply) {
         match &self.upstream {
             Upstream::One(connector) => connector.respond(session, id, reply).await,
-            Upstream::Balanced(balanced) => balanced.respond(id, reply).await,
+            Upstream::Balanced(balanced) => balanced.respond(session, id, reply).await,
         }
     }
 
@@ -164,14 +164,15 @@ impl RouteRt {
     pub fn client_sessions(&self) -> usize {
         match &self.upstream {
             Upstream::One(connector) => connector.client_sessions(),
-            Upstream::Balanced(_) => 0,
+            Upstream::Balanced(balanced) => balanced.client_sessions(),
         }
     }
 
     /// A client session ended: its own upstream session on this route, if any, ends.
     pub fn end_session(&self, session: &str) {
-        if let Upstream::One(connector) = &self.upstream {
-            connector.end_session(session);
+        match &self.upstream {
+            Upstream::One(connector) => connector.end_session(session),
+            Upstream::Balanced(balanced) => balanced.end_session(session),
         }
     }
 

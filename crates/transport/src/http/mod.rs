@@ -551,6 +551,11 @@ impl Http {
         });
     }
 
+    /// Whether `session` holds an upstream session of its own here.
+    pub fn holds(&self, session: &str) -> bool {
+        self.clients().contains_key(session)
+    }
+
     /// How many client sessions hold an upstream session of their own.
     pub fn client_sessions(&self) -> usize {
         self.clients().len()
