@@ -230,6 +230,15 @@ impl Gateway {
         None
     }
 
+    /// An MCP client on `/mcp` presenting `token`, its session open.
+    pub async fn client_with_token(&self, token: &str) -> Mcp {
+        let mut mcp = self.client("/mcp");
+        mcp.headers
+            .push(("authorization".into(), format!("Bearer {token}")));
+        mcp.initialize().await;
+        mcp
+    }
+
     /// An MCP client for `path` (`/mcp`, `/mcp/demo`).
     pub fn client(&self, path: &str) -> Mcp {
         Mcp::new(self.addr, path)

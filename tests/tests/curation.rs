@@ -9,14 +9,6 @@
 use mcp_edge_tests::{Gateway, Mcp, ServerProc, peer, text};
 use serde_json::{Value, json};
 
-async fn client_of(gw: &Gateway, token: &str) -> Mcp {
-    let mut mcp = gw.client("/mcp");
-    mcp.headers
-        .push(("authorization".into(), format!("Bearer {token}")));
-    mcp.initialize().await;
-    mcp
-}
-
 async fn tools(mcp: &mut Mcp) -> Vec<Value> {
     let answer = mcp.call("tools/list", json!({})).await;
     answer["tools"].as_array().unwrap().clone()
@@ -68,7 +60,7 @@ async fn tools_are_filtered_renamed_described_annotated_and_granted_per_client()
     );
 
     // The platform team's view of the route.
-    let mut ops = client_of(&gw, "ops-token-3").await;
+    let mut ops = gw.client_with_token("ops-token-3").await;
     let listed = tools(&mut ops).await;
     let names: Vec<&str> = listed.iter().map(|t| t["name"].as_str().unwrap()).collect();
     for gone in [
@@ -121,7 +113,7 @@ async fn tools_are_filtered_renamed_described_annotated_and_granted_per_client()
     );
 
     // The reader sees and calls only its two tools.
-    let mut reader = client_of(&gw, "reader-token-4").await;
+    let mut reader = gw.client_with_token("reader-token-4").await;
     let listed = tools(&mut reader).await;
     let mut names: Vec<&str> = listed.iter().map(|t| t["name"].as_str().unwrap()).collect();
     names.sort_unstable();

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mcp_edge_tests::{
-    Gateway, Mcp, ServerProc, http, peer, post_message, post_message_stream, scratch_dir, text,
+    Gateway, ServerProc, http, peer, post_message, post_message_stream, scratch_dir, text,
 };
 use serde_json::{Value, json};
 
@@ -246,14 +246,6 @@ fn with_clients(routes: &str) -> Gateway {
     )
 }
 
-async fn client_of(gw: &Gateway, token: &str) -> Mcp {
-    let mut mcp = gw.client("/mcp");
-    mcp.headers
-        .push(("authorization".into(), format!("Bearer {token}")));
-    mcp.initialize().await;
-    mcp
-}
-
 fn echo(message: &str) -> Value {
     json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": { "name": "demo__echo", "arguments": { "message": message } } })
 }
@@ -264,8 +256,8 @@ async fn a_client_over_its_rate_is_refused_with_a_hint_and_another_is_not() {
         "[[route]]\nname = \"demo\"\ncommand = [\"{mcp_edge}\", \"demo-tools\", \"--stdio\"]\n\
          rate_limit = { per_client = { per_second = 1, burst = 3 } }\n",
     );
-    let alice = client_of(&gw, "alice-token-1").await;
-    let bob = client_of(&gw, "bob-token-2").await;
+    let alice = gw.client_with_token("alice-token-1").await;
+    let bob = gw.client_with_token("bob-token-2").await;
     for i in 0..3 {
         let resp = alice.post(&echo(&format!("a{i}"))).await;
         assert_eq!(resp.status, 200, "within the burst");

@@ -21,6 +21,51 @@ async fn tool(mcp: &mut Mcp, name: &str, arguments: serde_json::Value) -> String
     )
 }
 
+/// A client with its session open.
+async fn client(gw: &Gateway) -> Mcp {
+    let mut mcp = gw.client("/mcp");
+    mcp.initialize().await;
+    mcp
+}
+
+/// `a` and `b` each keep a value on `route` and each read back its own.
+async fn kept_apart(a: &mut Mcp, b: &mut Mcp, route: &str) {
+    let (remember, recall) = (format!("{route}__remember"), format!("{route}__recall"));
+    for (mcp, value) in [(&mut *a, "a"), (&mut *b, "b")] {
+        assert_eq!(
+            tool(mcp, &remember, json!({ "value": value })).await,
+            "remembered"
+        );
+    }
+    assert_eq!(tool(a, &recall, json!({})).await, "a", "{route}");
+    assert_eq!(tool(b, &recall, json!({})).await, "b", "{route}");
+}
+
+/// Ends `mcp`'s session (DELETE).
+async fn end(gw: &Gateway, mcp: &Mcp) {
+    let session = mcp.session.clone().unwrap();
+    let deleted = http(
+        gw.addr,
+        "DELETE",
+        "/mcp",
+        &[("mcp-session-id", &session)],
+        b"",
+    )
+    .await;
+    assert!(deleted.status < 300, "{}", deleted.status);
+}
+
+/// Each route's client sessions holding an upstream session of their own, from /health.
+async fn held(gw: &Gateway) -> Vec<u64> {
+    let h = http(gw.admin, "GET", "/health", &[], b"").await.json();
+    h["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["client_sessions"].as_u64().unwrap())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_client_has_its_own_upstream_session_and_shared_routes_share_one() {
     let py1 = peer("py1/bin/python");
@@ -33,22 +78,11 @@ async fn each_client_has_its_own_upstream_session_and_shared_routes_share_one() 
         port = server.port
     );
     let gw = Gateway::start("per-client-sessions", &routes);
-    let mut a = gw.client("/mcp");
-    a.initialize().await;
-    let mut b = gw.client("/mcp");
-    b.initialize().await;
+    let mut a = client(&gw).await;
+    let mut b = client(&gw).await;
 
     // State: each client's own on `mine`, everyone's on `ours`.
-    assert_eq!(
-        tool(&mut a, "mine__remember", json!({ "value": "a" })).await,
-        "remembered"
-    );
-    assert_eq!(
-        tool(&mut b, "mine__remember", json!({ "value": "b" })).await,
-        "remembered"
-    );
-    assert_eq!(tool(&mut a, "mine__recall", json!({})).await, "a");
-    assert_eq!(tool(&mut b, "mine__recall", json!({})).await, "b");
+    kept_apart(&mut a, &mut b, "mine").await;
     assert_eq!(
         tool(&mut a, "ours__remember", json!({ "value": "a" })).await,
         "remembered"
@@ -118,16 +152,7 @@ async fn each_client_has_its_own_upstream_session_and_shared_routes_share_one() 
     let open = |s: String| s.parse::<u32>().unwrap();
     let before = open(tool(&mut b, "mine__open_sessions", json!({})).await);
     assert!(before >= 3, "{before}");
-    let session = a.session.clone().unwrap();
-    let deleted = http(
-        gw.addr,
-        "DELETE",
-        "/mcp",
-        &[("mcp-session-id", &session)],
-        b"",
-    )
-    .await;
-    assert!(deleted.status < 300, "{}", deleted.status);
+    end(&gw, &a).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let now = open(tool(&mut b, "mine__open_sessions", json!({})).await);
@@ -189,30 +214,11 @@ async fn a_stdio_route_runs_a_child_per_client_bounded_and_ended_with_its_sessio
          sessions = \"per-client\"\nper_client_max = 2\n"
     );
     let gw = Gateway::start("per-client-children", &routes);
-    let children = |gw: &Gateway| {
-        let admin = gw.admin;
-        async move {
-            let h = http(admin, "GET", "/health", &[], b"").await.json();
-            h["routes"][0]["client_sessions"].as_u64().unwrap()
-        }
-    };
-    let mut a = gw.client("/mcp");
-    a.initialize().await;
-    let mut b = gw.client("/mcp");
-    b.initialize().await;
-    let mut c = gw.client("/mcp");
-    c.initialize().await;
-    assert_eq!(
-        tool(&mut a, "kid__remember", json!({ "value": "a" })).await,
-        "remembered"
-    );
-    assert_eq!(
-        tool(&mut b, "kid__remember", json!({ "value": "b" })).await,
-        "remembered"
-    );
-    assert_eq!(tool(&mut a, "kid__recall", json!({})).await, "a");
-    assert_eq!(tool(&mut b, "kid__recall", json!({})).await, "b");
-    assert_eq!(children(&gw).await, 2);
+    let mut a = client(&gw).await;
+    let mut b = client(&gw).await;
+    let mut c = client(&gw).await;
+    kept_apart(&mut a, &mut b, "kid").await;
+    assert_eq!(held(&gw).await, [2]);
 
     // A third client finds the pool full.
     let error = c
@@ -234,20 +240,11 @@ async fn a_stdio_route_runs_a_child_per_client_bounded_and_ended_with_its_sessio
     );
 
     // a's session ends, and its child with it: c gets one.
-    let session = a.session.clone().unwrap();
-    let deleted = http(
-        gw.addr,
-        "DELETE",
-        "/mcp",
-        &[("mcp-session-id", &session)],
-        b"",
-    )
-    .await;
-    assert!(deleted.status < 300, "{}", deleted.status);
-    assert_eq!(children(&gw).await, 1);
+    end(&gw, &a).await;
+    assert_eq!(held(&gw).await, [1]);
     assert_eq!(tool(&mut c, "kid__recall", json!({})).await, "nothing");
     assert_eq!(tool(&mut b, "kid__recall", json!({})).await, "b");
-    assert_eq!(children(&gw).await, 2);
+    assert_eq!(held(&gw).await, [2]);
 }
 
 /// Legacy HTTP+SSE and WebSocket routes (FastMCP over both): by default each client gets
@@ -264,46 +261,13 @@ async fn legacy_sse_and_websocket_routes_give_each_client_its_own_connection() {
         sse.port, ws.port
     );
     let gw = Gateway::start("per-client-links", &routes);
-    let mut a = gw.client("/mcp");
-    a.initialize().await;
-    let mut b = gw.client("/mcp");
-    b.initialize().await;
+    let mut a = client(&gw).await;
+    let mut b = client(&gw).await;
     for route in ["sse", "ws"] {
-        let (remember, recall) = (format!("{route}__remember"), format!("{route}__recall"));
-        assert_eq!(
-            tool(&mut a, &remember, json!({ "value": "a" })).await,
-            "remembered"
-        );
-        assert_eq!(
-            tool(&mut b, &remember, json!({ "value": "b" })).await,
-            "remembered"
-        );
-        assert_eq!(tool(&mut a, &recall, json!({})).await, "a", "{route}");
-        assert_eq!(tool(&mut b, &recall, json!({})).await, "b", "{route}");
+        kept_apart(&mut a, &mut b, route).await;
     }
-    let held = |gw: &Gateway| {
-        let admin = gw.admin;
-        async move {
-            let h = http(admin, "GET", "/health", &[], b"").await.json();
-            h["routes"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["client_sessions"].as_u64().unwrap())
-                .collect::<Vec<_>>()
-        }
-    };
     assert_eq!(held(&gw).await, [2, 2]);
-    let session = a.session.clone().unwrap();
-    let deleted = http(
-        gw.addr,
-        "DELETE",
-        "/mcp",
-        &[("mcp-session-id", &session)],
-        b"",
-    )
-    .await;
-    assert!(deleted.status < 300, "{}", deleted.status);
+    end(&gw, &a).await;
     assert_eq!(held(&gw).await, [1, 1]);
     assert_eq!(tool(&mut b, "ws__recall", json!({})).await, "b");
 }
@@ -340,6 +304,5 @@ async fn on_balanced_replicas_each_client_sticks_to_its_own_session() {
             assert_eq!(tool(mcp, "pair__recall", json!({})).await, *value);
         }
     }
-    let h = http(gw.admin, "GET", "/health", &[], b"").await.json();
-    assert_eq!(h["routes"][0]["client_sessions"], 6, "{h:#}");
+    assert_eq!(held(&gw).await, [6]);
 }
