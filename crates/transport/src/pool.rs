@@ -276,3 +276,80 @@ impl Sink for Owned {
 
     fn availability(&self, _: &str, _: Option<Arc<ServerInfo>>) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use mcp_edge_upstream::NoSink;
+
+    /// A worker that answers every call and counts the ones started and stopped.
+    #[derive(Clone)]
+    struct Fake(Arc<(AtomicUsize, AtomicUsize)>);
+
+    impl Supervised for Fake {
+        type Config = Arc<(AtomicUsize, AtomicUsize)>;
+        const NOUN: &'static str = "fakes";
+        fn start(cfg: Self::Config, _: Arc<dyn Sink>) -> Self {
+            cfg.0.fetch_add(1, Ordering::SeqCst);
+            Fake(cfg)
+        }
+        fn call(&self, _: Call) -> impl Future<Output = Result<Reply, UpstreamError>> + Send {
+            std::future::ready(Ok(Reply::Result(
+                RawValue::from_string("{}".into()).unwrap(),
+            )))
+        }
+        fn notify(&self, _: &str, _: Option<&RawValue>) -> impl Future<Output = ()> + Send {
+            std::future::ready(())
+        }
+        fn respond(&self, _: &Id, _: Reply) -> impl Future<Output = ()> + Send {
+            std::future::ready(())
+        }
+        fn shutdown(&self) -> impl Future<Output = ()> + Send {
+            self.0.1.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(())
+        }
+    }
+
+    fn call(session: &str) -> Call {
+        Call {
+            method: "tools/call".into(),
+            params: None,
+            deadline: Instant::now() + Duration::from_secs(1),
+            events: None,
+            traceparent: None,
+            name: None,
+            session: Some(session.into()),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_clients_worker_is_reused_capped_and_ended_when_idle_or_ended() {
+        let counts = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+        let pool: Pool<Fake> = Pool::spawn("r", counts.clone(), Arc::new(NoSink), 2);
+        assert_eq!(counts.0.load(Ordering::SeqCst), 1, "the route's own");
+        pool.call(call("a")).await.unwrap();
+        pool.call(call("a")).await.unwrap();
+        pool.call(call("b")).await.unwrap();
+        assert_eq!(counts.0.load(Ordering::SeqCst), 3, "one per client, reused");
+        let refused = pool.call(call("c")).await.unwrap_err();
+        assert!(refused.to_string().contains("runs 2 fakes"), "{refused}");
+        assert_eq!(refused.retry_after(), Some(Duration::from_secs(1)));
+
+        pool.end_session("a");
+        tokio::task::yield_now().await;
+        assert_eq!(pool.client_sessions(), 1);
+        assert_eq!(counts.1.load(Ordering::SeqCst), 1);
+
+        // b goes quiet: it is ended once IDLE has passed, and not before.
+        tokio::time::sleep(IDLE - IDLE / 5).await;
+        assert_eq!(pool.client_sessions(), 1);
+        tokio::time::sleep(IDLE / 2).await;
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(pool.client_sessions(), 0);
+        assert_eq!(counts.1.load(Ordering::SeqCst), 2);
+    }
+}
