@@ -25,10 +25,19 @@ const browser = await chromium.launch({
   ],
 });
 const out = { foreign: [], errors: [] };
+// Once the test has stopped the gateway, failed fetches are expected.
+let stopped = false;
+const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const waitFor = async (word) => {
+  for (;;) {
+    const { value, done } = await lines.next();
+    if (done || value.trim() === word) return;
+  }
+};
 const watch = (page) => {
   page.on("request", (r) => { if (!r.url().startsWith(origin)) out.foreign.push(r.url()); });
   page.on("pageerror", (e) => out.errors.push(String(e)));
-  page.on("console", (m) => { if (m.type() === "error") out.errors.push(m.text()); });
+  page.on("console", (m) => { if (m.type() === "error" && !stopped) out.errors.push(m.text()); });
 };
 const routeRows = (page) =>
   page.$$eval("main h2:first-of-type + table tr", (trs) =>
@@ -53,8 +62,7 @@ try {
 
   // The test opens sessions now; the page must show them without a reload.
   console.log("loaded");
-  const input = readline.createInterface({ input: process.stdin });
-  for await (const line of input) { if (line.trim() === "changed") break; }
+  await waitFor("changed");
   try {
     await page.waitForFunction(
       (before) => {
@@ -92,6 +100,20 @@ try {
   ).catch(() => "");
   out.noScriptMeta = await plain.$$eval('meta[http-equiv="refresh"]', (m) => m.map((x) => x.content));
   await plain.screenshot({ path: `${shots}/status-page-no-js.png`, fullPage: true });
+
+  // The gateway goes away: the open route page says so, and keeps what it showed.
+  console.log("stop");
+  await waitFor("stopped");
+  stopped = true;
+  try {
+    await page.waitForFunction(() => document.documentElement.dataset.stale === "unreachable", null, { timeout: 20000 });
+  } catch (e) {
+    out.errors.push("the page did not say the gateway stopped answering: " + e.message);
+  }
+  out.staleShown = await page.isVisible("#stale");
+  out.staleText = await page.innerText("#stale");
+  out.keptDetail = (await page.innerText("main")).includes("Effective configuration");
+  await page.screenshot({ path: `${shots}/status-route-unreachable.png`, fullPage: true });
 } catch (e) {
   out.errors.push(String(e && e.stack || e));
 } finally {

@@ -83,6 +83,14 @@ async fn the_status_page_puts_the_broken_route_first_refreshes_in_place_and_need
     }
     let mut stdin = browser.stdin.take().unwrap();
     stdin.write_all(b"changed\n").await.unwrap();
+    // Then the gateway stops, with its pages open in the browser.
+    let stop = tokio::time::timeout(Duration::from_secs(90), lines.next_line())
+        .await
+        .expect("the browser asked for the gateway to stop within 90 s")
+        .unwrap();
+    assert_eq!(stop.as_deref(), Some("stop"), "{stop:?}");
+    drop(gw);
+    stdin.write_all(b"stopped\n").await.unwrap();
     drop(stdin);
     let report = tokio::time::timeout(Duration::from_secs(90), lines.next_line())
         .await
@@ -178,6 +186,17 @@ async fn the_status_page_puts_the_broken_route_first_refreshes_in_place_and_need
         assert!(detail.contains(part), "{part} missing from:\n{detail}");
     }
     assert!(!detail.contains(SECRET), "{detail}");
+
+    // The gateway gone: the open page says so and keeps what it showed.
+    assert_eq!(seen["staleShown"], true, "{seen:#}");
+    assert!(
+        seen["staleText"]
+            .as_str()
+            .unwrap()
+            .contains("The gateway does not answer"),
+        "{seen:#}"
+    );
+    assert_eq!(seen["keptDetail"], true, "{seen:#}");
 
     // JavaScript off: the same rows, and the page refreshes itself.
     assert_eq!(seen["noScriptRows"].as_array().unwrap().len(), rows.len());
